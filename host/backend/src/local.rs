@@ -1,0 +1,252 @@
+//! A repository in a local directory.
+//!
+//! Layout: `config`, `keys/`, `snapshots/`, `index/`, `locks/`, and `data/00/`…`data/ff/`
+//! (packs fanned out by the first two hex digits). A write goes to a temporary file in the same
+//! directory, is synced, and is then hard-linked to its name: `link(2)` fails when the name
+//! exists, so create-only is atomic even between racing processes, and a crash never leaves a
+//! half-written object under a real name. Temporary files start with `.tmp-` and are ignored.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
+
+/// A repository directory on a local filesystem.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    let kind = match e.kind() {
+        IoKind::NotFound => ErrorKind::NotFound,
+        IoKind::AlreadyExists => ErrorKind::AlreadyExists,
+        _ => ErrorKind::Backend,
+    };
+    Error::new(kind, what.to_string()).with_source(e)
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn dir(&self, tpe: FileType, name: &str) -> PathBuf {
+        match tpe {
+            FileType::Config => self.root.clone(),
+            FileType::Pack => self.root.join("data").join(name.get(..2).unwrap_or("xx")),
+            _ => self.root.join(tpe.dir()),
+        }
+    }
+
+    fn path(&self, tpe: FileType, name: &str) -> Result<PathBuf> {
+        if tpe == FileType::Config {
+            return Ok(self.root.join("config"));
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!(
+                "`{name}` is not a valid {tpe} name"
+            )));
+        }
+        Ok(self.dir(tpe, name).join(name))
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    // Makes the new name durable; best effort (some filesystems refuse to fsync directories).
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn guarantees(&self) -> Guarantees {
+        Guarantees {
+            atomic_create: true,
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        match fs::read_dir(&self.root) {
+            Ok(mut rd) => {
+                if rd.next().is_some() {
+                    return Err(Error::invalid(format!(
+                        "{} is not empty; a repository is only created in an empty or new directory",
+                        self.root.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("cannot read {}", self.root.display()), e)),
+        }
+        let mut dirs: Vec<PathBuf> = FileType::ALL
+            .iter()
+            .filter(|t| **t != FileType::Config)
+            .map(|t| self.root.join(t.dir()))
+            .collect();
+        dirs.extend((0..=255u8).map(|i| self.root.join("data").join(format!("{i:02x}"))));
+        for d in dirs {
+            fs::create_dir_all(&d)
+                .map_err(|e| io_err(format!("cannot create {}", d.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn list(&self, tpe: FileType) -> Result<Vec<(String, u64)>> {
+        if tpe == FileType::Config {
+            return Ok(match fs::metadata(self.root.join("config")) {
+                Ok(m) => vec![("config".to_owned(), m.len())],
+                Err(_) => Vec::new(),
+            });
+        }
+        let top = self.root.join(tpe.dir());
+        let dirs: Vec<PathBuf> = if tpe == FileType::Pack {
+            match fs::read_dir(&top) {
+                Ok(rd) => rd
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect(),
+                Err(e) if e.kind() == IoKind::NotFound => Vec::new(),
+                Err(e) => return Err(io_err(format!("cannot list {}", top.display()), e)),
+            }
+        } else {
+            vec![top]
+        };
+        let mut out = Vec::new();
+        for d in dirs {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(io_err(format!("cannot list {}", d.display()), e)),
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if let Ok(m) = e.metadata()
+                    && m.is_file()
+                {
+                    out.push((name, m.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, tpe: FileType, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(tpe, name)?;
+        fs::read(&p).map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))
+    }
+
+    fn read_range(&self, tpe: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let p = self.path(tpe, name)?;
+        let mut f = File::open(&p).map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))?;
+        let mut buf = Vec::with_capacity(length as usize);
+        f.take(length)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))?;
+        if buf.len() as u64 != length {
+            return Err(Error::corrupt(format!(
+                "{tpe} {name} is truncated: wanted {length} bytes at offset {offset}, got {}",
+                buf.len()
+            )));
+        }
+        Ok(buf)
+    }
+
+    fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let dest = self.path(tpe, name)?;
+        let dir = dest
+            .parent()
+            .expect("objects live in a directory")
+            .to_path_buf();
+        let tmp = dir.join(format!(".tmp-{name}-{:016x}", rand::random::<u64>()));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::hard_link(&tmp, &dest)
+        })();
+        let _ = fs::remove_file(&tmp);
+        match result {
+            Ok(()) => {
+                sync_dir(&dir);
+                Ok(())
+            }
+            Err(e) if e.kind() == IoKind::AlreadyExists => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{tpe} {name} already exists and is never replaced"),
+            )),
+            Err(e) if e.kind() == IoKind::NotFound && !self.root.join("keys").exists() => {
+                Err(Error::new(
+                    ErrorKind::RepositoryNotFound,
+                    format!("there is no repository at {}", self.root.display()),
+                )
+                .with_source(e))
+            }
+            Err(e) => Err(io_err(
+                format!("cannot write {tpe} {name} in {}", self.root.display()),
+                e,
+            )),
+        }
+    }
+
+    fn remove(&self, tpe: FileType, name: &str) -> Result<()> {
+        let p = self.path(tpe, name)?;
+        fs::remove_file(&p).map_err(|e| io_err(format!("cannot remove {tpe} {name}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_only_and_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        assert_eq!(b.create().unwrap_err().kind(), ErrorKind::InvalidInput);
+        b.write(FileType::Pack, "abcd", b"one").unwrap();
+        let e = b.write(FileType::Pack, "abcd", b"two").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(b.read(FileType::Pack, "abcd").unwrap(), b"one");
+        assert_eq!(b.read_range(FileType::Pack, "abcd", 1, 2).unwrap(), b"ne");
+        assert_eq!(
+            b.read_range(FileType::Pack, "abcd", 1, 5)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            b.list(FileType::Pack).unwrap(),
+            vec![("abcd".to_owned(), 3)]
+        );
+        assert!(dir.path().join("repo/data/ab/abcd").exists());
+        assert_eq!(
+            b.read(FileType::Key, "00").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert!(b.write(FileType::Key, "../x", b"").is_err());
+        b.remove(FileType::Pack, "abcd").unwrap();
+        assert!(b.list(FileType::Pack).unwrap().is_empty());
+    }
+
+    #[test]
+    fn create_refuses_non_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("x"), b"").unwrap();
+        let e = LocalBackend::new(dir.path()).create().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,122 @@
+//! The storage trait the engine writes through.
+//!
+//! A backend stores named, immutable files of a few types. It knows nothing about encryption or
+//! formats; wrappers and concrete stores (local directory, object stores, plugins) implement it.
+//! Every write is create-only: writing a name that exists fails with
+//! [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) and never replaces it.
+
+use std::fmt;
+
+use crate::error::Result;
+
+/// The kinds of file in a repository. Each maps to a directory of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    /// The one `config` file.
+    Config,
+    /// Key slots, `keys/`.
+    Key,
+    /// Snapshots, `snapshots/`.
+    Snapshot,
+    /// Index files, `index/`.
+    Index,
+    /// Packs of blobs, `data/`.
+    Pack,
+    /// Lock files, `locks/`.
+    Lock,
+}
+
+impl FileType {
+    /// Every type, in the order a repository is laid out.
+    pub const ALL: [FileType; 6] = [
+        FileType::Config,
+        FileType::Key,
+        FileType::Snapshot,
+        FileType::Index,
+        FileType::Pack,
+        FileType::Lock,
+    ];
+
+    /// The directory (or, for the config, file) name.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileType::Config => "config",
+            FileType::Key => "keys",
+            FileType::Snapshot => "snapshots",
+            FileType::Index => "index",
+            FileType::Pack => "data",
+            FileType::Lock => "locks",
+        }
+    }
+
+    /// A short singular noun for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            FileType::Config => "config",
+            FileType::Key => "key",
+            FileType::Snapshot => "snapshot",
+            FileType::Index => "index",
+            FileType::Pack => "pack",
+            FileType::Lock => "lock",
+        }
+    }
+}
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.noun())
+    }
+}
+
+/// What a store promises about its writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guarantees {
+    /// Create-only writes are atomic: of two racing writers of one name exactly one succeeds.
+    pub atomic_create: bool,
+}
+
+/// A place that holds a repository's files.
+pub trait Backend: Send + Sync + 'static {
+    /// Where this is, for messages (never with credentials).
+    fn location(&self) -> String;
+
+    /// What the store guarantees.
+    fn guarantees(&self) -> Guarantees;
+
+    /// Prepares an empty location for a new repository.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the location is not empty.
+    fn create(&self) -> Result<()>;
+
+    /// Names and sizes of all files of a type (for [`FileType::Config`]: `config` if present).
+    ///
+    /// # Errors
+    /// When the store cannot be listed.
+    fn list(&self, tpe: FileType) -> Result<Vec<(String, u64)>>;
+
+    /// The whole file.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when it does not exist.
+    fn read(&self, tpe: FileType, name: &str) -> Result<Vec<u8>>;
+
+    /// `length` bytes from `offset`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), or a short read reported as
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt).
+    fn read_range(&self, tpe: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+
+    /// Stores a new file; never replaces one.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) when the name is taken.
+    fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()>;
+
+    /// Removes a file.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when it does not exist.
+    fn remove(&self, tpe: FileType, name: &str) -> Result<()>;
+}

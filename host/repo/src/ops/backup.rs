@@ -1,0 +1,704 @@
+//! `backup`: walk, chunk, deduplicate, pack, index, and save a snapshot.
+//!
+//! Directories are walked in parallel (rayon): each directory's entries are processed
+//! concurrently and its tree is saved once its children are done, bottom-up. A file unchanged
+//! since the parent snapshot (type, size, mtime, ctime, inode) is not read; its content ids are
+//! taken from the parent. A large file is read in batches while the previous batch's chunks are
+//! hashed, compressed and sealed on all cores. Errors reading an entry become warnings and the
+//! snapshot is marked incomplete (`summary.errors`).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use dashmap::DashMap;
+use jiff::Timestamp;
+use rayon::prelude::*;
+
+use crate::backend::FileType;
+use crate::chunker::{Batch, Chunker};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::{BlobType, Compression};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Name, Node, NodeKind, Tree};
+use crate::fsmeta::{OwnerNames, kind_of, node_from_metadata};
+use crate::glob::PathPatterns;
+use crate::id::Id;
+use crate::indexed::IndexedRepository;
+use crate::packer::BlobSaver;
+use crate::repository::Actor;
+
+/// Which snapshot to compare against.
+#[derive(Debug, Clone, Default)]
+pub enum ParentChoice {
+    /// The newest snapshot with the same host, paths and app.
+    #[default]
+    Latest,
+    /// None: read every file.
+    None,
+    /// This one.
+    Snapshot(Id),
+}
+
+/// Options of a backup run.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct BackupOptions {
+    /// Host and user recorded in the snapshot.
+    pub actor: Actor,
+    /// uid and gid recorded in the snapshot.
+    pub uid_gid: (u32, u32),
+    /// Tags.
+    pub tags: Vec<String>,
+    /// App identity.
+    pub app: Option<String>,
+    /// Exclude globs: with a `/`, matched against the absolute path; without, against the name.
+    pub excludes: Vec<String>,
+    /// Do not cross into other filesystems (mount points are kept as empty directories).
+    pub one_file_system: bool,
+    /// The parent.
+    pub parent: ParentChoice,
+    /// Compute everything, store nothing.
+    pub dry_run: bool,
+    /// Compression.
+    pub compression: Compression,
+    /// Snapshot time (default: now).
+    pub time: Option<Timestamp>,
+}
+
+impl BackupOptions {
+    /// Options for `actor` with defaults otherwise.
+    pub fn new(actor: Actor) -> Self {
+        Self {
+            actor,
+            ..Self::default()
+        }
+    }
+}
+
+/// What to back up.
+pub enum BackupSource {
+    /// Files and directories (absolute or relative to the working directory).
+    Paths(Vec<PathBuf>),
+    /// One stream stored as a file named `filename`. `finish` runs after the stream ends and
+    /// may fail the backup (e.g. the producing command exited non-zero): then no snapshot is saved.
+    Stream {
+        /// Name of the file in the snapshot.
+        filename: String,
+        /// The data.
+        reader: Box<dyn Read + Send>,
+        /// Check run at the end of the stream.
+        finish: Option<Box<dyn FnOnce() -> Result<()> + Send>>,
+    },
+}
+
+/// Progress callbacks (the engine never prints). All methods default to doing nothing.
+pub trait BackupProgress: Send + Sync {
+    /// Whether the engine should count files and bytes ahead of the backup (for an ETA).
+    fn wants_totals(&self) -> bool {
+        false
+    }
+    /// Running totals from the counting walk; `done` on its last call.
+    fn totals(&self, _files: u64, _bytes: u64, _done: bool) {}
+    /// A file is being read.
+    fn file_started(&self, _path: &Path) {}
+    /// `n` more bytes processed (read or found unchanged).
+    fn bytes(&self, _n: u64) {}
+    /// A file is done.
+    fn file_done(&self, _path: &Path) {}
+    /// Something could not be read or changed while read.
+    fn warning(&self, _path: &Path, _message: &str) {}
+}
+
+/// Progress that ignores everything.
+pub struct NoProgress;
+impl BackupProgress for NoProgress {}
+
+/// The result of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// Id of the saved snapshot (`None` on a dry run).
+    pub id: Option<Id>,
+    /// The snapshot (saved or, on a dry run, that would be).
+    pub snapshot: Snapshot,
+}
+
+#[derive(Default)]
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unmodified: AtomicU64,
+    dirs_new: AtomicU64,
+    dirs_changed: AtomicU64,
+    dirs_unmodified: AtomicU64,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A directory level of the snapshot: either a path given on the command line or a parent of
+/// one (recorded with the real directory's metadata).
+enum Item {
+    Given(PathBuf),
+    Parent(PathBuf, BTreeMap<Vec<u8>, Item>),
+}
+
+struct Run<'a> {
+    repo: &'a IndexedRepository,
+    saver: BlobSaver,
+    chunker: Chunker,
+    excludes: PathPatterns,
+    one_file_system: bool,
+    progress: &'a dyn BackupProgress,
+    cancel: &'a AtomicBool,
+    owners: OwnerNames,
+    counts: Counters,
+    /// Content of hard-linked files already read, by (device, inode).
+    hardlinks: DashMap<(u64, u64), (i64, Vec<Id>)>,
+}
+
+fn warn(run: &Run<'_>, path: &Path, message: String) {
+    run.counts.errors.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(path = %path.display(), "{message}");
+    run.progress.warning(path, &message);
+}
+
+/// Makes `p` absolute and lexically clean (no `.`/`..`), without following symlinks.
+fn clean_absolute(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p)
+        .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+impl Run<'_> {
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Error::new(ErrorKind::Interrupted, "backup interrupted"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn load_parent_tree(&self, id: Option<Id>) -> Option<Tree> {
+        let id = id?;
+        match self.repo.load_tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("parent tree {id} unreadable, reading everything below it: {e}");
+                None
+            }
+        }
+    }
+
+    fn save_tree(&self, nodes: Vec<Node>, parent: Option<Id>) -> Result<Id> {
+        let mut tree = Tree { nodes };
+        tree.sort();
+        let (id, _) = self.saver.save(BlobType::Tree, &tree.to_bytes())?;
+        let counter = match parent {
+            None => &self.counts.dirs_new,
+            Some(p) if p == id => &self.counts.dirs_unmodified,
+            Some(_) => &self.counts.dirs_changed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    fn save_item(&self, name: &[u8], item: &Item, parent: Option<&Node>) -> Result<Option<Node>> {
+        match item {
+            Item::Given(path) => {
+                let meta = match std::fs::symlink_metadata(path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn(self, path, format!("cannot read {}: {e}", path.display()));
+                        return Ok(None);
+                    }
+                };
+                self.save_entry(path, Name(name.to_vec()), &meta, meta.dev(), parent)
+            }
+            Item::Parent(path, children) => {
+                let meta = std::fs::symlink_metadata(path)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                let mut node = node_from_metadata(Name(name.to_vec()), path, &meta, &self.owners);
+                node.subtree = Some(self.save_items(children, parent.and_then(|p| p.subtree))?);
+                Ok(Some(node))
+            }
+        }
+    }
+
+    fn save_items(&self, items: &BTreeMap<Vec<u8>, Item>, parent: Option<Id>) -> Result<Id> {
+        let ptree = self.load_parent_tree(parent);
+        let nodes = items
+            .par_iter()
+            .map(|(name, item)| {
+                self.save_item(name, item, ptree.as_ref().and_then(|t| t.find(name)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.save_tree(nodes.into_iter().flatten().collect(), parent)
+    }
+
+    fn save_entry(
+        &self,
+        path: &Path,
+        name: Name,
+        meta: &Metadata,
+        root_dev: u64,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        self.check_cancel()?;
+        let mut node = node_from_metadata(name, path, meta, &self.owners);
+        let parent = parent.filter(|p| p.kind == node.kind);
+        match node.kind {
+            NodeKind::Dir => {
+                let subtree = if self.one_file_system && meta.dev() != root_dev {
+                    self.save_tree(Vec::new(), parent.and_then(|p| p.subtree))?
+                } else {
+                    self.save_dir(path, root_dev, parent.and_then(|p| p.subtree))?
+                };
+                node.subtree = Some(subtree);
+            }
+            NodeKind::File => match self.save_file(path, meta, &node, parent) {
+                Ok(content) => node.content = Some(content),
+                Err(e) if e.kind() == ErrorKind::Io => {
+                    warn(self, path, format!("{e}: {}", source_text(&e)));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            },
+            _ => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn save_dir(&self, path: &Path, root_dev: u64, parent: Option<Id>) -> Result<Id> {
+        let mut names: Vec<OsString> = match std::fs::read_dir(path) {
+            Ok(rd) => rd
+                .filter_map(|e| match e {
+                    Ok(e) => Some(e.file_name()),
+                    Err(e) => {
+                        warn(self, path, format!("cannot list {}: {e}", path.display()));
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                warn(self, path, format!("cannot list {}: {e}", path.display()));
+                Vec::new()
+            }
+        };
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let ptree = self.load_parent_tree(parent);
+        let nodes = names
+            .par_iter()
+            .map(|n| {
+                let child = path.join(n);
+                if self.excludes.matches(&child) {
+                    return Ok(None);
+                }
+                let meta = match std::fs::symlink_metadata(&child) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn(
+                            self,
+                            &child,
+                            format!("cannot read {}: {e}", child.display()),
+                        );
+                        return Ok(None);
+                    }
+                };
+                let pnode = ptree.as_ref().and_then(|t| t.find(n.as_bytes()));
+                self.save_entry(&child, Name::from_os(n), &meta, root_dev, pnode)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.save_tree(nodes.into_iter().flatten().collect(), parent)
+    }
+
+    fn save_file(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        node: &Node,
+        parent: Option<&Node>,
+    ) -> Result<Vec<Id>> {
+        self.counts.files.fetch_add(1, Ordering::Relaxed);
+        self.counts.bytes.fetch_add(node.size, Ordering::Relaxed);
+        if let Some(p) = parent
+            && node.same_file_metadata(p)
+            && let Some(content) = &p.content
+            && content.iter().all(|id| self.repo.index().contains(id))
+        {
+            self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
+            self.progress.bytes(node.size);
+            self.progress.file_done(path);
+            return Ok(content.clone());
+        }
+        let link_key = (node.device_id, node.inode);
+        if node.is_hardlink()
+            && let Some(known) = self.hardlinks.get(&link_key)
+            && known.0 == node.mtime
+        {
+            self.progress.bytes(node.size);
+            return Ok(known.1.clone());
+        }
+        self.progress.file_started(path);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOATIME.bits())
+            .open(path)
+            .or_else(|_| File::open(path))
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let (content, _) = self
+            .save_stream(file)
+            .map_err(|e| e.context(format!("while reading {}", path.display())))?;
+        match std::fs::symlink_metadata(path) {
+            Ok(after)
+                if after.size() != meta.size()
+                    || after.mtime() != meta.mtime()
+                    || after.mtime_nsec() != meta.mtime_nsec() =>
+            {
+                let m = format!("{} changed while it was read", path.display());
+                tracing::warn!("{m}");
+                self.progress.warning(path, &m);
+            }
+            _ => {}
+        }
+        if parent.is_some() {
+            self.counts.files_changed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counts.files_new.fetch_add(1, Ordering::Relaxed);
+        }
+        if node.is_hardlink() {
+            self.hardlinks
+                .insert(link_key, (node.mtime, content.clone()));
+        }
+        self.progress.file_done(path);
+        Ok(content)
+    }
+
+    /// Chunks and saves a stream: while one batch's chunks are saved on all cores, the next
+    /// batch is read.
+    fn save_stream(&self, mut reader: impl Read + Send) -> Result<(Vec<Id>, u64)> {
+        let read = |r: &mut dyn Read, carry| {
+            self.chunker
+                .read_batch(r, carry)
+                .map_err(|e| Error::new(ErrorKind::Io, "read failed").with_source(e))
+        };
+        let mut ids = Vec::new();
+        let mut size = 0u64;
+        let mut batch = read(&mut reader, Vec::new())?;
+        loop {
+            self.check_cancel()?;
+            let Batch {
+                buf,
+                chunks,
+                carry,
+                eof,
+            } = batch;
+            size += chunks.iter().map(|r| r.len() as u64).sum::<u64>();
+            if eof {
+                ids.extend(self.save_chunks(&buf, &chunks)?);
+                return Ok((ids, size));
+            }
+            let (saved, next) = rayon::join(
+                || self.save_chunks(&buf, &chunks),
+                || read(&mut reader, carry),
+            );
+            ids.extend(saved?);
+            batch = next?;
+        }
+    }
+
+    fn save_chunks(&self, buf: &[u8], chunks: &[std::ops::Range<usize>]) -> Result<Vec<Id>> {
+        chunks
+            .par_iter()
+            .map(|r| {
+                let (id, _) = self.saver.save(BlobType::Data, &buf[r.clone()])?;
+                self.progress.bytes(r.len() as u64);
+                Ok(id)
+            })
+            .collect()
+    }
+}
+
+fn source_text(e: &Error) -> String {
+    std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+/// Turns the given paths into the snapshot's directory levels.
+fn plan(paths: &[PathBuf]) -> Result<(Vec<String>, BTreeMap<Vec<u8>, Item>)> {
+    let mut abs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| clean_absolute(p))
+        .collect::<Result<_>>()?;
+    abs.sort();
+    abs.dedup();
+    // A path below another given path is covered by it.
+    let abs: Vec<PathBuf> = abs
+        .iter()
+        .filter(|p| !abs.iter().any(|q| q != *p && p.starts_with(q)))
+        .cloned()
+        .collect();
+    for p in &abs {
+        if std::fs::symlink_metadata(p).is_err() {
+            return Err(Error::invalid(format!("{} does not exist", p.display())));
+        }
+        if p == Path::new("/") {
+            return Err(Error::invalid(
+                "backing up `/` itself is not supported; name the directories below it",
+            ));
+        }
+    }
+    let mut root: BTreeMap<Vec<u8>, Item> = BTreeMap::new();
+    for p in &abs {
+        let parts: Vec<_> = p.components().skip(1).collect();
+        let mut level = &mut root;
+        let mut sofar = PathBuf::from("/");
+        for (i, c) in parts.iter().enumerate() {
+            sofar.push(c);
+            let key = c.as_os_str().as_bytes().to_vec();
+            if i + 1 == parts.len() {
+                level.insert(key, Item::Given(sofar.clone()));
+                break;
+            }
+            let entry = level
+                .entry(key)
+                .or_insert_with(|| Item::Parent(sofar.clone(), BTreeMap::new()));
+            level = match entry {
+                Item::Parent(_, children) => children,
+                Item::Given(_) => unreachable!("nested paths were removed"),
+            };
+        }
+    }
+    let shown = abs
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    Ok((shown, root))
+}
+
+fn find_parent(
+    repo: &IndexedRepository,
+    opts: &BackupOptions,
+    paths: &[String],
+) -> Result<Option<(Id, Snapshot)>> {
+    Ok(match &opts.parent {
+        ParentChoice::None => None,
+        ParentChoice::Snapshot(id) => Some((*id, repo.load_file(FileType::Snapshot, id)?)),
+        ParentChoice::Latest => repo
+            .snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.same_source(&opts.actor.hostname, paths, opts.app.as_deref())),
+    })
+}
+
+/// Counts files and bytes below `items`, for the progress ETA.
+fn count_totals(
+    items: &BTreeMap<Vec<u8>, Item>,
+    excludes: &PathPatterns,
+    progress: &dyn BackupProgress,
+    stop: &AtomicBool,
+) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack: Vec<PathBuf> = Vec::new();
+    fn given(items: &BTreeMap<Vec<u8>, Item>, out: &mut Vec<PathBuf>) {
+        for item in items.values() {
+            match item {
+                Item::Given(p) => out.push(p.clone()),
+                Item::Parent(_, c) => given(c, out),
+            }
+        }
+    }
+    given(items, &mut stack);
+    while let Some(p) = stack.pop() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        match kind_of(&meta) {
+            NodeKind::Dir => {
+                if let Ok(rd) = std::fs::read_dir(&p) {
+                    stack.extend(
+                        rd.flatten()
+                            .map(|e| e.path())
+                            .filter(|c| !excludes.matches(c)),
+                    );
+                }
+            }
+            NodeKind::File => {
+                files += 1;
+                bytes += meta.size();
+                if files % 1000 == 0 {
+                    progress.totals(files, bytes, false);
+                }
+            }
+            _ => {}
+        }
+    }
+    progress.totals(files, bytes, true);
+}
+
+/// Backs up `source` into `repo`.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] for bad paths or patterns, [`ErrorKind::Interrupted`] when
+/// `cancel` was set, backend errors. Unreadable entries are not errors: they are warned about
+/// and counted in `summary.errors`.
+pub fn backup(
+    repo: &IndexedRepository,
+    source: BackupSource,
+    opts: &BackupOptions,
+    progress: &dyn BackupProgress,
+    cancel: &AtomicBool,
+) -> Result<BackupOutcome> {
+    let start = Instant::now();
+    let time = opts.time.unwrap_or_else(Timestamp::now);
+    if !opts.dry_run {
+        let (n, bad) = crate::ops::recover::index_unindexed_packs(repo)?;
+        if n > 0 {
+            tracing::info!("indexed {n} packs left by an interrupted backup");
+        }
+        for (id, why) in bad {
+            tracing::warn!("pack {id} is not indexed and unreadable: {why}");
+        }
+    }
+    let run = Run {
+        repo,
+        saver: BlobSaver::new(repo, repo.index().clone(), opts.compression, opts.dry_run),
+        chunker: Chunker::new(repo.config().chunker),
+        excludes: PathPatterns::new(&opts.excludes)?,
+        one_file_system: opts.one_file_system,
+        progress,
+        cancel,
+        owners: OwnerNames::default(),
+        counts: Counters::default(),
+        hardlinks: DashMap::new(),
+    };
+    let (paths, result) = match source {
+        BackupSource::Paths(paths) => {
+            if paths.is_empty() {
+                return Err(Error::invalid("no paths to back up"));
+            }
+            let (shown, items) = plan(&paths)?;
+            let parent = find_parent(repo, opts, &shown)?;
+            let stop = AtomicBool::new(false);
+            let result = std::thread::scope(|s| {
+                if progress.wants_totals() {
+                    s.spawn(|| count_totals(&items, &run.excludes, progress, &stop));
+                }
+                let r = run.save_items(&items, parent.as_ref().map(|p| p.1.tree));
+                stop.store(true, Ordering::Relaxed);
+                r
+            });
+            (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
+        }
+        BackupSource::Stream {
+            filename,
+            reader,
+            finish,
+        } => {
+            if filename.is_empty() || filename.contains('/') {
+                return Err(Error::invalid(format!(
+                    "`{filename}` is not a valid file name for stdin"
+                )));
+            }
+            let shown = vec![format!("/{filename}")];
+            let parent = find_parent(repo, opts, &shown)?;
+            let result = (|| {
+                let (content, size) = run.save_stream(reader)?;
+                if let Some(f) = finish {
+                    f()?;
+                }
+                let mut node = Node::new(Name(filename.into_bytes()), NodeKind::File);
+                node.mode = 0o600;
+                node.uid = opts.uid_gid.0;
+                node.gid = opts.uid_gid.1;
+                let now = time.as_nanosecond() as i64;
+                (node.mtime, node.atime, node.ctime) = (now, now, now);
+                node.content = Some(content);
+                node.size = size;
+                run.counts.files.fetch_add(1, Ordering::Relaxed);
+                run.counts.files_new.fetch_add(1, Ordering::Relaxed);
+                run.save_tree(vec![node], None)
+            })();
+            (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
+        }
+    };
+    let Run { saver, counts, .. } = run;
+    let (tree, parent) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if !opts.dry_run
+                && let Err(e2) = saver.abandon()
+            {
+                tracing::warn!("could not index the packs uploaded so far: {e2}");
+            }
+            return Err(e);
+        }
+    };
+    let stats = saver.finish()?;
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let snapshot = Snapshot {
+        time,
+        hostname: opts.actor.hostname.clone(),
+        username: opts.actor.username.clone(),
+        uid: opts.uid_gid.0,
+        gid: opts.uid_gid.1,
+        paths,
+        tags,
+        app: opts.app.clone(),
+        parent,
+        tree,
+        excludes: opts.excludes.clone(),
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        summary: Some(Summary {
+            backup_start: Some(time),
+            backup_end: Some(Timestamp::now()),
+            files_new: c(&counts.files_new),
+            files_changed: c(&counts.files_changed),
+            files_unmodified: c(&counts.files_unmodified),
+            dirs_new: c(&counts.dirs_new),
+            dirs_changed: c(&counts.dirs_changed),
+            dirs_unmodified: c(&counts.dirs_unmodified),
+            data_blobs: stats.data_blobs,
+            tree_blobs: stats.tree_blobs,
+            data_added: stats.bytes_added,
+            data_added_packed: stats.bytes_packed,
+            total_files_processed: c(&counts.files),
+            total_bytes_processed: c(&counts.bytes),
+            errors: c(&counts.errors),
+            duration_seconds: start.elapsed().as_secs_f64(),
+        }),
+    };
+    let id = if opts.dry_run {
+        None
+    } else {
+        Some(repo.save_file(FileType::Snapshot, &snapshot)?)
+    };
+    Ok(BackupOutcome { id, snapshot })
+}
+
+/// Re-exported for callers that share the saver (copy, repack).
+pub use crate::packer::SaverStats;

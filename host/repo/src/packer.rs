@@ -1,0 +1,285 @@
+//! Saving blobs: dedup against the index, compress, seal, bundle into packs, upload, index.
+//!
+//! Callers on any thread call [`BlobSaver::save`]; the CPU work (hash, compression, sealing)
+//! runs on the caller's thread, outside any lock. Full packs go through a bounded channel to
+//! upload threads, which store the pack, add it to the in-memory index and write an index file
+//! every [`PACKS_PER_INDEX`] packs, so that an interrupted backup leaves its uploaded packs
+//! indexed and the next one re-uses them. Memory: at most two open packs plus the channel.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::backend::FileType;
+use crate::error::{ErrorKind, Result};
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::{BlobEntry, BlobType, Compression, append_header, seal_blob};
+use crate::id::Id;
+use crate::index::Index;
+use crate::repository::Repository;
+
+/// How many packs an index file describes before a new one is written.
+pub const PACKS_PER_INDEX: usize = 16;
+const UPLOAD_THREADS: usize = 2;
+
+#[derive(Default)]
+struct OpenPack {
+    data: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+/// Counts of what was added.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SaverStats {
+    /// New data blobs.
+    pub data_blobs: u64,
+    /// New tree blobs.
+    pub tree_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub bytes_added: u64,
+    /// Sealed bytes of new blobs.
+    pub bytes_packed: u64,
+    /// Packs uploaded.
+    pub packs: u64,
+}
+
+struct Shared {
+    repo: Repository,
+    index: Arc<Index>,
+    pending_index: Mutex<IndexFile>,
+    error: Mutex<Option<crate::Error>>,
+    packs: AtomicU64,
+}
+
+impl Shared {
+    fn upload(&self, data: Vec<u8>, entries: Vec<BlobEntry>) -> Result<()> {
+        let id = Id::hash_of(&data);
+        match self
+            .repo
+            .backend()
+            .write(FileType::Pack, &id.to_hex(), &data)
+        {
+            Ok(()) => {}
+            // Content-addressed: an existing pack of this name holds these very bytes.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.context(format!("failed to upload pack {id}"))),
+        }
+        let pack = IndexPack {
+            id,
+            size: data.len() as u64,
+            blobs: entries,
+        };
+        self.index.add_pack(&pack);
+        self.packs.fetch_add(1, Ordering::Relaxed);
+        let full = {
+            let mut pending = self.pending_index.lock().expect("index lock");
+            pending.packs.push(pack);
+            (pending.packs.len() >= PACKS_PER_INDEX).then(|| std::mem::take(&mut *pending))
+        };
+        if let Some(file) = full {
+            self.repo.save_file(FileType::Index, &file)?;
+        }
+        Ok(())
+    }
+}
+
+/// Saves blobs into packs of one repository.
+pub struct BlobSaver {
+    shared: Arc<Shared>,
+    compression: Compression,
+    dry_run: bool,
+    open: [Mutex<OpenPack>; 2],
+    tx: Option<Sender<(Vec<u8>, Vec<BlobEntry>)>>,
+    threads: Vec<JoinHandle<()>>,
+    data_blobs: AtomicU64,
+    tree_blobs: AtomicU64,
+    bytes_added: AtomicU64,
+    bytes_packed: AtomicU64,
+}
+
+impl BlobSaver {
+    /// A saver adding to `index`. With `dry_run` nothing is written but counts are kept.
+    pub fn new(
+        repo: &Repository,
+        index: Arc<Index>,
+        compression: Compression,
+        dry_run: bool,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            repo: repo.clone(),
+            index,
+            pending_index: Mutex::default(),
+            error: Mutex::default(),
+            packs: AtomicU64::new(0),
+        });
+        let (tx, rx): (_, Receiver<(Vec<u8>, Vec<BlobEntry>)>) = bounded(UPLOAD_THREADS);
+        let threads = (0..UPLOAD_THREADS)
+            .map(|_| {
+                let rx = rx.clone();
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    for (data, entries) in rx {
+                        if let Err(e) = shared.upload(data, entries) {
+                            shared.error.lock().expect("error lock").get_or_insert(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            shared,
+            compression,
+            dry_run,
+            open: Default::default(),
+            tx: Some(tx),
+            threads,
+            data_blobs: AtomicU64::new(0),
+            tree_blobs: AtomicU64::new(0),
+            bytes_added: AtomicU64::new(0),
+            bytes_packed: AtomicU64::new(0),
+        }
+    }
+
+    /// The first upload error, if any (checked by every save so a failure stops the run soon).
+    fn check_failed(&self) -> Result<()> {
+        match self.shared.error.lock().expect("error lock").take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Saves a blob unless the repository has it; returns its id and whether it was new.
+    ///
+    /// # Errors
+    /// The first upload error of any thread.
+    pub fn save(&self, tpe: BlobType, plaintext: &[u8]) -> Result<(Id, bool)> {
+        let id = self.shared.repo.key().blob_id(plaintext);
+        self.save_with_id(tpe, id, plaintext)
+    }
+
+    /// As [`BlobSaver::save`] with the id already computed.
+    ///
+    /// # Errors
+    /// The first upload error of any thread.
+    pub fn save_with_id(&self, tpe: BlobType, id: Id, plaintext: &[u8]) -> Result<(Id, bool)> {
+        self.check_failed()?;
+        if !self.shared.index.reserve(id, tpe) {
+            return Ok((id, false));
+        }
+        let (sealed, compressed) = if self.dry_run {
+            (Vec::new(), false)
+        } else {
+            seal_blob(
+                self.shared.repo.key(),
+                tpe,
+                &id,
+                plaintext,
+                self.compression,
+            )
+        };
+        match tpe {
+            BlobType::Data => &self.data_blobs,
+            BlobType::Tree => &self.tree_blobs,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.bytes_added
+            .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+        self.bytes_packed
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if self.dry_run {
+            return Ok((id, true));
+        }
+        let full = {
+            let mut open = self.open[tpe as usize].lock().expect("pack lock");
+            let offset = u32::try_from(open.data.len()).expect("pack below 4 GiB");
+            open.entries.push(BlobEntry {
+                id,
+                tpe,
+                offset,
+                length: u32::try_from(sealed.len()).expect("blob below 4 GiB"),
+                raw_length: u32::try_from(plaintext.len()).expect("blob below 4 GiB"),
+                compressed,
+            });
+            if open.data.is_empty() {
+                open.data
+                    .reserve(self.shared.repo.config().pack_size as usize + sealed.len());
+            }
+            open.data.extend_from_slice(&sealed);
+            (open.data.len() >= self.shared.repo.config().pack_size as usize)
+                .then(|| std::mem::take(&mut *open))
+        };
+        if let Some(pack) = full {
+            self.send(pack)?;
+        }
+        Ok((id, true))
+    }
+
+    fn send(&self, mut pack: OpenPack) -> Result<()> {
+        append_header(self.shared.repo.key(), &pack.entries, &mut pack.data);
+        self.tx
+            .as_ref()
+            .expect("saver not finished")
+            .send((pack.data, pack.entries))
+            .expect("upload threads outlive the saver");
+        Ok(())
+    }
+
+    /// Uploads the open packs, waits for every upload and writes the last index file.
+    ///
+    /// # Errors
+    /// The first upload or index error.
+    pub fn finish(mut self) -> Result<SaverStats> {
+        for i in 0..2 {
+            let pack = std::mem::take(&mut *self.open[i].lock().expect("pack lock"));
+            if !pack.entries.is_empty() {
+                self.send(pack)?;
+            }
+        }
+        self.close()?;
+        let rest = std::mem::take(&mut *self.shared.pending_index.lock().expect("index lock"));
+        if !rest.packs.is_empty() {
+            self.shared.repo.save_file(FileType::Index, &rest)?;
+        }
+        Ok(SaverStats {
+            data_blobs: self.data_blobs.load(Ordering::Relaxed),
+            tree_blobs: self.tree_blobs.load(Ordering::Relaxed),
+            bytes_added: self.bytes_added.load(Ordering::Relaxed),
+            bytes_packed: self.bytes_packed.load(Ordering::Relaxed),
+            packs: self.shared.packs.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Stops the upload threads after they drain the queue; reports their first error.
+    fn close(&mut self) -> Result<()> {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.check_failed()
+    }
+
+    /// Abandons open packs but keeps what was uploaded indexed: used when a backup is cancelled
+    /// or fails, so the next run re-uses the uploaded packs.
+    ///
+    /// # Errors
+    /// When the index of the uploaded packs cannot be written.
+    pub fn abandon(mut self) -> Result<()> {
+        let _ = self.close();
+        let rest = std::mem::take(&mut *self.shared.pending_index.lock().expect("index lock"));
+        if !rest.packs.is_empty() {
+            self.shared.repo.save_file(FileType::Index, &rest)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BlobSaver {
+    fn drop(&mut self) {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Choosing snapshots: by id prefix, `latest`, and filters.
+
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::Snapshot;
+use crate::id::Id;
+use crate::repository::Repository;
+
+/// Which snapshots a command looks at. Empty lists match everything.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Any of these hosts.
+    pub hosts: Vec<String>,
+    /// Every one of these tags.
+    pub tags: Vec<String>,
+    /// Every one of these paths.
+    pub paths: Vec<String>,
+    /// Any of these apps.
+    pub apps: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether `snap` passes.
+    pub fn matches(&self, snap: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&snap.hostname))
+            && self.tags.iter().all(|t| snap.tags.contains(t))
+            && self.paths.iter().all(|p| snap.paths.contains(p))
+            && (self.apps.is_empty() || snap.app.as_ref().is_some_and(|a| self.apps.contains(a)))
+    }
+}
+
+/// Finds the snapshot `spec` names: `latest` (the newest that passes `filter`) or a unique id
+/// prefix.
+///
+/// # Errors
+/// [`ErrorKind::NotFound`] or [`ErrorKind::Ambiguous`] naming `spec`.
+pub fn find_snapshot(
+    repo: &Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<(Id, Snapshot)> {
+    if spec == "latest" {
+        return repo
+            .snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| filter.matches(s))
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "no snapshot matches `latest`"));
+    }
+    let id = repo
+        .find_id(FileType::Snapshot, spec)
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::new(
+                ErrorKind::NotFound,
+                format!("no snapshot has an id starting with `{spec}`"),
+            ),
+            _ => e,
+        })?;
+    Ok((id, repo.load_file(FileType::Snapshot, &id)?))
+}
