@@ -165,7 +165,7 @@ struct Run<'a> {
 
 fn warn(run: &Run<'_>, path: &Path, message: String) {
     run.counts.errors.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(path = %path.display(), "{message}");
+    tracing::debug!(path = %path.display(), "{message}");
     run.progress.warning(path, &message);
 }
 
@@ -372,7 +372,7 @@ impl Run<'_> {
                     || after.mtime_nsec() != meta.mtime_nsec() =>
             {
                 let m = format!("{} changed while it was read", path.display());
-                tracing::warn!("{m}");
+                tracing::debug!("{m}");
                 self.progress.warning(path, &m);
             }
             _ => {}

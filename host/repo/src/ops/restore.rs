@@ -125,7 +125,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn warn(&self, path: &Path, message: String) {
         self.warnings.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(path = %path.display(), "{message}");
+        tracing::debug!(path = %path.display(), "{message}");
         self.progress.warning(path, &message);
     }
 

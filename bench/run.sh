@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# Benchmark cairn against restic, side by side, on local disk.
+#
+#   bench/run.sh            full run: 2 GiB random file, 50,000 files / 1 GiB
+#   bench/run.sh --quick    smoke test: 128 MiB file, 3,000 files / 60 MiB
+#
+# Environment:
+#   CAIRN_BIN          use this cairn binary instead of `cargo build --release -p cairn-cli`
+#   RESTIC_BIN         restic binary (default: restic from PATH)
+#   BENCH_TOOLS        tools to run, space separated (default "restic cairn")
+#   BENCH_WORK         work directory (default bench/work; gitignored)
+#   BENCH_DROP_CACHES  1 (default) = drop the page cache before every timed command
+#
+# See bench/README.md for what the cases are.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+WORK=${BENCH_WORK:-$BENCH_DIR/work}
+GEN="$BENCH_DIR/gen_dataset.py"
+TOOLS=${BENCH_TOOLS:-restic cairn}
+RESTIC_BIN=${RESTIC_BIN:-restic}
+DROP_CACHES=${BENCH_DROP_CACHES:-1}
+TIME=/usr/bin/time
+PASSWORD=bench
+
+MODE=full
+BIG_SIZE=2G
+SMALL_COUNT=50000
+SMALL_TOTAL=1G
+MUTATE_PERCENT=1
+
+RESULTS=()       # "case tool wall user sys rss_kib", one entry per timed command
+EXTRA_NOTES=()   # extra lines for the report (repository sizes, throughput, ...)
+
+# --------------------------------------------------------------------------- helpers
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+usage() {
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
+
+# Drop the page cache so every timed command starts cold (needs root; silently skipped otherwise).
+CACHES_DROPPED=unknown
+drop_caches() {
+    [[ $DROP_CACHES == 1 ]] || { CACHES_DROPPED=no; return 0; }
+    sync
+    if { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+        CACHES_DROPPED=yes
+    else
+        CACHES_DROPPED=no
+    fi
+}
+
+# timed CASE TOOL -- CMD...   run CMD under /usr/bin/time, output to logs/CASE-TOOL.log,
+# and append "CASE TOOL wall user sys rss" to RESULTS. Aborts the run if CMD fails.
+timed() {
+    local case=$1 tool=$2
+    shift 2
+    [[ ${1:-} == -- ]] && shift
+    local logf="$LOGS/$case-$tool.log" timef="$LOGS/$case-$tool.time"
+    printf '$ %s\n' "$*" >"$logf"
+    drop_caches
+    if ! "$TIME" -f '%e %U %S %M' -o "$timef" "$@" >>"$logf" 2>&1; then
+        log "FAILED: case $case, $tool: $*"
+        log "---- last lines of $logf:"
+        tail -n 30 "$logf" >&2
+        exit 1
+    fi
+    local wall user sys rss
+    read -r wall user sys rss < <(tail -n 1 "$timef")
+    RESULTS+=("$case $tool $wall $user $sys $rss")
+    printf '  %-3s %-7s wall %8.2f s   cpu %8.2f s   max RSS %7.1f MiB\n' \
+        "$case" "$tool" "$wall" "$(echo "$user $sys" | awk '{print $1 + $2}')" \
+        "$(echo "$rss" | awk '{print $1 / 1024}')" >&2
+}
+
+# Tool adapters: same verbs for both tools, so the cases below read the same.
+repo_of() { printf '%s/%s' "$REPOS" "$1"; }
+
+tool_init() {   # tool_init TOOL  (fresh repository, not timed)
+    local tool=$1 repo
+    repo=$(repo_of "$tool")
+    rm -rf "$repo"
+    case $tool in
+        restic) "$RESTIC_BIN" -r "$repo" init --repository-version 2 --quiet ;;
+        cairn) "$CAIRN_BIN" -r "$repo" init --quiet ;;
+    esac >"$LOGS/init-$tool.log" 2>&1 || { tail -n 30 "$LOGS/init-$tool.log" >&2; die "$tool init failed"; }
+}
+
+tool_backup() {   # tool_backup CASE TOOL PATH...
+    local case=$1 tool=$2 repo
+    shift 2
+    repo=$(repo_of "$tool")
+    case $tool in
+        restic) timed "$case" restic -- "$RESTIC_BIN" -r "$repo" --compression auto backup --quiet "$@" ;;
+        cairn) timed "$case" cairn -- "$CAIRN_BIN" -r "$repo" backup --quiet "$@" ;;
+    esac
+}
+
+tool_restore() {   # tool_restore CASE TOOL TARGET
+    local case=$1 tool=$2 target=$3 repo
+    repo=$(repo_of "$tool")
+    case $tool in
+        restic) timed "$case" restic -- "$RESTIC_BIN" -r "$repo" restore latest --target "$target" --quiet ;;
+        cairn) timed "$case" cairn -- "$CAIRN_BIN" -r "$repo" restore latest --target "$target" --quiet ;;
+    esac
+}
+
+tool_version() {
+    case $1 in
+        restic) "$RESTIC_BIN" version 2>&1 | head -n 1 ;;
+        cairn) "$CAIRN_BIN" --version 2>&1 | head -n 1 ;;
+    esac
+}
+
+repo_size() { du -sb "$(repo_of "$1")" | cut -f1; }
+
+# ensure_dataset DIR GEN-ARGS...   generate into DIR unless a finished copy with the same
+# parameters (and the same generator) is already there.
+ensure_dataset() {
+    local dir=$1
+    shift
+    local stamp="$dir.stamp" want
+    want="$(printf '%s ' "$@") gen=$(sha256sum "$GEN" | cut -c1-16)"
+    if [[ -d $dir && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+        log "dataset $(basename "$dir"): reusing"
+        return 0
+    fi
+    log "dataset $(basename "$dir"): generating ($*)"
+    rm -rf "$dir" "$stamp"
+    python3 "$GEN" "${@:1:1}" "$dir" "${@:2}" >&2
+    printf '%s' "$want" >"$stamp"
+}
+
+# The restored copy of SRC inside TARGET: TARGET/SRC (restic keeps absolute paths),
+# else TARGET/basename(SRC), else TARGET itself.
+restored_root() {
+    local target=$1 src=$2
+    if [[ -d $target$src ]]; then
+        printf '%s' "$target$src"
+    elif [[ -d $target/$(basename "$src") ]]; then
+        printf '%s' "$target/$(basename "$src")"
+    else
+        printf '%s' "$target"
+    fi
+}
+
+verify_restore() {   # verify_restore TOOL TARGET SRC
+    local tool=$1 target=$2 src=$3 got
+    got=$(restored_root "$target" "$src")
+    log "  verifying $tool restore: diff -r $src $got"
+    if ! diff -r -q --no-dereference "$src" "$got" >"$LOGS/verify-$tool.log" 2>&1; then
+        log "---- $(wc -l <"$LOGS/verify-$tool.log") differences, first lines:"
+        head -n 20 "$LOGS/verify-$tool.log" >&2
+        die "RESTORE MISMATCH: $tool restore in $got differs from $src"
+    fi
+    log "  $tool restore: identical"
+}
+
+# ------------------------------------------------------------------------------ setup
+
+while (($#)); do
+    case $1 in
+        --quick) MODE=quick ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+if [[ $MODE == quick ]]; then
+    BIG_SIZE=128M
+    SMALL_COUNT=3000
+    SMALL_TOTAL=60M
+fi
+
+for t in $TOOLS; do
+    [[ $t == restic || $t == cairn ]] || die "BENCH_TOOLS: unknown tool '$t' (restic, cairn)"
+done
+[[ -n ${TOOLS// /} ]] || die "BENCH_TOOLS is empty"
+
+command -v python3 >/dev/null || die "python3 is required"
+if [[ ! -x $TIME ]]; then
+    log "installing GNU time (/usr/bin/time)"
+    if [[ $(id -u) == 0 ]]; then
+        apt-get install -y time >&2
+    else
+        sudo apt-get install -y time >&2
+    fi
+fi
+
+if has_tool restic; then
+    command -v "$RESTIC_BIN" >/dev/null || die "restic not found (apt-get install -y restic)"
+fi
+if has_tool cairn; then
+    if [[ -z ${CAIRN_BIN:-} ]]; then
+        log "building cairn: cargo build --release -p cairn-cli"
+        (cd "$ROOT" && cargo build --release -p cairn-cli) >&2
+        CAIRN_BIN="$ROOT/target/release/cairn"
+    fi
+    [[ -x $CAIRN_BIN ]] || die "cairn binary not executable: $CAIRN_BIN"
+fi
+
+DATA="$WORK/data"
+REPOS="$WORK/repos"
+LOGS="$WORK/logs"
+RUN="$WORK/run"           # working copy of the big file (mutated in case d)
+RESTORES="$WORK/restore"
+mkdir -p "$DATA" "$LOGS"
+rm -rf "$REPOS" "$RUN" "$RESTORES" "$WORK/cache" "$LOGS"/*
+mkdir -p "$REPOS" "$RUN/big" "$RESTORES"
+
+# Both tools: password from the environment, caches inside the work dir (fresh every run).
+export RESTIC_PASSWORD=$PASSWORD CAIRN_PASSWORD=$PASSWORD
+export XDG_CACHE_HOME="$WORK/cache" RESTIC_CACHE_DIR="$WORK/cache/restic"
+unset RESTIC_REPOSITORY CAIRN_REPOSITORY RESTIC_PASSWORD_FILE CAIRN_PASSWORD_FILE \
+    RESTIC_PASSWORD_COMMAND CAIRN_PASSWORD_COMMAND 2>/dev/null || true
+
+HEADER="$WORK/header.md"
+{
+    echo "# cairn vs restic benchmark ($MODE)"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- uname: \`$(uname -a)\`"
+    echo "- nproc: $(nproc)"
+    echo "- cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || echo unknown)"
+    echo "- memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || echo unknown)"
+    for t in $TOOLS; do echo "- $t: $(tool_version "$t")"; done
+    echo "- datasets: big file $BIG_SIZE; small files $SMALL_COUNT files / $SMALL_TOTAL; mutation $MUTATE_PERCENT % in 4 KiB runs"
+    echo "- work dir: $WORK ($(df -h --output=source,fstype "$WORK" 2>/dev/null | tail -n 1 | tr -s ' '))"
+} >"$HEADER"
+cat "$HEADER"
+echo
+
+BIG_DIR="$DATA/big-$BIG_SIZE"
+SMALL_DIR="$DATA/small-$SMALL_COUNT-$SMALL_TOTAL"
+ensure_dataset "$BIG_DIR" big --size "$BIG_SIZE"
+ensure_dataset "$SMALL_DIR" small --count "$SMALL_COUNT" --total "$SMALL_TOTAL"
+BIG_BYTES=$(stat -c %s "$BIG_DIR/big.bin")
+SMALL_BYTES=$(du -sb --apparent-size "$SMALL_DIR" | cut -f1)
+
+# Work on a copy of big.bin so the data set stays reusable; both tools back up this same path.
+cp "$BIG_DIR/big.bin" "$RUN/big/big.bin"
+
+# ------------------------------------------------------------------------------ cases
+# Separate repositories per case group: A (cases a, d) and B (cases b, c, e).
+
+REPOS_ROOT=$REPOS
+
+log "(a) backup of one random $BIG_SIZE file, fresh repository"
+REPOS="$REPOS_ROOT/A"
+mkdir -p "$REPOS"
+for t in $TOOLS; do tool_init "$t"; tool_backup a "$t" "$RUN/big"; done
+for t in $TOOLS; do EXTRA_NOTES+=("repo size after (a), $t: $(repo_size "$t")"); done
+
+log "(b) backup of $SMALL_COUNT files / $SMALL_TOTAL, fresh repository"
+REPOS="$REPOS_ROOT/B"
+mkdir -p "$REPOS"
+for t in $TOOLS; do tool_init "$t"; tool_backup b "$t" "$SMALL_DIR"; done
+for t in $TOOLS; do EXTRA_NOTES+=("repo size after (b), $t: $(repo_size "$t")"); done
+
+log "(c) re-backup of the unchanged small-files tree (same repository as b)"
+for t in $TOOLS; do tool_backup c "$t" "$SMALL_DIR"; done
+
+log "(d) re-backup of the big file after mutating $MUTATE_PERCENT % of it (same repository as a)"
+python3 "$GEN" mutate "$RUN/big/big.bin" --percent "$MUTATE_PERCENT" >&2
+REPOS="$REPOS_ROOT/A"
+for t in $TOOLS; do tool_backup d "$t" "$RUN/big"; done
+
+log "(e) full restore of (b)'s latest snapshot into an empty directory"
+REPOS="$REPOS_ROOT/B"
+for t in $TOOLS; do
+    rm -rf "${RESTORES:?}/$t"
+    mkdir -p "$RESTORES/$t"
+    tool_restore e "$t" "$RESTORES/$t"
+done
+for t in $TOOLS; do verify_restore "$t" "$RESTORES/$t" "$SMALL_DIR"; done
+
+# ----------------------------------------------------------------------------- report
+
+RESULTS_TSV="$WORK/results.tsv"
+printf '%s\n' "${RESULTS[@]}" >"$RESULTS_TSV"
+
+python3 - "$RESULTS_TSV" "$BIG_BYTES" "$SMALL_BYTES" "$CACHES_DROPPED" "${EXTRA_NOTES[@]}" >"$WORK/table.md" <<'PY'
+import sys
+
+tsv, big_bytes, small_bytes, dropped, *notes = sys.argv[1:]
+big_bytes, small_bytes = int(big_bytes), int(small_bytes)
+res = {}
+for line in open(tsv):
+    if line.strip():
+        case, tool, wall, user, sys_, rss = line.split()
+        res[case, tool] = dict(wall=float(wall), cpu=float(user) + float(sys_), rss=int(rss) / 1024)
+
+cases = [
+    ("a", "backup 1 big random file (fresh repo)", 5),
+    ("b", "backup small-files tree (fresh repo)", 3),
+    ("c", "re-backup small files, unchanged", 3),
+    ("d", "re-backup big file, 1 % mutated", 2),
+    ("e", "restore small-files snapshot", 3),
+]
+
+def cell(case, tool, key, fmt):
+    r = res.get((case, tool))
+    return fmt.format(r[key]) if r else "—"
+
+out = []
+out.append("| case | restic wall s | cairn wall s | speed-up (restic/cairn) | restic CPU s | cairn CPU s "
+           "| restic RSS MiB | cairn RSS MiB | goal | met? |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+all_met = True
+for case, title, goal in cases:
+    r, c = res.get((case, "restic")), res.get((case, "cairn"))
+    if r and c:
+        speedup = r["wall"] / c["wall"] if c["wall"] > 0 else float("inf")
+        speed_ok = speedup >= goal
+        rss_ok = c["rss"] <= r["rss"]
+        all_met &= speed_ok and rss_ok
+        sp = f"{speedup:.2f}×"
+        met = ("yes" if speed_ok else "**NO**") + " / RSS " + ("yes" if rss_ok else "**NO**")
+    else:
+        sp, met = "—", "—"
+    out.append(
+        f"| ({case}) {title} | {cell(case, 'restic', 'wall', '{:.2f}')} | {cell(case, 'cairn', 'wall', '{:.2f}')} "
+        f"| {sp} | {cell(case, 'restic', 'cpu', '{:.2f}')} | {cell(case, 'cairn', 'cpu', '{:.2f}')} "
+        f"| {cell(case, 'restic', 'rss', '{:.1f}')} | {cell(case, 'cairn', 'rss', '{:.1f}')} "
+        f"| ≥{goal}× and RSS ≤ restic | {met} |"
+    )
+out.append("")
+out.append("Speed-up = restic wall time / cairn wall time. CPU = user + sys. RSS = peak resident set size.")
+out.append(f"Page cache dropped before each timed command: {dropped}.")
+out.append("")
+
+def mb_s(case, tool, nbytes):
+    r = res.get((case, tool))
+    return nbytes / r["wall"] / 1e6 if r and r["wall"] > 0 else None
+
+out.append("## Throughput")
+out.append("")
+for tool in ("restic", "cairn"):
+    t = mb_s("a", tool, big_bytes)
+    if t is not None:
+        line = f"- (a) {tool}: {t:.0f} MB/s ({big_bytes / 1e6:.0f} MB in {res['a', tool]['wall']:.2f} s)"
+        if tool == "cairn":
+            line += f" = {t / 1000:.2f} of the ~1 GB/s two-core limit"
+        out.append(line)
+for tool in ("restic", "cairn"):
+    t = mb_s("b", tool, small_bytes)
+    if t is not None:
+        out.append(f"- (b) {tool}: {t:.0f} MB/s ({small_bytes / 1e6:.0f} MB)")
+out.append("")
+out.append("## Repository sizes (du -sb)")
+out.append("")
+for n in notes:
+    head, _, value = n.rpartition(": ")
+    out.append(f"- {head}: {int(value):,} bytes ({int(value) / 2**20:.1f} MiB)")
+if ("a", "restic") in res and ("a", "cairn") in res:
+    out.append("")
+    out.append("All goals met." if all_met else "Some goals NOT met.")
+print("\n".join(out))
+PY
+
+{
+    cat "$HEADER"
+    echo
+    echo "## Results"
+    echo
+    cat "$WORK/table.md"
+} >"$WORK/results.md"
+
+echo
+echo "## Results"
+echo
+cat "$WORK/table.md"
+echo
+log "written: $WORK/results.md (logs in $LOGS)"

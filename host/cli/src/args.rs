@@ -1,0 +1,299 @@
+//! Command-line arguments (clap). Parsed here, resolved into settings in `settings.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::env_vars::EnvVars;
+
+/// cairn: deduplicating, encrypted backups of application volumes.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Repository location (a directory, or `local:DIR`).
+    #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY)]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, global = true, env = EnvVars::CAIRN_PASSWORD_FILE)]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password.
+    #[arg(long, global = true, env = EnvVars::CAIRN_PASSWORD_COMMAND)]
+    pub password_command: Option<String>,
+    /// Use an empty password (for demos and tests: anyone can read the repository).
+    #[arg(long, global = true)]
+    pub insecure_no_password: bool,
+    /// Print data as JSON (one object, or one object per line for lists and status).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress and no informational messages.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (repeat for more); RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Wait up to this long for a lock held by another process (e.g. `5m`, `30s`).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub retry_lock: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up files and directories (or a stream) into a new snapshot.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the files of a snapshot.
+    Ls(LsArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Show sizes and what deduplication saves.
+    Stats(StatsArgs),
+    /// Print a repository object (decrypted).
+    Cat(CatArgs),
+    /// Write one file of a snapshot to stdout.
+    Dump(DumpArgs),
+    /// Restore a snapshot into a directory.
+    Restore(RestoreArgs),
+    /// Manage key slots (passwords).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Chunker sizes as MIN/AVG/MAX in bytes (K, M suffixes allowed), e.g. `512K/1M/8M`.
+    #[arg(long, value_name = "MIN/AVG/MAX")]
+    pub chunker: Option<String>,
+    /// Target pack size (e.g. `16M`).
+    #[arg(long, value_name = "SIZE")]
+    pub pack_size: Option<String>,
+    /// argon2id memory for the first key slot, KiB (default 65536).
+    #[arg(long, value_name = "KIB")]
+    pub kdf_memory: Option<u32>,
+    /// argon2id passes for the first key slot (default 3).
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum CompressionArg {
+    Off,
+    #[default]
+    Auto,
+    Max,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command"])]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable; or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tag: Vec<String>,
+    /// Host name to record (default: this host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// App identity to record, e.g. `namespace/app/volume`.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Exclude paths matching this glob (repeatable).
+    #[arg(short = 'e', long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read exclude globs from this file, one per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Do not cross filesystem boundaries.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Compare against this snapshot (default: latest with the same host, paths and app).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file, ignoring any parent snapshot.
+    #[arg(long, conflicts_with = "parent")]
+    pub force: bool,
+    /// Do everything but write to the repository.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Compression.
+    #[arg(long, value_enum, default_value_t)]
+    pub compression: CompressionArg,
+    /// Back up standard input as one file.
+    #[arg(long, conflicts_with = "stdin_from_command")]
+    pub stdin: bool,
+    /// Name of the file for `--stdin` / `--stdin-from-command`.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Back up the standard output of a command (`-- CMD ARGS...`); a non-zero exit saves nothing.
+    #[arg(long, requires = "command")]
+    pub stdin_from_command: bool,
+    /// The command for `--stdin-from-command`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Snapshot time (RFC 3339), default now.
+    #[arg(long)]
+    pub time: Option<String>,
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeatable).
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Only snapshots with this tag (repeatable; all must match).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Only snapshots of this path (repeatable; all must match).
+    #[arg(long)]
+    pub path: Vec<String>,
+    /// Only snapshots of this app (repeatable).
+    #[arg(long)]
+    pub app: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Snapshot ids (prefixes) or `latest`; default all.
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Only below this path.
+    #[arg(value_name = "PATH")]
+    pub dir: Option<String>,
+    /// Mode, owner, size and time as well.
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// First snapshot.
+    pub a: String,
+    /// Second snapshot.
+    pub b: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Snapshots (default: all).
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CatKind {
+    Config,
+    Key,
+    Snapshot,
+    Index,
+    Tree,
+    Blob,
+    Pack,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// What to print.
+    #[arg(value_enum)]
+    pub kind: CatKind,
+    /// Its id (prefix for files; full id for blobs and trees; `SNAPSHOT:PATH` for trees).
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Path of a file in the snapshot.
+    #[arg(value_name = "PATH")]
+    pub file: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum OverwriteArg {
+    #[default]
+    Always,
+    IfChanged,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id (prefix) or `latest`, optionally `:SUBPATH`.
+    pub snapshot: String,
+    /// Directory to restore into.
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Only paths matching this glob (repeatable).
+    #[arg(short, long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Not paths matching this glob (repeatable).
+    #[arg(short, long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read back every restored file and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    /// What to do with existing files.
+    #[arg(long, value_enum, default_value_t)]
+    pub overwrite: OverwriteArg,
+    /// Delete files in the target that the snapshot does not have.
+    #[arg(long)]
+    pub delete: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NewPasswordArgs {
+    /// Read the new password from this file.
+    #[arg(long)]
+    pub new_password_file: Option<PathBuf>,
+    /// Use an empty new password (demos and tests only).
+    #[arg(long)]
+    pub new_insecure_no_password: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List key slots.
+    List,
+    /// Add a key slot with a new password.
+    Add(NewPasswordArgs),
+    /// Remove a key slot (not the last one, nor the one in use).
+    Remove {
+        /// Key id (prefix).
+        id: String,
+    },
+    /// Change the password of the key slot in use (adds a new slot, removes the old).
+    Passwd(NewPasswordArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,175 @@
+//! `cairn backup`
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+use cairn_repo::ops::backup::{BackupOptions, BackupSource, ParentChoice, backup};
+use cairn_repo::{Compression, Error, FileType};
+
+use crate::Outcome;
+use crate::args::{BackupArgs, CompressionArg};
+use crate::output;
+use crate::progress::{Mode, Progress};
+use crate::settings::Ctx;
+
+fn read_exclude_files(args: &BackupArgs) -> Result<Vec<String>> {
+    let mut out = args.exclude.clone();
+    for f in &args.exclude_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the exclude file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    Ok(out)
+}
+
+pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
+    let excludes = read_exclude_files(&args)?;
+    let repo = ctx.open()?;
+    let _lock = ctx.lock(&repo, false)?;
+    let repo = repo.to_indexed()?;
+    let mut actor = ctx.actor();
+    if let Some(h) = &args.host {
+        actor.hostname = h.clone();
+    }
+    let mut opts = BackupOptions::new(actor);
+    opts.uid_gid = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    opts.tags = args.tag.iter().filter(|t| !t.is_empty()).cloned().collect();
+    opts.app = args.app.clone();
+    opts.excludes = excludes;
+    opts.one_file_system = args.one_file_system;
+    opts.dry_run = args.dry_run;
+    opts.compression = match args.compression {
+        CompressionArg::Off => Compression::Off,
+        CompressionArg::Auto => Compression::Auto,
+        CompressionArg::Max => Compression::Max,
+    };
+    opts.parent = if args.force {
+        ParentChoice::None
+    } else if let Some(p) = &args.parent {
+        ParentChoice::Snapshot(repo.find_id(FileType::Snapshot, p)?)
+    } else {
+        ParentChoice::Latest
+    };
+    if let Some(t) = &args.time {
+        opts.time = Some(
+            t.parse()
+                .map_err(|e| anyhow!("--time `{t}` is not an RFC 3339 time: {e}"))?,
+        );
+    }
+
+    let source = if args.stdin_from_command {
+        let (prog, rest) = args
+            .command
+            .split_first()
+            .ok_or_else(|| anyhow!("--stdin-from-command needs a command after `--`"))?;
+        let mut child = Command::new(prog)
+            .args(rest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot run `{prog}`"))?;
+        let out = child.stdout.take().expect("piped stdout");
+        let name = prog.clone();
+        BackupSource::Stream {
+            filename: args.stdin_filename.clone(),
+            reader: Box::new(out) as Box<dyn Read + Send>,
+            finish: Some(Box::new(move || {
+                let status = child
+                    .wait()
+                    .map_err(|e| Error::io(format!("cannot wait for `{name}`"), e))?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(Error::invalid(format!(
+                        "`{name}` failed ({status}); no snapshot was saved"
+                    )))
+                }
+            })),
+        }
+    } else if args.stdin {
+        BackupSource::Stream {
+            filename: args.stdin_filename.clone(),
+            reader: Box::new(std::io::stdin()),
+            finish: None,
+        }
+    } else {
+        if args.paths.is_empty() {
+            bail!("nothing to back up: give paths, --stdin or --stdin-from-command");
+        }
+        BackupSource::Paths(args.paths.clone())
+    };
+
+    let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
+    let result = backup(&repo, source, &opts, &progress, &ctx.cancel);
+    progress.finish();
+    let outcome = result?;
+    let s = outcome.snapshot.summary.clone().unwrap_or_default();
+    if ctx.global.json {
+        output::json(&serde_json::json!({
+            "message_type": "summary",
+            "snapshot_id": outcome.id,
+            "dry_run": args.dry_run,
+            "parent": outcome.snapshot.parent,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unmodified": s.files_unmodified,
+            "dirs_new": s.dirs_new,
+            "dirs_changed": s.dirs_changed,
+            "dirs_unmodified": s.dirs_unmodified,
+            "data_blobs": s.data_blobs,
+            "tree_blobs": s.tree_blobs,
+            "data_added": s.data_added,
+            "data_added_packed": s.data_added_packed,
+            "total_files_processed": s.total_files_processed,
+            "total_bytes_processed": s.total_bytes_processed,
+            "errors": s.errors,
+            "total_duration": s.duration_seconds,
+        }))?;
+    } else if !ctx.global.quiet {
+        let snap = &outcome.snapshot;
+        if let Some(p) = snap.parent {
+            output::line(format!("using parent snapshot {}", p.short()))?;
+        }
+        output::line(format!(
+            "Files: {} new, {} changed, {} unmodified",
+            s.files_new, s.files_changed, s.files_unmodified
+        ))?;
+        output::line(format!(
+            "Dirs:  {} new, {} changed, {} unmodified",
+            s.dirs_new, s.dirs_changed, s.dirs_unmodified
+        ))?;
+        output::line(format!(
+            "Added to the repository: {} ({} stored)",
+            output::bytes(s.data_added),
+            output::bytes(s.data_added_packed)
+        ))?;
+        output::line(format!(
+            "processed {} files, {} in {:.2}s",
+            s.total_files_processed,
+            output::bytes(s.total_bytes_processed),
+            s.duration_seconds
+        ))?;
+        match outcome.id {
+            Some(id) => output::line(format!("snapshot {} saved", id.short()))?,
+            None => output::line("dry run: nothing was saved")?,
+        }
+    }
+    if s.errors > 0 {
+        tracing::warn!(
+            "{} entries could not be read; the snapshot is incomplete",
+            s.errors
+        );
+        return Ok(Outcome::Incomplete);
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,72 @@
+//! `cairn restore`
+
+use anyhow::Result;
+use cairn_repo::ops::restore::{Overwrite, RestoreOptions, restore};
+
+use crate::Outcome;
+use crate::args::{OverwriteArg, RestoreArgs};
+use crate::output;
+use crate::progress::{Mode, Progress};
+use crate::settings::Ctx;
+
+pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
+    let (spec, subpath) = match args.snapshot.split_once(':') {
+        Some((s, p)) => (s, p.to_owned()),
+        None => (args.snapshot.as_str(), String::new()),
+    };
+    let repo = ctx.open()?;
+    let _lock = ctx.lock(&repo, false)?;
+    let (id, snap) = super::find(&repo, spec, &args.filter)?;
+    let repo = repo.to_indexed()?;
+    let mut opts = RestoreOptions::default();
+    opts.target = args.target.clone();
+    opts.subpath = subpath;
+    opts.includes = args.include.clone();
+    opts.excludes = args.exclude.clone();
+    opts.verify = args.verify;
+    opts.delete = args.delete;
+    opts.overwrite = match args.overwrite {
+        OverwriteArg::Always => Overwrite::Always,
+        OverwriteArg::IfChanged => Overwrite::IfChanged,
+        OverwriteArg::Never => Overwrite::Never,
+    };
+    opts.owner = nix::unistd::geteuid().is_root();
+    let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
+    let result = restore(&repo, snap.tree, &opts, &progress, &ctx.cancel);
+    progress.finish();
+    let s = result?;
+    if ctx.global.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["message_type"] = serde_json::json!("summary");
+        v["snapshot_id"] = serde_json::json!(id);
+        output::json(&v)?;
+    } else if !ctx.global.quiet {
+        output::line(format!(
+            "restored snapshot {} to {}: {} files ({}), {} dirs, {} other entries; {} files left as they were",
+            id.short(),
+            args.target.display(),
+            s.files_restored,
+            output::bytes(s.bytes_restored),
+            s.dirs,
+            s.others,
+            s.files_skipped
+        ))?;
+        if args.verify {
+            output::line(format!(
+                "verified {} files: all match the snapshot",
+                s.files_verified
+            ))?;
+        }
+        if args.delete {
+            output::line(format!("deleted {} entries not in the snapshot", s.deleted))?;
+        }
+    }
+    if s.warnings > 0 {
+        tracing::warn!(
+            "{} problems while restoring (see the warnings above)",
+            s.warnings
+        );
+        return Ok(Outcome::Incomplete);
+    }
+    Ok(Outcome::Ok)
+}

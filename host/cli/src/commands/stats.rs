@@ -1,0 +1,54 @@
+//! `cairn stats`
+
+use anyhow::Result;
+use cairn_repo::SnapshotFilter;
+
+use crate::Outcome;
+use crate::args::StatsArgs;
+use crate::output;
+use crate::settings::Ctx;
+
+pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<Outcome> {
+    let repo = ctx.open()?;
+    let filter: SnapshotFilter = (&args.filter).into();
+    let trees: Vec<_> = if args.ids.is_empty() {
+        repo.snapshots()?
+            .into_iter()
+            .filter(|(_, s)| filter.matches(s))
+            .map(|(_, s)| s.tree)
+            .collect()
+    } else {
+        args.ids
+            .iter()
+            .map(|spec| super::find(&repo, spec, &args.filter).map(|(_, s)| s.tree))
+            .collect::<Result<_>>()?
+    };
+    let repo = repo.to_indexed()?;
+    let s = cairn_repo::ops::stats::stats(&repo, &trees)?;
+    let repo_size: u64 = repo.index().packs().iter().map(|p| p.1).sum();
+    if ctx.global.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["repository_size"] = serde_json::json!(repo_size);
+        output::json(&v)?;
+        return Ok(Outcome::Ok);
+    }
+    output::line(format!("snapshots:          {}", s.snapshots))?;
+    output::line(format!("files:              {}", s.total_files))?;
+    output::line(format!(
+        "restore size:       {}",
+        output::bytes(s.restore_size)
+    ))?;
+    output::line(format!(
+        "raw data:           {} in {} blobs",
+        output::bytes(s.raw_data),
+        s.blobs
+    ))?;
+    output::line(format!(
+        "stored size:        {}",
+        output::bytes(s.stored_size)
+    ))?;
+    output::line(format!("dedup ratio:        {:.2}x", s.dedup_ratio))?;
+    output::line(format!("compression ratio:  {:.2}x", s.compression_ratio))?;
+    output::line(format!("repository packs:   {}", output::bytes(repo_size)))?;
+    Ok(Outcome::Ok)
+}

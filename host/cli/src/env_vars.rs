@@ -1,0 +1,17 @@
+//! Every environment variable cairn reads, in one place.
+
+/// Environment variable names.
+pub struct EnvVars;
+
+impl EnvVars {
+    /// Repository location.
+    pub const CAIRN_REPOSITORY: &'static str = "CAIRN_REPOSITORY";
+    /// File holding the password.
+    pub const CAIRN_PASSWORD_FILE: &'static str = "CAIRN_PASSWORD_FILE";
+    /// Command printing the password.
+    pub const CAIRN_PASSWORD_COMMAND: &'static str = "CAIRN_PASSWORD_COMMAND";
+    /// The password itself (prefer a file or command: the environment can leak).
+    pub const CAIRN_PASSWORD: &'static str = "CAIRN_PASSWORD";
+    /// Log filter, as for `tracing_subscriber::EnvFilter`.
+    pub const RUST_LOG: &'static str = "RUST_LOG";
+}

@@ -1,0 +1,95 @@
+//! Writing data to stdout: lines, JSON, tables, sizes. (Logs and progress go to stderr.)
+
+use std::io::Write;
+
+use serde::Serialize;
+use std::io::Result;
+
+/// Writes one line of data to stdout.
+pub fn line(s: impl AsRef<str>) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_ref().as_bytes())?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes a value as one line of JSON to stdout.
+pub fn json<T: Serialize>(value: &T) -> Result<()> {
+    line(serde_json::to_string(value).map_err(std::io::Error::other)?)
+}
+
+/// Writes a value as pretty JSON to stdout.
+pub fn json_pretty<T: Serialize>(value: &T) -> Result<()> {
+    line(serde_json::to_string_pretty(value).map_err(std::io::Error::other)?)
+}
+
+/// Writes raw bytes to stdout.
+pub fn raw(data: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(data)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A plain text table with aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let fmt = |cells: Vec<String>| {
+        let n = cells.len();
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == n {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    line(fmt(header.iter().map(|s| (*s).to_owned()).collect()))?;
+    line("-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len().saturating_sub(1))))?;
+    for r in rows {
+        line(fmt(r.clone()))?;
+    }
+    Ok(())
+}
+
+/// `1.5 GiB` style sizes.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.3} {}", UNITS[u])
+    }
+}
+
+/// A timestamp in the local time zone, to the second.
+pub fn time(t: jiff::Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::bytes(10), "10 B");
+        assert_eq!(super::bytes(1536), "1.500 KiB");
+    }
+}
