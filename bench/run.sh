@@ -118,7 +118,12 @@ tool_version() {
     esac
 }
 
-repo_size() { du -sb "$(repo_of "$1")" | cut -f1; }
+repo_size() {
+    local repo
+    repo=$(repo_of "$1")
+    [[ -d $repo ]] || die "$1: no repository at $repo after backup"
+    du -sb "$repo" | cut -f1
+}
 
 # ensure_dataset DIR GEN-ARGS...   generate into DIR unless a finished copy with the same
 # parameters (and the same generator) is already there.
@@ -211,7 +216,7 @@ LOGS="$WORK/logs"
 RUN="$WORK/run"           # working copy of the big file (mutated in case d)
 RESTORES="$WORK/restore"
 mkdir -p "$DATA" "$LOGS"
-rm -rf "$REPOS" "$RUN" "$RESTORES" "$WORK/cache" "$LOGS"/*
+rm -rf "${REPOS:?}" "${RUN:?}" "${RESTORES:?}" "${WORK:?}/cache" "${LOGS:?}"/*
 mkdir -p "$REPOS" "$RUN/big" "$RESTORES"
 
 # Both tools: password from the environment, caches inside the work dir (fresh every run).

@@ -1,1 +1,6 @@
+//! End-to-end tests of the `cairn` binary: one test binary, one module per area.
 
+mod commands;
+mod errors;
+mod interrupt;
+mod roundtrip;

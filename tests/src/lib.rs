@@ -1,1 +1,166 @@
-//! x
+//! Support for the end-to-end tests: a temporary workspace and the real `cairn` binary.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use tempfile::TempDir;
+
+/// The `cairn` binary of this build (built on first use if `cargo test` did not build it).
+pub fn cairn_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/all-<hash> → target/<profile>/cairn
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let bin = profile_dir.join("cairn");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "cairn-cli", "--bin", "cairn"]);
+        if profile_dir.file_name() == Some(OsStr::new("release")) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building the cairn binary failed");
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// A temporary directory with a repository path, a password and a helper to run `cairn`.
+pub struct TestEnv {
+    /// Scratch directory (deleted on drop).
+    pub dir: TempDir,
+    /// Repository location.
+    pub repo: PathBuf,
+    /// Password given through `CAIRN_PASSWORD`.
+    pub password: String,
+}
+
+/// The outcome of one `cairn` run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "cairn failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Parses stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok().trim()).expect("stdout is JSON")
+    }
+
+    /// Parses the last stdout line as JSON.
+    #[track_caller]
+    pub fn last_json(&self) -> serde_json::Value {
+        let line = self.ok().lines().last().expect("a line");
+        serde_json::from_str(line).expect("last line is JSON")
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    /// A fresh environment (no repository yet).
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        Self {
+            dir,
+            repo,
+            password: "correct horse".into(),
+        }
+    }
+
+    /// A fresh environment with an initialized repository (cheap KDF).
+    pub fn with_repo() -> Self {
+        let env = Self::new();
+        env.run(&["init", "--kdf-memory", "1024", "--kdf-iterations", "1"])
+            .ok();
+        env
+    }
+
+    /// A path below the temporary directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A `cairn` command against the repository, with the password in the environment.
+    pub fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        let mut c = Command::new(cairn_bin());
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CAIRN_REPOSITORY", &self.repo)
+            .env("CAIRN_PASSWORD", &self.password)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `cairn` and waits.
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        self.cmd(args).output().expect("run cairn").into()
+    }
+
+    /// Backs up `paths` with `--json` and returns the summary.
+    #[track_caller]
+    pub fn backup(&self, paths: &[&Path]) -> serde_json::Value {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("backup"), OsStr::new("--json")];
+        args.extend(paths.iter().map(|p| p.as_os_str()));
+        self.run(&args).last_json()
+    }
+
+    /// Files of a type in the repository directory.
+    pub fn repo_files(&self, dir: &str) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(&path, out);
+                    } else if !e.file_name().to_string_lossy().starts_with('.') {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.repo.join(dir), &mut out);
+        out.sort();
+        out
+    }
+}

@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(lens.iter().sum::<usize>(), data.len());
         assert_eq!(
             lens,
-            vec![0usize; 0],
+            vec![
+                808_345, 1_067_176, 1_186_483, 556_450, 905_535, 1_138_987, 2_662_082, 2_938_226,
+                721_380, 598_248
+            ],
             "update only with a format version bump"
         );
     }

@@ -134,16 +134,16 @@ fn read_xattrs(path: &Path) -> Vec<Xattr> {
 pub(crate) fn apply_metadata(path: &Path, node: &Node, owner: bool) -> Vec<String> {
     let mut problems = Vec::new();
     let is_link = node.kind == NodeKind::Symlink;
-    if owner {
-        if let Err(e) = nix::unistd::fchownat(
+    if owner
+        && let Err(e) = nix::unistd::fchownat(
             nix::fcntl::AT_FDCWD,
             path,
             Some(Uid::from_raw(node.uid)),
             Some(Gid::from_raw(node.gid)),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            problems.push(format!("cannot set owner {}:{}: {e}", node.uid, node.gid));
-        }
+        )
+    {
+        problems.push(format!("cannot set owner {}:{}: {e}", node.uid, node.gid));
     }
     if !is_link {
         use std::os::unix::fs::PermissionsExt;

@@ -113,15 +113,15 @@ pub fn lock(repo: &Repository, exclusive: bool, actor: &Actor, pid: u32) -> Resu
         pid,
     };
     let mine = repo.save_file(FileType::Lock, &file(Timestamp::now()))?;
-    let conflict = list_locks(repo, &file(Timestamp::now()).hostname).and_then(|locks| {
-        Ok(locks.into_iter().find(|l| {
+    let conflict = list_locks(repo, &file(Timestamp::now()).hostname).map(|locks| {
+        locks.into_iter().find(|l| {
             l.id != mine
                 && !l.stale
                 && match &l.lock {
                     Some(other) => exclusive || other.exclusive,
                     None => exclusive,
                 }
-        }))
+        })
     });
     let conflict = match conflict {
         Ok(c) => c,

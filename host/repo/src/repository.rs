@@ -325,7 +325,7 @@ impl Repository {
                 },
             });
         }
-        out.sort_by(|a, b| a.file.created.cmp(&b.file.created));
+        out.sort_by_key(|k| k.file.created);
         Ok(out)
     }
 

@@ -90,6 +90,7 @@ pub fn build_everything(root: &Path) {
         .expect("symlink");
     nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o640)).expect("fifo");
     // Odd modes.
+    d("odd-modes");
     let odd = f("odd-modes/setuid-exec", b"#!/bin/sh\n");
     fs::set_permissions(&odd, fs::Permissions::from_mode(0o4751)).expect("mode");
     let ro = f("odd-modes/read-only", b"ro");

@@ -442,7 +442,10 @@ fn source_text(e: &Error) -> String {
 }
 
 /// Turns the given paths into the snapshot's directory levels.
-fn plan(paths: &[PathBuf]) -> Result<(Vec<String>, BTreeMap<Vec<u8>, Item>)> {
+/// The snapshot's top levels, by name.
+type Items = BTreeMap<Vec<u8>, Item>;
+
+fn plan(paths: &[PathBuf]) -> Result<(Vec<String>, Items)> {
     let mut abs: Vec<PathBuf> = paths
         .iter()
         .map(|p| clean_absolute(p))

@@ -512,7 +512,14 @@ pub fn restore(
         warn_all(p, apply_metadata(p, n, opts.owner));
     }
     let deleted = if opts.delete {
-        delete_extra(&ctx, &plan.dirs)?
+        // The target itself stands for the restored directory (a restored single file deletes
+        // nothing around it).
+        let mut roots = Vec::new();
+        if start.kind == NodeKind::Dir {
+            roots.push((opts.target.clone(), start.clone()));
+        }
+        roots.extend(plan.dirs.iter().cloned());
+        delete_extra(&ctx, &roots)?
     } else {
         0
     };

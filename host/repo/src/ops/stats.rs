@@ -20,8 +20,10 @@ pub struct Stats {
     pub restore_size: u64,
     /// Distinct data and tree blobs referenced.
     pub blobs: u64,
-    /// Plaintext bytes of those blobs.
+    /// Plaintext bytes of the distinct data blobs (file content after deduplication).
     pub raw_data: u64,
+    /// Plaintext bytes of the distinct tree blobs.
+    pub raw_trees: u64,
     /// Bytes stored for those blobs (compressed and sealed).
     pub stored_size: u64,
     /// restore size / raw data: what deduplication saves.
@@ -66,13 +68,16 @@ pub fn stats(repo: &IndexedRepository, trees: &[Id]) -> Result<Stats> {
     }
     for id in &blobs {
         if let Some(l) = repo.index().get(id) {
-            s.raw_data += u64::from(l.entry.raw_length);
+            match l.entry.tpe {
+                crate::format::pack::BlobType::Data => s.raw_data += u64::from(l.entry.raw_length),
+                crate::format::pack::BlobType::Tree => s.raw_trees += u64::from(l.entry.raw_length),
+            }
             s.stored_size += u64::from(l.entry.length);
         }
     }
     s.blobs = blobs.len() as u64;
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     s.dedup_ratio = ratio(s.restore_size, s.raw_data);
-    s.compression_ratio = ratio(s.raw_data, s.stored_size);
+    s.compression_ratio = ratio(s.raw_data + s.raw_trees, s.stored_size);
     Ok(s)
 }

@@ -1,0 +1,7 @@
+//! Engine integration tests: one binary, one module per area.
+
+mod support;
+
+mod dedup;
+mod integrity;
+mod locks;

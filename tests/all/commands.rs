@@ -1,0 +1,308 @@
+//! The browsing commands, backup options, keys, and JSON output.
+
+use cairn_tests::TestEnv;
+
+fn source(env: &TestEnv) -> std::path::PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("dir/cache")).unwrap();
+    std::fs::write(src.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(src.join("dir/b.txt"), "beta\n").unwrap();
+    std::fs::write(src.join("dir/tmp.tmp"), "temporary").unwrap();
+    std::fs::write(src.join("dir/cache/c.bin"), [7u8; 5000]).unwrap();
+    src
+}
+
+#[test]
+fn snapshots_filters_and_json() {
+    let env = TestEnv::with_repo();
+    let src = source(&env);
+    let s = src.to_str().unwrap();
+    env.run(&[
+        "backup",
+        "--quiet",
+        "--tag",
+        "daily,db",
+        "--app",
+        "ns/app/vol",
+        s,
+    ])
+    .ok();
+    env.run(&["backup", "--quiet", "--host", "other", s]).ok();
+    let all = env.run(&["snapshots", "--json"]).json();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let tagged = env.run(&["snapshots", "--json", "--tag", "db"]).json();
+    assert_eq!(tagged.as_array().unwrap().len(), 1);
+    assert_eq!(tagged[0]["app"], "ns/app/vol");
+    assert_eq!(tagged[0]["tags"], serde_json::json!(["daily", "db"]));
+    let by_app = env
+        .run(&["snapshots", "--json", "--app", "ns/app/vol"])
+        .json();
+    assert_eq!(by_app.as_array().unwrap().len(), 1);
+    let other = env.run(&["snapshots", "--json", "--host", "other"]).json();
+    assert_eq!(other[0]["hostname"], "other");
+    assert!(
+        other[0]["parent"].is_null(),
+        "another host's snapshot is not a parent"
+    );
+    let table = env.run(&["snapshots"]);
+    assert!(table.ok().contains("ns/app/vol") && table.ok().contains("2 snapshots"));
+    let latest = env.run(&["snapshots", "--json", "latest"]).json();
+    assert_eq!(latest[0]["hostname"], "other");
+}
+
+#[test]
+fn excludes_dry_run_and_parent() {
+    let env = TestEnv::with_repo();
+    let src = source(&env);
+    let s = src.to_str().unwrap();
+    let excl = env.path("excludes");
+    std::fs::write(&excl, "# comment\n*/dir/cache\n").unwrap();
+    let dry = env.run(&["backup", "--json", "--dry-run", s]).last_json();
+    assert!(dry["snapshot_id"].is_null());
+    assert!(env.repo_files("snapshots").is_empty() && env.repo_files("data").is_empty());
+    let sum = env
+        .run(&[
+            "backup",
+            "--json",
+            "--exclude",
+            "*.tmp",
+            "--exclude-file",
+            excl.to_str().unwrap(),
+            s,
+        ])
+        .last_json();
+    assert_eq!(sum["files_new"], 2, "{sum}");
+    let ls = env.run(&["ls", "latest"]);
+    assert!(
+        !ls.ok().contains("tmp.tmp") && !ls.ok().contains("cache"),
+        "{}",
+        ls.stdout
+    );
+    assert!(ls.ok().contains("dir/b.txt"));
+    std::fs::write(src.join("a.txt"), "alpha, changed\n").unwrap();
+    let sum2 = env
+        .run(&[
+            "backup",
+            "--json",
+            "--exclude",
+            "*.tmp",
+            "--exclude",
+            "cache",
+            s,
+        ])
+        .last_json();
+    assert_eq!(sum2["parent"], sum["snapshot_id"]);
+    assert_eq!(
+        (
+            sum2["files_changed"].as_u64(),
+            sum2["files_unmodified"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn ls_diff_dump_cat_stats() {
+    let env = TestEnv::with_repo();
+    let src = source(&env);
+    let s = src.to_str().unwrap();
+    let first = env.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(src.join("dir/new.txt"), "new").unwrap();
+    std::fs::remove_file(src.join("a.txt")).unwrap();
+    std::fs::write(src.join("dir/b.txt"), "beta 2\n").unwrap();
+    let second = env.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let long = env.run(&["ls", "--long", &second[..8], &format!("{s}/dir")]);
+    assert!(
+        long.ok().contains("-rw-r--r--") && long.ok().contains("new.txt"),
+        "{}",
+        long.stdout
+    );
+    let json_lines: Vec<serde_json::Value> = env
+        .run(&["ls", "--json", "latest"])
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|e| e["path"].as_str().unwrap().ends_with("dir/new.txt")
+                && e["type"] == "file"
+                && e["size"] == 3)
+    );
+
+    let diff = env.run(&["diff", &first, &second]);
+    let out = diff.ok();
+    assert!(out.contains(&format!("+  {s}/dir/new.txt")), "{out}");
+    assert!(out.contains(&format!("-  {s}/a.txt")), "{out}");
+    assert!(out.contains(&format!("M  {s}/dir/b.txt")), "{out}");
+
+    assert_eq!(
+        env.run(&["dump", "latest", &format!("{s}/dir/b.txt")]).ok(),
+        "beta 2\n"
+    );
+    let r = env.run(&["dump", "latest", &format!("{s}/dir")]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not a regular file"));
+
+    let config = env.run(&["cat", "config"]).json();
+    assert_eq!(config["chunker"]["avg_size"], 1 << 20);
+    assert_eq!(config["pack_size"], 16 << 20);
+    let snap = env.run(&["cat", "snapshot", &second[..10]]).json();
+    assert_eq!(snap["id"], second.as_str());
+    let tree = env.run(&["cat", "tree", &format!("latest:{s}/dir")]).json();
+    assert!(
+        tree["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "new.txt")
+    );
+    let key = env
+        .run(&[
+            "cat",
+            "key",
+            &env.repo_files("keys")[0]
+                .file_name()
+                .unwrap()
+                .to_string_lossy()[..6],
+        ])
+        .json();
+    assert_eq!(key["data"], "<sealed>", "the wrapped key is not printed");
+    assert_eq!(key["kdf"]["algorithm"], "argon2id");
+
+    let stats = env.run(&["stats", "--json"]).json();
+    assert_eq!(stats["snapshots"], 2);
+    assert!(stats["dedup_ratio"].as_f64().unwrap() > 1.0, "{stats}");
+    assert!(stats["restore_size"].as_u64().unwrap() > 10_000);
+}
+
+#[test]
+fn one_file_system_stops_at_mount_points() {
+    let env = TestEnv::with_repo();
+    let src = source(&env);
+    let mnt = src.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "cairn-test", mnt.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "this test mounts a tmpfs and needs root");
+    std::fs::write(mnt.join("on-other-fs.txt"), "x").unwrap();
+    let s = src.to_str().unwrap();
+    let with = env.run(&["backup", "--quiet", s]);
+    let without = env.run(&["backup", "--quiet", "--one-file-system", "--force", s]);
+    let ls_all = env.run(&["ls", "--json", "latest"]);
+    std::process::Command::new("umount")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    with.ok();
+    without.ok();
+    assert!(!ls_all.ok().contains("on-other-fs.txt"));
+    assert!(
+        ls_all.ok().contains("\"type\":\"dir\"") && ls_all.ok().contains("/mnt\""),
+        "the mount point stays, empty"
+    );
+    let snaps = env.run(&["snapshots", "--json"]).json();
+    let first = snaps[0]["id"].as_str().unwrap();
+    assert!(env.run(&["ls", first]).ok().contains("on-other-fs.txt"));
+}
+
+#[test]
+fn key_slots() {
+    let env = TestEnv::with_repo();
+    let pw2 = env.path("pw2");
+    std::fs::write(&pw2, "second password\n").unwrap();
+    let keys = env.run(&["key", "list", "--json"]).json();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    let first = keys[0]["id"].as_str().unwrap().to_owned();
+    let r = env.run(&["key", "remove", &first]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("last key"), "{}", r.stderr);
+    env.run(&["key", "add", "--new-password-file", pw2.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        env.run(&["key", "list", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let r = env.run(&["key", "remove", &first]);
+    assert_eq!(r.code, 1, "the key in use is not removed");
+    // Open with the second password and remove the first slot.
+    let mut env2 = TestEnv {
+        dir: tempfile::tempdir().unwrap(),
+        repo: env.repo.clone(),
+        password: "second password".into(),
+    };
+    env2.run(&["key", "remove", &first[..10]]).ok();
+    let mut old = TestEnv {
+        dir: tempfile::tempdir().unwrap(),
+        repo: env.repo.clone(),
+        password: env.password.clone(),
+    };
+    assert_eq!(
+        old.run(&["snapshots"]).code,
+        12,
+        "the removed password no longer opens"
+    );
+    // passwd replaces the slot in use.
+    let pw3 = env.path("pw3");
+    std::fs::write(&pw3, "third").unwrap();
+    env2.run(&[
+        "key",
+        "passwd",
+        "--new-password-file",
+        pw3.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(env2.run(&["snapshots"]).code, 12);
+    env2.password = "third".into();
+    env2.run(&["snapshots"]).ok();
+    old.password = "third".into();
+    assert_eq!(
+        old.run(&["key", "list", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn stdin_backup() {
+    let env = TestEnv::with_repo();
+    let mut child = env
+        .cmd(&["backup", "--json", "--stdin", "--stdin-filename", "db.dump"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(&cairn_testing::fixture::random_bytes(3 << 20, 11))
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let dumped = env.cmd(&["dump", "latest", "/db.dump"]).output().unwrap();
+    assert_eq!(
+        dumped.stdout,
+        cairn_testing::fixture::random_bytes(3 << 20, 11)
+    );
+    let snap = env.run(&["snapshots", "--json"]).json();
+    assert_eq!(snap[0]["paths"], serde_json::json!(["/db.dump"]));
+}
