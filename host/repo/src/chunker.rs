@@ -23,8 +23,8 @@ pub struct Batch {
     pub buf: Vec<u8>,
     /// The chunks, in order.
     pub chunks: Vec<Range<usize>>,
-    /// Bytes after the last cut, to start the next batch with.
-    pub carry: Vec<u8>,
+    /// The bytes after the last cut (in `buf`), which start the next batch.
+    pub carry: Range<usize>,
     /// Whether the stream ended (no more batches follow).
     pub eof: bool,
 }
@@ -45,29 +45,53 @@ impl Chunker {
         }
     }
 
-    /// Reads the next batch, starting with `carry` from the previous one.
+    /// Reads the next batch into `buf` (a recycled buffer; its content is dropped), starting
+    /// with `carry`, the uncut tail of the previous batch.
     ///
     /// # Errors
     /// The reader's errors.
-    pub fn read_batch(&self, reader: &mut dyn Read, carry: Vec<u8>) -> io::Result<Batch> {
-        let mut buf = carry;
-        let want = self.batch.saturating_sub(buf.len());
-        buf.reserve(want);
-        let got = reader.take(want as u64).read_to_end(&mut buf)?;
-        let eof = got < want;
-        let mut batch = self.cut(buf, eof);
-        batch.eof = eof;
-        Ok(batch)
+    pub fn read_batch(
+        &self,
+        reader: &mut dyn Read,
+        carry: &[u8],
+        mut buf: Vec<u8>,
+    ) -> io::Result<Batch> {
+        buf.clear();
+        buf.extend_from_slice(carry);
+        let start = buf.len();
+        let want = self.batch.saturating_sub(start);
+        // Read into a buffer of exactly the batch size: `read_to_end` would grow (copy) it to
+        // probe for the end of the stream.
+        buf.resize(start + want, 0);
+        let mut filled = start;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        let eof = filled - start < want;
+        let (chunks, end) = self.cut(&buf, eof);
+        Ok(Batch {
+            carry: end..buf.len(),
+            buf,
+            chunks,
+            eof,
+        })
     }
 
     /// Cuts `buf`; when not at the end of the stream, keeps back fewer than `max_size` bytes.
-    fn cut(&self, mut buf: Vec<u8>, eof: bool) -> Batch {
+    /// Returns the chunks and where the uncut tail starts.
+    fn cut(&self, buf: &[u8], eof: bool) -> (Vec<Range<usize>>, usize) {
         let p = self.params;
         let mut chunks = Vec::new();
         let mut start = 0;
         if !buf.is_empty() {
             let cdc = FastCDC::with_level_and_seed(
-                &buf,
+                buf,
                 p.min_size,
                 p.avg_size,
                 p.max_size,
@@ -84,13 +108,7 @@ impl Chunker {
                 start = end;
             }
         }
-        let carry = buf.split_off(start);
-        Batch {
-            buf,
-            chunks,
-            carry,
-            eof,
-        }
+        (chunks, start)
     }
 
     /// All chunk lengths of a stream (for tests and tools).
@@ -99,14 +117,13 @@ impl Chunker {
     /// The reader's errors.
     pub fn lengths(&self, mut reader: impl Read) -> io::Result<Vec<usize>> {
         let mut out = Vec::new();
-        let mut carry = Vec::new();
+        let mut b = self.read_batch(&mut reader, &[], Vec::new())?;
         loop {
-            let b = self.read_batch(&mut reader, carry)?;
             out.extend(b.chunks.iter().map(|r| r.len()));
             if b.eof {
                 return Ok(out);
             }
-            carry = b.carry;
+            b = self.read_batch(&mut reader, &b.buf[b.carry.clone()], Vec::new())?;
         }
     }
 }

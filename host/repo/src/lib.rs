@@ -9,6 +9,7 @@
 //! [`Repository::to_indexed`] for operations that need the index.
 
 pub mod backend;
+pub mod buffers;
 pub mod chunker;
 pub mod crypto;
 pub mod error;

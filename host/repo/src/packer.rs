@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::backend::FileType;
+use crate::buffers::BufferPool;
 use crate::error::{ErrorKind, Result};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{BlobEntry, BlobType, Compression, append_header, seal_blob};
@@ -51,6 +52,7 @@ struct Shared {
     pending_index: Mutex<IndexFile>,
     error: Mutex<Option<crate::Error>>,
     packs: AtomicU64,
+    buffers: BufferPool,
 }
 
 impl Shared {
@@ -66,9 +68,11 @@ impl Shared {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.context(format!("failed to upload pack {id}"))),
         }
+        let size = data.len() as u64;
+        self.buffers.put(data);
         let pack = IndexPack {
             id,
-            size: data.len() as u64,
+            size,
             blobs: entries,
         };
         self.index.add_pack(&pack);
@@ -113,8 +117,9 @@ impl BlobSaver {
             pending_index: Mutex::default(),
             error: Mutex::default(),
             packs: AtomicU64::new(0),
+            buffers: BufferPool::new(UPLOAD_THREADS + 2),
         });
-        let (tx, rx): (_, Receiver<(Vec<u8>, Vec<BlobEntry>)>) = bounded(UPLOAD_THREADS);
+        let (tx, rx): (_, Receiver<(Vec<u8>, Vec<BlobEntry>)>) = bounded(0);
         let threads = (0..UPLOAD_THREADS)
             .map(|_| {
                 let rx = rx.clone();
@@ -202,9 +207,14 @@ impl BlobSaver {
                 raw_length: u32::try_from(plaintext.len()).expect("blob below 4 GiB"),
                 compressed,
             });
-            if open.data.is_empty() {
+            if open.data.capacity() == 0 {
+                open.data = self.shared.buffers.get();
+                // Room for a full pack, the blob that overshoots it and the header, so that the
+                // pack is never copied to grow.
+                let config = self.shared.repo.config();
+                let pack = config.pack_size as usize;
                 open.data
-                    .reserve(self.shared.repo.config().pack_size as usize + sealed.len());
+                    .reserve(pack + config.chunker.max_size as usize + pack / 32 + 4096);
             }
             open.data.extend_from_slice(&sealed);
             (open.data.len() >= self.shared.repo.config().pack_size as usize)

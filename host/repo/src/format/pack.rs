@@ -99,6 +99,7 @@ pub fn seal_blob(
     };
     let aad = blob_aad(tpe, id);
     if let Some(level) = level
+        && (compression == Compression::Max || looks_compressible(plaintext))
         && let Ok(z) = zstd::bulk::compress(plaintext, level)
         // Keep it only when it saves at least 1/32: incompressible data stays as is.
         && z.len() + z.len() / 32 < plaintext.len()
@@ -106,6 +107,19 @@ pub fn seal_blob(
         return (key.seal(&z, &aad), true);
     }
     (key.seal(plaintext, &aad), false)
+}
+
+/// Whether compressing `data` is worth a try: a large blob is judged by a 32 KiB sample from
+/// its middle, so that incompressible data (media, archives, encrypted files) costs one small
+/// zstd pass instead of a full one.
+fn looks_compressible(data: &[u8]) -> bool {
+    const SAMPLE: usize = 32 * 1024;
+    if data.len() < 4 * SAMPLE {
+        return true;
+    }
+    let mid = data.len() / 2 - SAMPLE / 2;
+    let sample = &data[mid..mid + SAMPLE];
+    zstd::bulk::compress(sample, 1).is_ok_and(|z| z.len() + z.len() / 16 < SAMPLE)
 }
 
 /// Opens a sealed blob, decompresses it and checks that its keyed hash is its id.

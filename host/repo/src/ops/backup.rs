@@ -22,7 +22,8 @@ use jiff::Timestamp;
 use rayon::prelude::*;
 
 use crate::backend::FileType;
-use crate::chunker::{Batch, Chunker};
+use crate::buffers::BufferPool;
+use crate::chunker::Chunker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{BlobType, Compression};
 use crate::format::snapshot::{Snapshot, Summary};
@@ -159,6 +160,8 @@ struct Run<'a> {
     cancel: &'a AtomicBool,
     owners: OwnerNames,
     counts: Counters,
+    /// Recycled batch buffers.
+    buffers: BufferPool,
     /// Content of hard-linked files already read, by (device, inode).
     hardlinks: DashMap<(u64, u64), (i64, Vec<Id>)>,
 }
@@ -391,33 +394,29 @@ impl Run<'_> {
     }
 
     /// Chunks and saves a stream: while one batch's chunks are saved on all cores, the next
-    /// batch is read.
+    /// batch is read. Batch buffers are recycled through the run's pool.
     fn save_stream(&self, mut reader: impl Read + Send) -> Result<(Vec<Id>, u64)> {
-        let read = |r: &mut dyn Read, carry| {
+        let read = |r: &mut dyn Read, carry: &[u8]| {
             self.chunker
-                .read_batch(r, carry)
+                .read_batch(r, carry, self.buffers.get())
                 .map_err(|e| Error::new(ErrorKind::Io, "read failed").with_source(e))
         };
         let mut ids = Vec::new();
         let mut size = 0u64;
-        let mut batch = read(&mut reader, Vec::new())?;
+        let mut batch = read(&mut reader, &[])?;
         loop {
             self.check_cancel()?;
-            let Batch {
-                buf,
-                chunks,
-                carry,
-                eof,
-            } = batch;
-            size += chunks.iter().map(|r| r.len() as u64).sum::<u64>();
-            if eof {
-                ids.extend(self.save_chunks(&buf, &chunks)?);
+            size += batch.chunks.iter().map(|r| r.len() as u64).sum::<u64>();
+            if batch.eof {
+                ids.extend(self.save_chunks(&batch.buf, &batch.chunks)?);
+                self.buffers.put(batch.buf);
                 return Ok((ids, size));
             }
             let (saved, next) = rayon::join(
-                || self.save_chunks(&buf, &chunks),
-                || read(&mut reader, carry),
+                || self.save_chunks(&batch.buf, &batch.chunks),
+                || read(&mut reader, &batch.buf[batch.carry.clone()]),
             );
+            self.buffers.put(std::mem::take(&mut batch.buf));
             ids.extend(saved?);
             batch = next?;
         }
@@ -594,6 +593,7 @@ pub fn backup(
         cancel,
         owners: OwnerNames::default(),
         counts: Counters::default(),
+        buffers: BufferPool::new(4),
         hardlinks: DashMap::new(),
     };
     let (paths, result) = match source {
