@@ -272,7 +272,7 @@ log "(c) re-backup of the unchanged small-files tree (same repository as b)"
 for t in $TOOLS; do tool_backup c "$t" "$SMALL_DIR"; done
 
 log "(d) re-backup of the big file after mutating $MUTATE_PERCENT % of it (same repository as a)"
-python3 "$GEN" mutate "$RUN/big/big.bin" --percent "$MUTATE_PERCENT" >&2
+python3 "$GEN" mutate "$RUN/big/big.bin" --percent "$MUTATE_PERCENT" --run-size 1M >&2
 REPOS="$REPOS_ROOT/A"
 for t in $TOOLS; do tool_backup d "$t" "$RUN/big"; done
 

@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use cairn_repo::backend::FileWriter;
 use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
 
 /// A repository directory on a local filesystem.
@@ -51,6 +52,85 @@ impl LocalBackend {
             )));
         }
         Ok(self.dir(tpe, name).join(name))
+    }
+}
+
+impl LocalBackend {
+    /// A temporary file in the directory of `tpe` (for packs: `data/`, on the same filesystem
+    /// as its final fan-out directory).
+    fn temp_file(&self, tpe: FileType, hint: &str) -> Result<TempFile> {
+        let dir = match tpe {
+            FileType::Config => self.root.clone(),
+            _ => self.root.join(tpe.dir()),
+        };
+        let path = dir.join(format!(".tmp-{hint}-{:016x}", rand::random::<u64>()));
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => Ok(TempFile {
+                backend: self.clone(),
+                tpe,
+                path,
+                file: Some(file),
+            }),
+            Err(e) if e.kind() == IoKind::NotFound && !self.root.join("keys").exists() => {
+                Err(Error::new(
+                    ErrorKind::RepositoryNotFound,
+                    format!("there is no repository at {}", self.root.display()),
+                )
+                .with_source(e))
+            }
+            Err(e) => Err(io_err(
+                format!("cannot create a {tpe} in {}", self.root.display()),
+                e,
+            )),
+        }
+    }
+}
+
+/// A file being written; committed by syncing it and hard-linking it to its name. `link(2)`
+/// fails when the name exists, so create-only is atomic; the temporary name is removed either way.
+struct TempFile {
+    backend: LocalBackend,
+    tpe: FileType,
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl FileWriter for TempFile {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("open until committed");
+        file.write_all(data)
+            .map_err(|e| io_err(format!("cannot write {}", self.path.display()), e))
+    }
+
+    fn commit(mut self: Box<Self>, name: &str) -> Result<()> {
+        let (tpe, file) = (self.tpe, self.file.take().expect("committed once"));
+        let dest = self.backend.path(tpe, name)?;
+        let linked = file
+            .sync_all()
+            .and_then(|()| fs::hard_link(&self.path, &dest));
+        match linked {
+            Ok(()) => {
+                sync_dir(dest.parent().expect("objects live in a directory"));
+                Ok(())
+            }
+            Err(e) if e.kind() == IoKind::AlreadyExists => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{tpe} {name} already exists and is never replaced"),
+            )),
+            Err(e) => Err(io_err(
+                format!(
+                    "cannot write {tpe} {name} in {}",
+                    self.backend.root.display()
+                ),
+                e,
+            )),
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -165,40 +245,13 @@ impl Backend for LocalBackend {
     }
 
     fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {
-        let dest = self.path(tpe, name)?;
-        let dir = dest
-            .parent()
-            .expect("objects live in a directory")
-            .to_path_buf();
-        let tmp = dir.join(format!(".tmp-{name}-{:016x}", rand::random::<u64>()));
-        let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::hard_link(&tmp, &dest)
-        })();
-        let _ = fs::remove_file(&tmp);
-        match result {
-            Ok(()) => {
-                sync_dir(&dir);
-                Ok(())
-            }
-            Err(e) if e.kind() == IoKind::AlreadyExists => Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("{tpe} {name} already exists and is never replaced"),
-            )),
-            Err(e) if e.kind() == IoKind::NotFound && !self.root.join("keys").exists() => {
-                Err(Error::new(
-                    ErrorKind::RepositoryNotFound,
-                    format!("there is no repository at {}", self.root.display()),
-                )
-                .with_source(e))
-            }
-            Err(e) => Err(io_err(
-                format!("cannot write {tpe} {name} in {}", self.root.display()),
-                e,
-            )),
-        }
+        let mut w = self.temp_file(tpe, name)?;
+        w.write(data)?;
+        Box::new(w).commit(name)
+    }
+
+    fn writer(&self, tpe: FileType) -> Result<Option<Box<dyn FileWriter>>> {
+        Ok(Some(Box::new(self.temp_file(tpe, "stream")?)))
     }
 
     fn remove(&self, tpe: FileType, name: &str) -> Result<()> {

@@ -20,12 +20,6 @@ use crate::args::Cli;
 use crate::env_vars::EnvVars;
 use crate::settings::Ctx;
 
-// The backup data path allocates and frees many multi-MiB buffers from several threads; with
-// glibc's allocator each cycle returns the pages to the kernel and faults them in again (a
-// quarter of a million page faults per GiB backed up). mimalloc keeps them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A command's successful outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

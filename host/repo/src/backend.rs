@@ -75,6 +75,23 @@ pub struct Guarantees {
     pub atomic_create: bool,
 }
 
+/// A file being written piece by piece (a pack), named only when complete.
+///
+/// Dropping it without [`FileWriter::commit`] leaves nothing under any name.
+pub trait FileWriter: Send {
+    /// Appends bytes.
+    ///
+    /// # Errors
+    /// When the store cannot take them.
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+
+    /// Stores what was written as `name`, create-only.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) when the name is taken.
+    fn commit(self: Box<Self>, name: &str) -> Result<()>;
+}
+
 /// A place that holds a repository's files.
 pub trait Backend: Send + Sync + 'static {
     /// Where this is, for messages (never with credentials).
@@ -113,6 +130,16 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) when the name is taken.
     fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()>;
+
+    /// A writer that streams a new file of `tpe` into the store, when the store can do that
+    /// without holding the file in memory (a local directory writes a temporary file). `None`
+    /// (the default) makes the caller buffer the file and use [`Backend::write`].
+    ///
+    /// # Errors
+    /// When the temporary file cannot be created.
+    fn writer(&self, _tpe: FileType) -> Result<Option<Box<dyn FileWriter>>> {
+        Ok(None)
+    }
 
     /// Removes a file.
     ///

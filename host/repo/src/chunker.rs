@@ -1,8 +1,9 @@
 //! Content-defined chunking: FastCDC v2020 (normalization level 1) with a keyed gear table.
 //!
-//! The stream is read in large batches; boundaries are cut within a batch as long as at least
-//! `max_size` bytes (or the end of the stream) lie ahead, so the cuts are the same whatever the
-//! batch size. The uncut tail is carried into the next batch. A batch's chunks are slices of
+//! The stream is read in large batches; a boundary is cut within a batch when the chunker finds
+//! it with at least `avg_size` bytes ahead, or with `max_size` bytes (or the end of the stream)
+//! ahead, so the cuts are the same whatever the batch size. The uncut tail (usually less than
+//! one chunk) is carried into the next batch. A batch's chunks are slices of
 //! one buffer, so chunking copies nothing, and a caller can process one batch's chunks in
 //! parallel while the next batch is read.
 
@@ -13,8 +14,8 @@ use fastcdc::v2020::{FastCDC, Normalization};
 
 use crate::format::config::ChunkerParams;
 
-/// Bytes read per batch (at least twice the maximum chunk).
-const BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes read per batch beyond the largest chunk.
+const BATCH_EXTRA: usize = 4 * 1024 * 1024;
 
 /// One read of a stream, cut into chunks.
 #[derive(Debug, Default)]
@@ -41,7 +42,7 @@ impl Chunker {
     pub fn new(params: ChunkerParams) -> Self {
         Self {
             params,
-            batch: BATCH_BYTES.max(2 * params.max_size as usize),
+            batch: params.max_size as usize + BATCH_EXTRA.max(4 * params.avg_size as usize),
         }
     }
 
@@ -60,19 +61,12 @@ impl Chunker {
         buf.extend_from_slice(carry);
         let start = buf.len();
         let want = self.batch.saturating_sub(start);
-        // Read into a buffer of exactly the batch size: `read_to_end` would grow (copy) it to
-        // probe for the end of the stream.
-        buf.resize(start + want, 0);
-        let mut filled = start;
-        while filled < buf.len() {
-            match reader.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(filled);
+        // `reserve` + `read_to_end` on a `Take` fills spare capacity without zeroing it (a
+        // recycled 16 MiB buffer for a 4 KiB file costs nothing) and, once the limit is hit,
+        // probes for the end with a small stack read instead of growing the buffer.
+        buf.reserve(want);
+        reader.take(want as u64).read_to_end(&mut buf)?;
+        let filled = buf.len();
         let eof = filled - start < want;
         let (chunks, end) = self.cut(&buf, eof);
         Ok(Batch {
@@ -100,10 +94,22 @@ impl Chunker {
             );
             while start < buf.len() {
                 let remaining = buf.len() - start;
-                if !eof && remaining < p.max_size as usize {
+                if eof || remaining >= p.max_size as usize {
+                    let (_, end) = cdc.cut(start, remaining);
+                    chunks.push(start..end);
+                    start = end;
+                    continue;
+                }
+                // Short of a full window: a boundary found before the end of the data is the
+                // one the whole stream would give (with at least `avg_size` bytes ahead the
+                // chunker scans with the same masks); none found means more data is needed.
+                if remaining < p.avg_size as usize {
                     break;
                 }
                 let (_, end) = cdc.cut(start, remaining);
+                if end >= buf.len() {
+                    break;
+                }
                 chunks.push(start..end);
                 start = end;
             }
@@ -178,6 +184,26 @@ mod tests {
         let b = small.lengths(&data[..]).unwrap();
         assert_eq!(a, b);
         assert!(a.len() > 10);
+    }
+
+    #[test]
+    fn boundaries_do_not_depend_on_batch_size_small_chunks() {
+        let p = ChunkerParams {
+            min_size: 16 * 1024,
+            avg_size: 64 * 1024,
+            max_size: 256 * 1024,
+            seed: 5,
+        };
+        // Mixed data: random stretches and runs of zeros (which give max-size chunks).
+        let mut data = pseudo_random(6 * 1024 * 1024, 3);
+        data[1_000_000..2_500_000].fill(0);
+        let whole = Chunker::new(p).lengths(&data[..]).unwrap();
+        for batch in [256 * 1024 + 1, 256 * 1024 + 777, 300_000, 1 << 20, 3 << 20] {
+            let mut c = Chunker::new(p);
+            c.batch = batch;
+            assert_eq!(c.lengths(&data[..]).unwrap(), whole, "batch {batch}");
+        }
+        assert!(whole.contains(&(256 * 1024)));
     }
 
     #[test]

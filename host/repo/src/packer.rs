@@ -1,10 +1,13 @@
 //! Saving blobs: dedup against the index, compress, seal, bundle into packs, upload, index.
 //!
 //! Callers on any thread call [`BlobSaver::save`]; the CPU work (hash, compression, sealing)
-//! runs on the caller's thread, outside any lock. Full packs go through a bounded channel to
-//! upload threads, which store the pack, add it to the in-memory index and write an index file
-//! every [`PACKS_PER_INDEX`] packs, so that an interrupted backup leaves its uploaded packs
-//! indexed and the next one re-uses them. Memory: at most two open packs plus the channel.
+//! runs on the caller's thread, outside any lock. Sealed blobs are appended to the open pack of
+//! their type — streamed straight into the store when the backend offers a
+//! [`FileWriter`](crate::backend::FileWriter) (a local directory writes a temporary file), else
+//! buffered — and the pack's name (the BLAKE3 hash of its bytes) is computed as it grows. Full
+//! packs go through a rendezvous channel to upload threads, which commit or upload them, add
+//! them to the in-memory index and write an index file every [`PACKS_PER_INDEX`] packs, so that
+//! an interrupted backup leaves its uploaded packs indexed and the next one re-uses them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,11 +15,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::backend::FileType;
+use crate::backend::{FileType, FileWriter};
 use crate::buffers::BufferPool;
 use crate::error::{ErrorKind, Result};
 use crate::format::index::{IndexFile, IndexPack};
-use crate::format::pack::{BlobEntry, BlobType, Compression, append_header, seal_blob};
+use crate::format::pack::{BlobEntry, BlobType, Compression, header_bytes, seal_blob};
 use crate::id::Id;
 use crate::index::Index;
 use crate::repository::Repository;
@@ -25,9 +28,36 @@ use crate::repository::Repository;
 pub const PACKS_PER_INDEX: usize = 16;
 const UPLOAD_THREADS: usize = 2;
 
-#[derive(Default)]
+/// Where an open pack's bytes go.
+enum Sink {
+    Stream(Box<dyn FileWriter>),
+    Memory(Vec<u8>),
+}
+
+impl Sink {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Sink::Stream(w) => w.write(data),
+            Sink::Memory(buf) => {
+                buf.extend_from_slice(data);
+                Ok(())
+            }
+        }
+    }
+}
+
 struct OpenPack {
-    data: Vec<u8>,
+    sink: Sink,
+    hasher: blake3::Hasher,
+    size: u64,
+    entries: Vec<BlobEntry>,
+}
+
+/// A finished pack on its way to the store.
+struct Finished {
+    sink: Sink,
+    id: Id,
+    size: u64,
     entries: Vec<BlobEntry>,
 }
 
@@ -56,20 +86,28 @@ struct Shared {
 }
 
 impl Shared {
-    fn upload(&self, data: Vec<u8>, entries: Vec<BlobEntry>) -> Result<()> {
-        let id = Id::hash_of(&data);
-        match self
-            .repo
-            .backend()
-            .write(FileType::Pack, &id.to_hex(), &data)
-        {
+    fn upload(&self, pack: Finished) -> Result<()> {
+        let Finished {
+            sink,
+            id,
+            size,
+            entries,
+        } = pack;
+        let name = id.to_hex();
+        let stored = match sink {
+            Sink::Stream(w) => w.commit(&name),
+            Sink::Memory(buf) => {
+                let r = self.repo.backend().write(FileType::Pack, &name, &buf);
+                self.buffers.put(buf);
+                r
+            }
+        };
+        match stored {
             Ok(()) => {}
             // Content-addressed: an existing pack of this name holds these very bytes.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.context(format!("failed to upload pack {id}"))),
         }
-        let size = data.len() as u64;
-        self.buffers.put(data);
         let pack = IndexPack {
             id,
             size,
@@ -87,6 +125,27 @@ impl Shared {
         }
         Ok(())
     }
+
+    fn new_pack(&self) -> Result<OpenPack> {
+        let sink = match self.repo.backend().writer(FileType::Pack)? {
+            Some(w) => Sink::Stream(w),
+            None => {
+                let mut buf = self.buffers.get();
+                let config = self.repo.config();
+                // Room for a full pack, the blob that overshoots it and the header, so that
+                // the buffer never grows by copying.
+                let pack = config.pack_size as usize;
+                buf.reserve(pack + config.chunker.max_size as usize + pack / 32 + 4096);
+                Sink::Memory(buf)
+            }
+        };
+        Ok(OpenPack {
+            sink,
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            entries: Vec::new(),
+        })
+    }
 }
 
 /// Saves blobs into packs of one repository.
@@ -94,8 +153,8 @@ pub struct BlobSaver {
     shared: Arc<Shared>,
     compression: Compression,
     dry_run: bool,
-    open: [Mutex<OpenPack>; 2],
-    tx: Option<Sender<(Vec<u8>, Vec<BlobEntry>)>>,
+    open: [Mutex<Option<OpenPack>>; 2],
+    tx: Option<Sender<Finished>>,
     threads: Vec<JoinHandle<()>>,
     data_blobs: AtomicU64,
     tree_blobs: AtomicU64,
@@ -119,14 +178,16 @@ impl BlobSaver {
             packs: AtomicU64::new(0),
             buffers: BufferPool::new(UPLOAD_THREADS + 2),
         });
-        let (tx, rx): (_, Receiver<(Vec<u8>, Vec<BlobEntry>)>) = bounded(0);
+        // Rendezvous: a finished pack waits for a free upload thread, so at most
+        // UPLOAD_THREADS + 1 finished packs exist at a time.
+        let (tx, rx): (_, Receiver<Finished>) = bounded(0);
         let threads = (0..UPLOAD_THREADS)
             .map(|_| {
                 let rx = rx.clone();
                 let shared = shared.clone();
                 std::thread::spawn(move || {
-                    for (data, entries) in rx {
-                        if let Err(e) = shared.upload(data, entries) {
+                    for pack in rx {
+                        if let Err(e) = shared.upload(pack) {
                             shared.error.lock().expect("error lock").get_or_insert(e);
                         }
                     }
@@ -197,28 +258,27 @@ impl BlobSaver {
             return Ok((id, true));
         }
         let full = {
-            let mut open = self.open[tpe as usize].lock().expect("pack lock");
-            let offset = u32::try_from(open.data.len()).expect("pack below 4 GiB");
+            let mut slot = self.open[tpe as usize].lock().expect("pack lock");
+            let open = match &mut *slot {
+                Some(open) => open,
+                None => slot.insert(self.shared.new_pack()?),
+            };
             open.entries.push(BlobEntry {
                 id,
                 tpe,
-                offset,
+                offset: u32::try_from(open.size).expect("pack below 4 GiB"),
                 length: u32::try_from(sealed.len()).expect("blob below 4 GiB"),
                 raw_length: u32::try_from(plaintext.len()).expect("blob below 4 GiB"),
                 compressed,
             });
-            if open.data.capacity() == 0 {
-                open.data = self.shared.buffers.get();
-                // Room for a full pack, the blob that overshoots it and the header, so that the
-                // pack is never copied to grow.
-                let config = self.shared.repo.config();
-                let pack = config.pack_size as usize;
-                open.data
-                    .reserve(pack + config.chunker.max_size as usize + pack / 32 + 4096);
+            open.sink.write(&sealed)?;
+            open.hasher.update(&sealed);
+            open.size += sealed.len() as u64;
+            if open.size >= u64::from(self.shared.repo.config().pack_size) {
+                slot.take()
+            } else {
+                None
             }
-            open.data.extend_from_slice(&sealed);
-            (open.data.len() >= self.shared.repo.config().pack_size as usize)
-                .then(|| std::mem::take(&mut *open))
         };
         if let Some(pack) = full {
             self.send(pack)?;
@@ -227,11 +287,19 @@ impl BlobSaver {
     }
 
     fn send(&self, mut pack: OpenPack) -> Result<()> {
-        append_header(self.shared.repo.key(), &pack.entries, &mut pack.data);
+        let header = header_bytes(self.shared.repo.key(), &pack.entries);
+        pack.sink.write(&header)?;
+        pack.hasher.update(&header);
+        let finished = Finished {
+            sink: pack.sink,
+            id: Id(*pack.hasher.finalize().as_bytes()),
+            size: pack.size + header.len() as u64,
+            entries: pack.entries,
+        };
         self.tx
             .as_ref()
             .expect("saver not finished")
-            .send((pack.data, pack.entries))
+            .send(finished)
             .expect("upload threads outlive the saver");
         Ok(())
     }
@@ -242,16 +310,13 @@ impl BlobSaver {
     /// The first upload or index error.
     pub fn finish(mut self) -> Result<SaverStats> {
         for i in 0..2 {
-            let pack = std::mem::take(&mut *self.open[i].lock().expect("pack lock"));
-            if !pack.entries.is_empty() {
+            let pack = self.open[i].lock().expect("pack lock").take();
+            if let Some(pack) = pack {
                 self.send(pack)?;
             }
         }
         self.close()?;
-        let rest = std::mem::take(&mut *self.shared.pending_index.lock().expect("index lock"));
-        if !rest.packs.is_empty() {
-            self.shared.repo.save_file(FileType::Index, &rest)?;
-        }
+        self.write_pending_index()?;
         Ok(SaverStats {
             data_blobs: self.data_blobs.load(Ordering::Relaxed),
             tree_blobs: self.tree_blobs.load(Ordering::Relaxed),
@@ -259,6 +324,14 @@ impl BlobSaver {
             bytes_packed: self.bytes_packed.load(Ordering::Relaxed),
             packs: self.shared.packs.load(Ordering::Relaxed),
         })
+    }
+
+    fn write_pending_index(&self) -> Result<()> {
+        let rest = std::mem::take(&mut *self.shared.pending_index.lock().expect("index lock"));
+        if !rest.packs.is_empty() {
+            self.shared.repo.save_file(FileType::Index, &rest)?;
+        }
+        Ok(())
     }
 
     /// Stops the upload threads after they drain the queue; reports their first error.
@@ -277,11 +350,7 @@ impl BlobSaver {
     /// When the index of the uploaded packs cannot be written.
     pub fn abandon(mut self) -> Result<()> {
         let _ = self.close();
-        let rest = std::mem::take(&mut *self.shared.pending_index.lock().expect("index lock"));
-        if !rest.packs.is_empty() {
-            self.shared.repo.save_file(FileType::Index, &rest)?;
-        }
-        Ok(())
+        self.write_pending_index()
     }
 }
 

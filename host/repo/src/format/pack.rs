@@ -100,7 +100,7 @@ pub fn seal_blob(
     let aad = blob_aad(tpe, id);
     if let Some(level) = level
         && (compression == Compression::Max || looks_compressible(plaintext))
-        && let Ok(z) = zstd::bulk::compress(plaintext, level)
+        && let Ok(z) = compress(plaintext, level)
         // Keep it only when it saves at least 1/32: incompressible data stays as is.
         && z.len() + z.len() / 32 < plaintext.len()
     {
@@ -119,7 +119,24 @@ fn looks_compressible(data: &[u8]) -> bool {
     }
     let mid = data.len() / 2 - SAMPLE / 2;
     let sample = &data[mid..mid + SAMPLE];
-    zstd::bulk::compress(sample, 1).is_ok_and(|z| z.len() + z.len() / 16 < SAMPLE)
+    compress(sample, 1).is_ok_and(|z| z.len() + z.len() / 16 < SAMPLE)
+}
+
+/// zstd with a per-thread, reused context (creating one per blob costs more than compressing a
+/// small file).
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    use std::cell::RefCell;
+    thread_local! {
+        static CCTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    }
+    CCTX.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, cctx) = c.as_mut().expect("set above");
+        cctx.compress(data)
+    })
 }
 
 /// Opens a sealed blob, decompresses it and checks that its keyed hash is its id.
@@ -143,8 +160,8 @@ pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8], pack: &Id) -
     Ok(plain)
 }
 
-/// Encodes and seals a pack header, appending it and its length to `pack`.
-pub fn append_header(key: &MasterKey, entries: &[BlobEntry], pack: &mut Vec<u8>) {
+/// The sealed pack header and its length, as they end a pack.
+pub fn header_bytes(key: &MasterKey, entries: &[BlobEntry]) -> Vec<u8> {
     let mut h = Vec::with_capacity(entries.len() * ENTRY_LEN);
     for e in entries {
         h.push(e.tpe.byte());
@@ -153,10 +170,10 @@ pub fn append_header(key: &MasterKey, entries: &[BlobEntry], pack: &mut Vec<u8>)
         h.extend_from_slice(&e.raw_length.to_le_bytes());
         h.extend_from_slice(&e.id.0);
     }
-    let sealed = key.seal(&h, HEADER_AAD);
-    pack.extend_from_slice(&sealed);
+    let mut sealed = key.seal(&h, HEADER_AAD);
     let len = u32::try_from(sealed.len()).expect("pack header below 4 GiB");
-    pack.extend_from_slice(&len.to_le_bytes());
+    sealed.extend_from_slice(&len.to_le_bytes());
+    sealed
 }
 
 /// How many trailing bytes to read to be likely to get the whole header of a pack.
@@ -241,7 +258,7 @@ mod tests {
             });
             pack.extend(sealed);
         }
-        append_header(&key, &entries, &mut pack);
+        pack.extend(header_bytes(&key, &entries));
         let pid = Id::hash_of(&pack);
         let parsed = parse_header(&key, &pid, pack.len() as u64, &pack[pack.len() - 10..]).unwrap();
         let need = parsed.unwrap_err();
