@@ -122,6 +122,21 @@ fn looks_compressible(data: &[u8]) -> bool {
     compress(sample, 1).is_ok_and(|z| z.len() + z.len() / 16 < SAMPLE)
 }
 
+/// zstd decompression with a per-thread, reused context.
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    use std::cell::RefCell;
+    thread_local! {
+        static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    }
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("set above").decompress(data, capacity)
+    })
+}
+
 /// zstd with a per-thread, reused context (creating one per blob costs more than compressing a
 /// small file).
 fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
@@ -149,7 +164,7 @@ pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8], pack: &Id) -
         .open(sealed, &blob_aad(entry.tpe, &entry.id))
         .map_err(|e| e.context(format!("{} is corrupt", what())))?;
     let plain = if entry.compressed {
-        zstd::bulk::decompress(&payload, entry.raw_length as usize)
+        decompress(&payload, entry.raw_length as usize)
             .map_err(|e| Error::corrupt(format!("{} does not decompress", what())).with_source(e))?
     } else {
         payload

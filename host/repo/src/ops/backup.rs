@@ -71,6 +71,9 @@ pub struct BackupOptions {
     pub compression: Compression,
     /// Snapshot time (default: now).
     pub time: Option<Timestamp>,
+    /// Worker threads (0: twice the cores, at least 4 — more than the cores, so that threads
+    /// waiting on the disk for small files leave the CPU to others).
+    pub threads: usize,
 }
 
 impl BackupOptions {
@@ -566,6 +569,25 @@ fn count_totals(
 /// `cancel` was set, backend errors. Unreadable entries are not errors: they are warned about
 /// and counted in `summary.errors`.
 pub fn backup(
+    repo: &IndexedRepository,
+    source: BackupSource,
+    opts: &BackupOptions,
+    progress: &dyn BackupProgress,
+    cancel: &AtomicBool,
+) -> Result<BackupOutcome> {
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4)),
+        n => n,
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("cairn-backup-{i}"))
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot start worker threads").with_source(e))?
+        .install(|| run_backup(repo, source, opts, progress, cancel))
+}
+
+fn run_backup(
     repo: &IndexedRepository,
     source: BackupSource,
     opts: &BackupOptions,

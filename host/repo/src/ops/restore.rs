@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -98,6 +98,8 @@ pub struct RestoreSummary {
 struct FileJob {
     path: PathBuf,
     node: Node,
+    /// Created when its one blob is written.
+    deferred: bool,
 }
 
 struct Plan {
@@ -172,6 +174,9 @@ fn make_special(path: &Path, node: &Node) -> Result<()> {
 
 impl Ctx<'_> {
     /// Plans the restore of `node` (named in the snapshot as `snap_path`) to `path`.
+    /// Plans the restore of `node` (named in the snapshot as `snap_path`) to `path`. `fresh`
+    /// says the directory holding `path` was made by this restore, so nothing is there yet.
+    #[allow(clippy::too_many_arguments, reason = "recursion state, private")]
     fn plan_node(
         &self,
         plan: &mut Plan,
@@ -179,6 +184,7 @@ impl Ctx<'_> {
         path: PathBuf,
         node: &Node,
         included: bool,
+        fresh: bool,
         seen_links: &mut HashMap<(u64, u64), PathBuf>,
     ) -> Result<bool> {
         self.check_cancel()?;
@@ -187,12 +193,15 @@ impl Ctx<'_> {
         }
         let included = included || self.includes.is_empty() || self.includes.matches(snap_path);
         if node.kind == NodeKind::Dir {
-            let mark = (
-                plan.dirs.len(),
-                plan.files.len(),
-                plan.others.len(),
-                plan.links.len(),
-            );
+            // Without include patterns every directory is restored: make it now, so files
+            // below need no existence checks when it is new. With them, a directory is made
+            // only if something below it is restored.
+            let child_fresh = if self.includes.is_empty() {
+                self.make_dir(&path, fresh)?
+            } else {
+                false
+            };
+            let mark = plan.dirs.len();
             plan.dirs.push((path.clone(), node.clone()));
             let mut any = included;
             if let Some(sub) = node.subtree {
@@ -205,19 +214,22 @@ impl Ctx<'_> {
                         path.join(&name),
                         child,
                         included,
+                        child_fresh,
                         seen_links,
                     )?;
                 }
             }
             if !any {
-                plan.dirs.truncate(mark.0);
+                plan.dirs.truncate(mark);
             }
             return Ok(any);
         }
         if !included {
             return Ok(false);
         }
-        if let Some(parent) = path.parent() {
+        if !self.includes.is_empty()
+            && let Some(parent) = path.parent()
+        {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, "create directory", e))?;
         }
         if node.is_hardlink() {
@@ -230,35 +242,47 @@ impl Ctx<'_> {
         }
         match node.kind {
             NodeKind::File => {
-                if let Ok(m) = std::fs::symlink_metadata(&path) {
-                    use std::os::unix::fs::MetadataExt;
-                    let same = m.is_file()
-                        && m.size() == node.size
-                        && m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec() == node.mtime;
-                    let keep = match self.opts.overwrite {
-                        Overwrite::Always => false,
-                        Overwrite::IfChanged => same,
-                        Overwrite::Never => true,
-                    };
-                    if keep {
-                        plan.skipped += 1;
-                        return Ok(true);
+                if !fresh {
+                    if let Ok(m) = std::fs::symlink_metadata(&path) {
+                        use std::os::unix::fs::MetadataExt;
+                        let same = m.is_file()
+                            && m.size() == node.size
+                            && m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
+                                == node.mtime;
+                        let keep = match self.opts.overwrite {
+                            Overwrite::Always => false,
+                            Overwrite::IfChanged => same,
+                            Overwrite::Never => true,
+                        };
+                        if keep {
+                            plan.skipped += 1;
+                            return Ok(true);
+                        }
                     }
+                    clear(&path)?;
                 }
-                clear(&path)?;
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|e| io(&path, "create", e))?;
-                f.set_len(node.size).map_err(|e| io(&path, "size", e))?;
+                // A file of one blob is created when its blob is written; others now, at
+                // their size (holes stay holes).
+                let deferred = node.content.as_ref().is_some_and(|c| c.len() == 1);
+                if !deferred {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(|e| io(&path, "create", e))?;
+                    f.set_len(node.size).map_err(|e| io(&path, "size", e))?;
+                }
                 plan.files.push(FileJob {
                     path,
                     node: node.clone(),
+                    deferred,
                 });
             }
             NodeKind::Socket => {}
             _ => {
+                if !fresh {
+                    clear(&path)?;
+                }
                 if let Err(e) = make_special(&path, node) {
                     self.warn(
                         &path,
@@ -274,6 +298,19 @@ impl Ctx<'_> {
                 plan.others.push((path, node.clone()));
             }
         }
+        Ok(true)
+    }
+
+    /// Makes directory `path` unless it is there; returns whether it is new.
+    fn make_dir(&self, path: &Path, parent_fresh: bool) -> Result<bool> {
+        if !parent_fresh {
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => return Ok(false),
+                Ok(_) => clear(path)?,
+                Err(_) => {}
+            }
+        }
+        std::fs::create_dir(path).map_err(|e| io(path, "create directory", e))?;
         Ok(true)
     }
 }
@@ -344,7 +381,19 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                         let zero = plain.iter().all(|&b| b == 0);
                         for &(file, offset) in targets {
                             let job = &files[file];
-                            if !zero {
+                            if job.deferred {
+                                let mut f = OpenOptions::new()
+                                    .write(true)
+                                    .create_new(true)
+                                    .open(&job.path)
+                                    .map_err(|e| io(&job.path, "create", e))?;
+                                if zero {
+                                    f.set_len(job.node.size)
+                                        .map_err(|e| io(&job.path, "size", e))?;
+                                } else {
+                                    f.write_all(&plain).map_err(|e| io(&job.path, "write", e))?;
+                                }
+                            } else if !zero {
                                 let f = OpenOptions::new()
                                     .write(true)
                                     .open(&job.path)
@@ -448,6 +497,8 @@ pub fn restore(
         cancel,
     };
     let start = repo.find_node(tree, &opts.subpath)?;
+    // A target that does not exist yet (or is empty) holds nothing to check or overwrite.
+    let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut rd| rd.next().is_none());
     std::fs::create_dir_all(&opts.target).map_err(|e| io(&opts.target, "create directory", e))?;
     let mut plan = Plan {
         dirs: Vec::new(),
@@ -468,6 +519,7 @@ pub fn restore(
                     opts.target.join(&name),
                     child,
                     false,
+                    fresh,
                     &mut seen,
                 )?;
             }
@@ -480,11 +532,14 @@ pub fn restore(
             opts.target.join(&name),
             &start,
             false,
+            fresh,
             &mut seen,
         )?;
     }
-    for (p, _) in &plan.dirs {
-        std::fs::create_dir_all(p).map_err(|e| io(p, "create directory", e))?;
+    if !ctx.includes.is_empty() {
+        for (p, _) in &plan.dirs {
+            std::fs::create_dir_all(p).map_err(|e| io(p, "create directory", e))?;
+        }
     }
     progress.totals(
         plan.files.len() as u64,
