@@ -235,7 +235,7 @@ HEADER="$WORK/header.md"
     echo "- cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || echo unknown)"
     echo "- memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || echo unknown)"
     for t in $TOOLS; do echo "- $t: $(tool_version "$t")"; done
-    echo "- datasets: big file $BIG_SIZE; small files $SMALL_COUNT files / $SMALL_TOTAL; mutation $MUTATE_PERCENT % in 4 KiB runs"
+    echo "- datasets: big file $BIG_SIZE; small files $SMALL_COUNT files / $SMALL_TOTAL; mutation $MUTATE_PERCENT % in 1 MiB runs"
     echo "- work dir: $WORK ($(df -h --output=source,fstype "$WORK" 2>/dev/null | tail -n 1 | tr -s ' '))"
 } >"$HEADER"
 cat "$HEADER"
