@@ -3,4 +3,5 @@
 mod commands;
 mod errors;
 mod interrupt;
+mod lifecycle;
 mod roundtrip;

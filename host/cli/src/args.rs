@@ -64,6 +64,16 @@ pub enum Command {
     Dump(DumpArgs),
     /// Restore a snapshot into a directory.
     Restore(RestoreArgs),
+    /// Check the repository's structure and, optionally, its data.
+    Check(CheckArgs),
+    /// Remove snapshots by id or by a retention policy.
+    Forget(ForgetArgs),
+    /// Add, remove or set snapshot tags.
+    Tag(TagArgs),
+    /// Remove stale locks.
+    Unlock(UnlockArgs),
+    /// List repository objects: keys, snapshots, index, packs, locks.
+    List(ListArgs),
     /// Manage key slots (passwords).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -262,6 +272,112 @@ pub struct RestoreArgs {
     pub delete: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to forget (instead of a policy).
+    pub ids: Vec<String>,
+    /// Keep the newest N snapshots (-1: all).
+    #[arg(short = 'l', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_last: Option<i64>,
+    /// Keep the newest snapshot of each of the newest N hours (-1: all).
+    #[arg(short = 'H', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_hourly: Option<i64>,
+    /// Keep the newest snapshot of each of the newest N days (-1: all).
+    #[arg(short = 'd', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_daily: Option<i64>,
+    /// Keep the newest snapshot of each of the newest N ISO weeks (-1: all).
+    #[arg(short = 'w', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_weekly: Option<i64>,
+    /// Keep the newest snapshot of each of the newest N months (-1: all).
+    #[arg(short = 'm', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_monthly: Option<i64>,
+    /// Keep the newest snapshot of each of the newest N years (-1: all).
+    #[arg(short = 'y', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_yearly: Option<i64>,
+    /// Keep every snapshot within this duration (e.g. `1y2m3d4h`) of the group's newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest snapshot of each hour within this duration.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep the newest snapshot of each day within this duration.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    /// Keep the newest snapshot of each week within this duration.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep the newest snapshot of each month within this duration.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep the newest snapshot of each year within this duration.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<String>,
+    /// Always keep snapshots with this tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    pub keep_tag: Vec<String>,
+    /// Group snapshots by these (comma-separated: host, paths, app, tags).
+    #[arg(short, long, default_value = "host,paths,app")]
+    pub group_by: String,
+    /// Show what would be removed; remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Snapshots to change (default: all that pass the filters).
+    pub ids: Vec<String>,
+    /// Tags to add (repeatable).
+    #[arg(long = "add", value_name = "TAG", value_delimiter = ',')]
+    pub add: Vec<String>,
+    /// Tags to remove (repeatable).
+    #[arg(long = "remove", value_name = "TAG", value_delimiter = ',')]
+    pub remove: Vec<String>,
+    /// Replace all tags with these.
+    #[arg(long = "set", value_name = "TAG", value_delimiter = ',', num_args = 0..)]
+    pub set: Option<Vec<String>>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, also those of running processes.
+    #[arg(long)]
+    pub remove_all: bool,
+    /// Confirms --remove-all.
+    #[arg(long)]
+    pub yes_remove_live_locks: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListKind {
+    Keys,
+    Snapshots,
+    Index,
+    Packs,
+    Locks,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub kind: ListKind,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Read and verify every pack (all data).
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read and verify a subset: `n/t` (e.g. `2/7`), `x%` (random) or a size (random, e.g. `2G`).
+    #[arg(long, value_name = "SUBSET")]
+    pub read_data_subset: Option<String>,
 }
 
 #[derive(Debug, Args)]

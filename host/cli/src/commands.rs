@@ -2,14 +2,18 @@
 
 mod backup;
 mod cat;
+mod check;
 mod diff;
 mod dump;
+mod forget;
 mod init;
 mod key;
+mod locks;
 mod ls;
 mod restore;
 mod snapshots;
 mod stats;
+mod tag;
 
 use anyhow::Result;
 use cairn_repo::{Id, Repository, Snapshot, SnapshotFilter};
@@ -30,6 +34,11 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Cat(a) => cat::run(ctx, a),
         Command::Dump(a) => dump::run(ctx, a),
         Command::Restore(a) => restore::run(ctx, a),
+        Command::Check(a) => check::run(ctx, a),
+        Command::Forget(a) => forget::run(ctx, a),
+        Command::Tag(a) => tag::run(ctx, a),
+        Command::Unlock(a) => locks::unlock(ctx, a),
+        Command::List(a) => locks::list(ctx, a),
         Command::Key(a) => key::run(ctx, a),
     }
 }

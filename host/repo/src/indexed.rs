@@ -37,6 +37,15 @@ impl Deref for IndexedRepository {
 }
 
 impl IndexedRepository {
+    /// Pairs a repository with an index built elsewhere (e.g. by `check`, which tolerates
+    /// damaged index files).
+    pub fn from_parts(repo: Repository, index: Index) -> Self {
+        Self {
+            repo,
+            index: Arc::new(index),
+        }
+    }
+
     /// The index.
     pub fn index(&self) -> &Arc<Index> {
         &self.index

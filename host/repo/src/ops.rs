@@ -1,8 +1,10 @@
 //! One module per operation.
 
 pub mod backup;
+pub mod check;
 pub mod diff;
 pub mod dump;
+pub mod forget;
 pub mod recover;
 pub mod restore;
 pub mod stats;

@@ -40,6 +40,9 @@ pub struct Snapshot {
     /// What the backup did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// When this snapshot replaces another (`tag` rewrites it): the first one's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 /// Counts and sizes of one backup run.

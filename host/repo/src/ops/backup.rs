@@ -716,6 +716,7 @@ fn run_backup(
             errors: c(&counts.errors),
             duration_seconds: start.elapsed().as_secs_f64(),
         }),
+        original: None,
     };
     let id = if opts.dry_run {
         None

@@ -1,0 +1,160 @@
+//! `cairn forget`
+
+use anyhow::{Result, bail};
+use cairn_repo::ops::forget::{CalendarDuration, Count, GroupBy, KeepPolicy, Period, apply_policy};
+use cairn_repo::{FileType, SnapshotFilter};
+
+use crate::Outcome;
+use crate::args::ForgetArgs;
+use crate::output;
+use crate::settings::Ctx;
+
+fn count(flag: &str, v: Option<i64>) -> Result<Option<Count>> {
+    match v {
+        None => Ok(None),
+        Some(-1) => Ok(Some(Count::Unlimited)),
+        Some(n) if n >= 0 => Ok(Some(Count::N(u32::try_from(n)?))),
+        Some(n) => bail!("--keep-{flag} {n}: give a count, or -1 for unlimited"),
+    }
+}
+
+fn policy(a: &ForgetArgs) -> Result<KeepPolicy> {
+    let mut p = KeepPolicy::default();
+    for (period, flag, v) in [
+        (Period::Last, "last", a.keep_last),
+        (Period::Hourly, "hourly", a.keep_hourly),
+        (Period::Daily, "daily", a.keep_daily),
+        (Period::Weekly, "weekly", a.keep_weekly),
+        (Period::Monthly, "monthly", a.keep_monthly),
+        (Period::Yearly, "yearly", a.keep_yearly),
+    ] {
+        if let Some(c) = count(flag, v)? {
+            p.counts.insert(period, c);
+        }
+    }
+    p.within = a
+        .keep_within
+        .as_deref()
+        .map(CalendarDuration::parse)
+        .transpose()?;
+    for (period, v) in [
+        (Period::Hourly, &a.keep_within_hourly),
+        (Period::Daily, &a.keep_within_daily),
+        (Period::Weekly, &a.keep_within_weekly),
+        (Period::Monthly, &a.keep_within_monthly),
+        (Period::Yearly, &a.keep_within_yearly),
+    ] {
+        if let Some(d) = v {
+            p.within_buckets.insert(period, CalendarDuration::parse(d)?);
+        }
+    }
+    p.tags = a.keep_tag.clone();
+    Ok(p)
+}
+
+pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<Outcome> {
+    let policy = policy(&args)?;
+    let has_rules = !policy.is_empty();
+    if args.ids.is_empty() && !has_rules {
+        bail!(
+            "no keep rule and no snapshot ids: nothing to do (with no rule every snapshot would go); \
+             give --keep-last/--keep-daily/… rules or the ids of snapshots to forget"
+        );
+    }
+    if !args.ids.is_empty() && has_rules {
+        bail!("give either snapshot ids or keep rules, not both");
+    }
+    let group_by = GroupBy::parse(&args.group_by)?;
+    let repo = ctx.open()?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(ctx.lock(&repo, true)?)
+    };
+
+    let mut to_remove = Vec::new();
+    if !args.ids.is_empty() {
+        for spec in &args.ids {
+            let (id, _) = super::find(&repo, spec, &args.filter)?;
+            to_remove.push(id);
+        }
+        if ctx.global.json {
+            output::json(&to_remove)?;
+        } else if !ctx.global.quiet {
+            for id in &to_remove {
+                output::line(format!("remove snapshot {}", id.short()))?;
+            }
+        }
+    } else {
+        let filter: SnapshotFilter = (&args.filter).into();
+        let snaps: Vec<_> = repo
+            .snapshots()?
+            .into_iter()
+            .filter(|(_, s)| filter.matches(s))
+            .collect();
+        let groups = apply_policy(&snaps, group_by, &policy, &jiff::tz::TimeZone::system());
+        if ctx.global.json {
+            output::json(&groups)?;
+        }
+        for g in &groups {
+            to_remove.extend(g.remove.iter().map(|(id, _)| *id));
+            if ctx.global.json || ctx.global.quiet {
+                continue;
+            }
+            let mut what = Vec::new();
+            if let Some(h) = &g.key.hostname {
+                what.push(format!("host {h}"));
+            }
+            if let Some(p) = &g.key.paths {
+                what.push(format!("paths [{}]", p.join(", ")));
+            }
+            if let Some(a) = &g.key.app {
+                what.push(format!("app {}", a.as_deref().unwrap_or("-")));
+            }
+            if let Some(t) = &g.key.tags {
+                what.push(format!("tags [{}]", t.join(", ")));
+            }
+            output::line(format!(
+                "snapshots of {}:",
+                if what.is_empty() {
+                    "all".into()
+                } else {
+                    what.join(", ")
+                }
+            ))?;
+            let keep: Vec<Vec<String>> = g
+                .keep
+                .iter()
+                .map(|k| vec![k.id.short(), output::time(k.time), k.reasons.join(", ")])
+                .collect();
+            output::line(format!("keep {} snapshots:", keep.len()))?;
+            output::table(&["ID", "Time", "Reasons"], &keep)?;
+            let remove: Vec<Vec<String>> = g
+                .remove
+                .iter()
+                .map(|(id, t)| vec![id.short(), output::time(*t)])
+                .collect();
+            output::line(format!("remove {} snapshots:", remove.len()))?;
+            if !remove.is_empty() {
+                output::table(&["ID", "Time"], &remove)?;
+            }
+            output::line("")?;
+        }
+    }
+    if args.dry_run {
+        if !ctx.global.quiet && !ctx.global.json {
+            output::line(format!(
+                "dry run: would remove {} snapshots",
+                to_remove.len()
+            ))?;
+        }
+        return Ok(Outcome::Ok);
+    }
+    for id in &to_remove {
+        repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
+    }
+    if !ctx.global.quiet && !ctx.global.json {
+        output::line(format!("removed {} snapshots", to_remove.len()))?;
+    }
+    Ok(Outcome::Ok)
+}
