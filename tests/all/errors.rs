@@ -131,8 +131,7 @@ fn locked_repository_exits_11() {
     let env = TestEnv::with_repo();
     let src = small_source(&env);
     // An exclusive lock of a live process on another host.
-    let backend = cairn_backend::open_location(env.repo.to_str().unwrap()).unwrap();
-    let repo = cairn_repo::Repository::open(backend, env.password.as_bytes()).unwrap();
+    let repo = env.open_repo();
     let holder = cairn_repo::Actor {
         hostname: "elsewhere".into(),
         username: "prune".into(),

@@ -205,8 +205,7 @@ fn tag_rewrites_snapshots() {
 fn unlock_and_list() {
     let env = TestEnv::with_repo();
     backed_up(&env, 1);
-    let backend = cairn_backend::open_location(env.repo.to_str().unwrap()).unwrap();
-    let repo = cairn_repo::Repository::open(backend, env.password.as_bytes()).unwrap();
+    let repo = env.open_repo();
     let me = cairn_repo::Actor {
         hostname: nix::unistd::gethostname().unwrap().into_string().unwrap(),
         username: "x".into(),

@@ -114,6 +114,13 @@ impl TestEnv {
         env
     }
 
+    /// The repository opened in this process (to set up states the CLI cannot make).
+    pub fn open_repo(&self) -> cairn_repo::Repository {
+        let backend =
+            cairn_backend::open_location(self.repo.to_str().expect("utf-8 path")).expect("backend");
+        cairn_repo::Repository::open(backend, self.password.as_bytes()).expect("open repository")
+    }
+
     /// A path below the temporary directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)

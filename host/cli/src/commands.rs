@@ -54,6 +54,25 @@ impl From<&FilterArgs> for SnapshotFilter {
     }
 }
 
+/// The snapshots named by `ids` (`latest` or id prefixes), or, with no ids, every snapshot
+/// that passes `filter`; oldest first.
+pub fn select(
+    repo: &Repository,
+    ids: &[String],
+    filter: &FilterArgs,
+) -> Result<Vec<(Id, Snapshot)>> {
+    if ids.is_empty() {
+        let f: SnapshotFilter = filter.into();
+        Ok(repo
+            .snapshots()?
+            .into_iter()
+            .filter(|(_, s)| f.matches(s))
+            .collect())
+    } else {
+        ids.iter().map(|spec| find(repo, spec, filter)).collect()
+    }
+}
+
 /// Resolves `latest` or an id prefix.
 pub fn find(repo: &Repository, spec: &str, filter: &FilterArgs) -> Result<(Id, Snapshot)> {
     Ok(cairn_repo::find_snapshot(repo, spec, &filter.into())?)

@@ -1,7 +1,6 @@
 //! `cairn snapshots`
 
 use anyhow::Result;
-use cairn_repo::SnapshotFilter;
 
 use crate::Outcome;
 use crate::args::SnapshotsArgs;
@@ -10,18 +9,7 @@ use crate::settings::Ctx;
 
 pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<Outcome> {
     let repo = ctx.open()?;
-    let filter: SnapshotFilter = (&args.filter).into();
-    let snaps = if args.ids.is_empty() {
-        repo.snapshots()?
-            .into_iter()
-            .filter(|(_, s)| filter.matches(s))
-            .collect()
-    } else {
-        args.ids
-            .iter()
-            .map(|spec| super::find(&repo, spec, &args.filter))
-            .collect::<Result<Vec<_>>>()?
-    };
+    let snaps = super::select(&repo, &args.ids, &args.filter)?;
     if ctx.global.json {
         let list: Vec<_> = snaps
             .iter()

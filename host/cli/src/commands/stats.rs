@@ -1,7 +1,6 @@
 //! `cairn stats`
 
 use anyhow::Result;
-use cairn_repo::SnapshotFilter;
 
 use crate::Outcome;
 use crate::args::StatsArgs;
@@ -10,19 +9,10 @@ use crate::settings::Ctx;
 
 pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<Outcome> {
     let repo = ctx.open()?;
-    let filter: SnapshotFilter = (&args.filter).into();
-    let trees: Vec<_> = if args.ids.is_empty() {
-        repo.snapshots()?
-            .into_iter()
-            .filter(|(_, s)| filter.matches(s))
-            .map(|(_, s)| s.tree)
-            .collect()
-    } else {
-        args.ids
-            .iter()
-            .map(|spec| super::find(&repo, spec, &args.filter).map(|(_, s)| s.tree))
-            .collect::<Result<_>>()?
-    };
+    let trees: Vec<_> = super::select(&repo, &args.ids, &args.filter)?
+        .into_iter()
+        .map(|(_, s)| s.tree)
+        .collect();
     let repo = repo.to_indexed()?;
     let s = cairn_repo::ops::stats::stats(&repo, &trees)?;
     let repo_size: u64 = repo.index().packs().iter().map(|p| p.1).sum();

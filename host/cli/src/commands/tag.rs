@@ -2,7 +2,7 @@
 //! snapshot object with the new tags and `original` set, then the old one removed).
 
 use anyhow::{Result, bail};
-use cairn_repo::{FileType, SnapshotFilter};
+use cairn_repo::FileType;
 
 use crate::Outcome;
 use crate::args::TagArgs;
@@ -18,18 +18,7 @@ pub fn run(ctx: &Ctx, args: TagArgs) -> Result<Outcome> {
     }
     let repo = ctx.open()?;
     let _lock = ctx.lock(&repo, true)?;
-    let snaps = if args.ids.is_empty() {
-        let filter: SnapshotFilter = (&args.filter).into();
-        repo.snapshots()?
-            .into_iter()
-            .filter(|(_, s)| filter.matches(s))
-            .collect()
-    } else {
-        args.ids
-            .iter()
-            .map(|spec| super::find(&repo, spec, &args.filter))
-            .collect::<Result<Vec<_>>>()?
-    };
+    let snaps = super::select(&repo, &args.ids, &args.filter)?;
     let mut changed = Vec::new();
     for (id, mut snap) in snaps {
         let mut tags = match &args.set {
