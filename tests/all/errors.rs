@@ -109,14 +109,7 @@ fn unknown_and_ambiguous_snapshot_ids() {
         "{}",
         r.stderr
     );
-    let ids: Vec<String> = env
-        .run(&["snapshots", "--json"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids: Vec<String> = env.snapshot_ids();
     let digit = (0..16)
         .map(|d| format!("{d:x}"))
         .find(|d| ids.iter().filter(|i| i.starts_with(d.as_str())).count() > 1)

@@ -155,14 +155,7 @@ fn forget_by_policy_and_by_id() {
         serde_json::json!(["last snapshot"])
     );
     assert_eq!(json[0]["remove"].as_array().unwrap().len(), 3);
-    let left: Vec<String> = env
-        .run(&["snapshots", "--json"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect();
+    let left: Vec<String> = env.snapshot_ids();
     assert_eq!(left, ids[3..].to_vec());
     env.run(&["forget", &ids[3][..8]]).ok();
     assert_eq!(env.repo_files("snapshots").len(), 1);

@@ -151,6 +151,18 @@ impl TestEnv {
         self.run(&args).last_json()
     }
 
+    /// The ids of all snapshots, oldest first (from `snapshots --json`).
+    #[track_caller]
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        self.run(&["snapshots", "--json"])
+            .json()
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s["id"].as_str().expect("an id").to_owned())
+            .collect()
+    }
+
     /// Files of a type in the repository directory.
     pub fn repo_files(&self, dir: &str) -> Vec<PathBuf> {
         fn walk(p: &Path, out: &mut Vec<PathBuf>) {
