@@ -4,4 +4,5 @@ mod commands;
 mod errors;
 mod interrupt;
 mod lifecycle;
+mod prune;
 mod roundtrip;

@@ -45,6 +45,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per run")]
 pub enum Command {
     /// Create a new repository.
     Init(InitArgs),
@@ -68,6 +69,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove snapshots by id or by a retention policy.
     Forget(ForgetArgs),
+    /// Delete data no snapshot uses; repack partly used packs.
+    Prune(PruneArgs),
     /// Add, remove or set snapshot tags.
     Tag(TagArgs),
     /// Remove stale locks.
@@ -323,8 +326,30 @@ pub struct ForgetArgs {
     /// Show what would be removed; remove nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Prune after forgetting.
+    #[arg(long)]
+    pub prune: bool,
+    /// Repack partly used packs until at most this share of the used data is unused (with --prune).
+    #[arg(long, default_value = "5%", value_name = "PERCENT")]
+    pub max_unused: String,
+    /// Repack at most this much (with --prune).
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PruneArgs {
+    /// Repack partly used packs until at most this share of the used data is unused.
+    #[arg(long, default_value = "5%", value_name = "PERCENT")]
+    pub max_unused: String,
+    /// Repack at most this much (e.g. `2G`).
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
+    /// Show what would be deleted and repacked; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod init;
 mod key;
 mod locks;
 mod ls;
+mod prune;
 mod restore;
 mod snapshots;
 mod stats;
@@ -36,6 +37,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Restore(a) => restore::run(ctx, a),
         Command::Check(a) => check::run(ctx, a),
         Command::Forget(a) => forget::run(ctx, a),
+        Command::Prune(a) => prune::run(ctx, a),
         Command::Tag(a) => tag::run(ctx, a),
         Command::Unlock(a) => locks::unlock(ctx, a),
         Command::List(a) => locks::list(ctx, a),

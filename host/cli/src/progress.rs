@@ -164,7 +164,9 @@ impl BackupProgress for Progress {
         }
         let p = path.display().to_string();
         if let Some(b) = &self.bar {
-            b.set_message(p.clone());
+            let done = self.files.load(Ordering::Relaxed);
+            let total = self.total_files.load(Ordering::Relaxed);
+            b.set_message(format!("{done}/{total} files  {p}"));
         }
         *self.current.lock().expect("progress lock") = p;
     }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod diff;
 pub mod dump;
 pub mod forget;
+pub mod prune;
 pub mod recover;
 pub mod restore;
 pub mod stats;

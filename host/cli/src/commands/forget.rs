@@ -156,5 +156,14 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<Outcome> {
     if !ctx.global.quiet && !ctx.global.json {
         output::line(format!("removed {} snapshots", to_remove.len()))?;
     }
+    if args.prune {
+        drop(_lock);
+        let opts = super::prune::options(&crate::args::PruneArgs {
+            max_unused: args.max_unused.clone(),
+            max_repack_size: args.max_repack_size.clone(),
+            dry_run: false,
+        })?;
+        return super::prune::run_on(ctx, &repo, &opts);
+    }
     Ok(Outcome::Ok)
 }
