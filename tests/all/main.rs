@@ -1,6 +1,7 @@
 //! End-to-end tests of the `cairn` binary: one test binary, one module per area.
 
 mod commands;
+mod copy;
 mod errors;
 mod interrupt;
 mod lifecycle;

@@ -77,13 +77,54 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// List repository objects: keys, snapshots, index, packs, locks.
     List(ListArgs),
+    /// Copy snapshots from another repository into this one.
+    Copy(CopyArgs),
     /// Manage key slots (passwords).
     #[command(subcommand)]
     Key(KeyCommand),
 }
 
+/// Another repository to read from (`copy`, `init --copy-chunker-params`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct FromRepoArgs {
+    /// The other repository.
+    #[arg(long, env = EnvVars::CAIRN_FROM_REPOSITORY, value_name = "REPO")]
+    pub from_repo: Option<String>,
+    /// Read its password from this file.
+    #[arg(long, env = EnvVars::CAIRN_FROM_PASSWORD_FILE, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run this shell command for its password.
+    #[arg(long, env = EnvVars::CAIRN_FROM_PASSWORD_COMMAND, value_name = "CMD")]
+    pub from_password_command: Option<String>,
+    /// Its password is empty.
+    #[arg(long)]
+    pub from_insecure_no_password: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub from: FromRepoArgs,
+    /// Snapshots of the other repository to copy (`latest` or id prefixes).
+    pub ids: Vec<String>,
+    /// Copy every snapshot (that passes the filters).
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Show what would be copied; write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct InitArgs {
+    /// Use the chunker parameters of the repository given with --from-repo, so that `copy`
+    /// between the two deduplicates.
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
+    #[command(flatten)]
+    pub from: FromRepoArgs,
     /// Chunker sizes as MIN/AVG/MAX in bytes (K, M suffixes allowed), e.g. `512K/1M/8M`.
     #[arg(long, value_name = "MIN/AVG/MAX")]
     pub chunker: Option<String>,

@@ -3,6 +3,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod dump;
 mod forget;
@@ -41,6 +42,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Tag(a) => tag::run(ctx, a),
         Command::Unlock(a) => locks::unlock(ctx, a),
         Command::List(a) => locks::list(ctx, a),
+        Command::Copy(a) => copy::run(ctx, a),
         Command::Key(a) => key::run(ctx, a),
     }
 }

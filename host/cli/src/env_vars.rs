@@ -12,6 +12,14 @@ impl EnvVars {
     pub const CAIRN_PASSWORD_COMMAND: &'static str = "CAIRN_PASSWORD_COMMAND";
     /// The password itself (prefer a file or command: the environment can leak).
     pub const CAIRN_PASSWORD: &'static str = "CAIRN_PASSWORD";
+    /// The repository `copy` reads from.
+    pub const CAIRN_FROM_REPOSITORY: &'static str = "CAIRN_FROM_REPOSITORY";
+    /// File holding that repository's password.
+    pub const CAIRN_FROM_PASSWORD_FILE: &'static str = "CAIRN_FROM_PASSWORD_FILE";
+    /// Command printing that repository's password.
+    pub const CAIRN_FROM_PASSWORD_COMMAND: &'static str = "CAIRN_FROM_PASSWORD_COMMAND";
+    /// That repository's password itself.
+    pub const CAIRN_FROM_PASSWORD: &'static str = "CAIRN_FROM_PASSWORD";
     /// Log filter, as for `tracing_subscriber::EnvFilter`.
     pub const RUST_LOG: &'static str = "RUST_LOG";
 }

@@ -83,6 +83,26 @@ impl Ctx {
         Ok(Repository::open(backend, password.bytes())?)
     }
 
+    /// Opens the other repository of `copy` / `init --copy-chunker-params`.
+    pub fn open_from(&self, from: &crate::args::FromRepoArgs) -> Result<Repository> {
+        let location = from.from_repo.as_deref().ok_or_else(|| {
+            anyhow!(
+                "no source repository: use --from-repo or set {}",
+                EnvVars::CAIRN_FROM_REPOSITORY
+            )
+        })?;
+        let backend = cairn_backend::open_location(location)?;
+        let password = read_password(
+            from.from_insecure_no_password,
+            from.from_password_file.as_deref(),
+            from.from_password_command.as_deref(),
+            std::env::var_os(EnvVars::CAIRN_FROM_PASSWORD).map(|v| v.into_encoded_bytes()),
+            "enter the password of the source repository: ",
+        )?;
+        Repository::open(backend, password.bytes())
+            .map_err(|e| e.context("source repository").into())
+    }
+
     pub fn actor(&self) -> Actor {
         actor()
     }

@@ -34,10 +34,16 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Outcome> {
         kdf.iterations = i;
     }
     let password = ctx.password("enter a password for the new repository: ")?;
-    let opts = InitOptions::default()
+    let mut opts = InitOptions::default()
         .chunker_sizes(chunker)
         .pack_size(pack_size)
         .kdf(kdf);
+    if args.copy_chunker_params {
+        if chunker.is_some() {
+            bail!("--chunker and --copy-chunker-params contradict each other; give one");
+        }
+        opts.copy_chunker_params = Some(ctx.open_from(&args.from)?.config().chunker);
+    }
     let repo = Repository::init(backend, password.bytes(), &opts, &ctx.actor())?;
     let c = repo.config();
     if ctx.global.json {
