@@ -7,3 +7,4 @@ mod interrupt;
 mod lifecycle;
 mod prune;
 mod roundtrip;
+mod s3;

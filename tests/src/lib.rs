@@ -1,4 +1,7 @@
-//! Support for the end-to-end tests: a temporary workspace and the real `cairn` binary.
+//! Support for the end-to-end tests: a temporary workspace, the real `cairn` binary, and real
+//! servers (`servers`).
+
+pub mod servers;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -95,6 +98,19 @@ impl Default for TestEnv {
 }
 
 impl TestEnv {
+    /// A fresh environment for the repository at `location` (e.g. an `s3:` URL).
+    pub fn at(location: &str) -> Self {
+        let mut env = Self::new();
+        env.repo = PathBuf::from(location);
+        env
+    }
+
+    /// Initializes the repository (cheap KDF).
+    #[track_caller]
+    pub fn init(&self) -> Run {
+        self.run(&["init", "--kdf-memory", "1024", "--kdf-iterations", "1"])
+    }
+
     /// A fresh environment (no repository yet).
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -109,8 +125,7 @@ impl TestEnv {
     /// A fresh environment with an initialized repository (cheap KDF).
     pub fn with_repo() -> Self {
         let env = Self::new();
-        env.run(&["init", "--kdf-memory", "1024", "--kdf-iterations", "1"])
-            .ok();
+        env.init().ok();
         env
     }
 
@@ -131,6 +146,8 @@ impl TestEnv {
         let mut c = Command::new(cairn_bin());
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", servers::S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET)
             .env("CAIRN_REPOSITORY", &self.repo)
             .env("CAIRN_PASSWORD", &self.password)
             .args(args)

@@ -1,17 +1,21 @@
 //! cairn-backend: built-in storage for cairn repositories.
 //!
-//! Now the local directory ([`LocalBackend`]); object stores (S3, GCS, Azure, WebDAV) follow.
+//! The local directory ([`LocalBackend`]) and object stores ([`ObjectBackend`]: S3 and
+//! S3-compatible servers, WebDAV).
 //! [`open_location`] maps a repository location string to a backend.
 
 mod local;
+mod object;
 
 use std::sync::Arc;
 
 use cairn_repo::{Backend, Error, Result};
 
 pub use local::LocalBackend;
+pub use object::ObjectBackend;
 
-/// The backend for a repository location: a local path, or `local:PATH`.
+/// The backend for a repository location: a local path or `local:PATH`,
+/// `s3:http(s)://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX`, or `webdav+http(s)://HOST/PATH`.
 ///
 /// # Errors
 /// [`cairn_repo::ErrorKind::InvalidInput`] for a scheme this build does not support.
@@ -21,6 +25,12 @@ pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
     }
     if let Some(path) = location.strip_prefix("local:") {
         return Ok(Arc::new(LocalBackend::new(path)));
+    }
+    if location.starts_with("s3:") {
+        return Ok(Arc::new(ObjectBackend::s3(location)?));
+    }
+    if location.starts_with("webdav+") {
+        return Ok(Arc::new(ObjectBackend::webdav(location)?));
     }
     if let Some((scheme, _)) = location.split_once(':')
         && scheme.len() > 1
@@ -33,4 +43,13 @@ pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
         )));
     }
     Ok(Arc::new(LocalBackend::new(location)))
+}
+
+/// How an object is named in messages: `config`, or `pack 3fa2…`.
+pub(crate) fn what(tpe: cairn_repo::FileType, name: &str) -> String {
+    if tpe == cairn_repo::FileType::Config {
+        "the config".to_owned()
+    } else {
+        format!("{tpe} {name}")
+    }
 }

@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::what;
 use cairn_repo::backend::FileWriter;
 use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
 
@@ -223,18 +224,19 @@ impl Backend for LocalBackend {
 
     fn read(&self, tpe: FileType, name: &str) -> Result<Vec<u8>> {
         let p = self.path(tpe, name)?;
-        fs::read(&p).map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))
+        fs::read(&p).map_err(|e| io_err(format!("cannot read {}", what(tpe, name)), e))
     }
 
     fn read_range(&self, tpe: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let p = self.path(tpe, name)?;
-        let mut f = File::open(&p).map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))?;
+        let mut f =
+            File::open(&p).map_err(|e| io_err(format!("cannot read {}", what(tpe, name)), e))?;
         f.seek(SeekFrom::Start(offset))
-            .map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))?;
+            .map_err(|e| io_err(format!("cannot read {}", what(tpe, name)), e))?;
         let mut buf = Vec::with_capacity(length as usize);
         f.take(length)
             .read_to_end(&mut buf)
-            .map_err(|e| io_err(format!("cannot read {tpe} {name}"), e))?;
+            .map_err(|e| io_err(format!("cannot read {}", what(tpe, name)), e))?;
         if buf.len() as u64 != length {
             return Err(Error::corrupt(format!(
                 "{tpe} {name} is truncated: wanted {length} bytes at offset {offset}, got {}",
@@ -256,7 +258,7 @@ impl Backend for LocalBackend {
 
     fn remove(&self, tpe: FileType, name: &str) -> Result<()> {
         let p = self.path(tpe, name)?;
-        fs::remove_file(&p).map_err(|e| io_err(format!("cannot remove {tpe} {name}"), e))
+        fs::remove_file(&p).map_err(|e| io_err(format!("cannot remove {}", what(tpe, name)), e))
     }
 }
 

@@ -46,6 +46,14 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Outcome> {
     }
     let repo = Repository::init(backend, password.bytes(), &opts, &ctx.actor())?;
     let c = repo.config();
+    if !repo.backend().guarantees().atomic_create {
+        tracing::warn!(
+            "{} does not refuse a second write of the same name (no conditional put): cairn checks \
+             before every write, which two writers racing for one name can defeat; let one \
+             process write to this repository at a time",
+            repo.backend().location()
+        );
+    }
     if ctx.global.json {
         output::json(&serde_json::json!({
             "message_type": "initialized",

@@ -1,0 +1,392 @@
+//! Repositories in object stores (S3 and S3-compatible, WebDAV over HTTP) through the
+//! `object_store` crate.
+//!
+//! The engine's backend trait is synchronous; this backend owns a small tokio runtime and blocks
+//! on it (callers are plain threads, never tokio workers). Layout is the local one under the
+//! URL's prefix: `config`, `keys/`, `snapshots/`, `index/`, `locks/`, `data/xx/`.
+//!
+//! Create-only writes use the store's conditional put (`If-None-Match: *`) where it has one; at
+//! `init` a probe writes one object twice and finds out whether the store really refuses the
+//! second write. Where it does not (e.g. `rclone serve s3`, WebDAV), every write is checked
+//! before it is made — which is not atomic against racing writers, and `init` says so.
+//! Transient errors (5xx, timeouts, resets) are retried with exponential backoff and jitter
+//! (object_store's retry layer, bounded in count and time); others fail at once, naming the
+//! bucket and object.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::what;
+use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+
+/// A repository under a prefix of an object store.
+pub struct ObjectBackend {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    location: String,
+    rt: tokio::runtime::Runtime,
+    /// Whether the store refuses a second create of one name (probed at init; assumed after).
+    atomic: AtomicBool,
+    /// Whether the store has a conditional put at all.
+    conditional: bool,
+}
+
+impl std::fmt::Debug for ObjectBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectBackend({})", self.location)
+    }
+}
+
+fn retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(60),
+    }
+}
+
+fn client() -> ClientOptions {
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout(Duration::from_secs(120))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cairn-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Backend, "cannot start the I/O runtime").with_source(e))
+}
+
+impl ObjectBackend {
+    /// `s3:http(s)://HOST:PORT/BUCKET/PREFIX` (an S3-compatible endpoint, path-style) or
+    /// `s3://BUCKET/PREFIX` (AWS, from the usual `AWS_*` environment). Credentials come from
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and the rest of the AWS environment).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a malformed location.
+    pub fn s3(spec: &str) -> Result<Self> {
+        Self::s3_with_keys(spec, None)
+    }
+
+    /// As [`ObjectBackend::s3`], with the access key and secret given instead of taken from
+    /// the environment.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a malformed location.
+    pub fn s3_with_keys(spec: &str, keys: Option<(&str, &str)>) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::invalid(format!(
+                "`{spec}` is not an S3 location ({why}); use s3:http://HOST:PORT/BUCKET/PREFIX or s3://BUCKET/PREFIX"
+            ))
+        };
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_retry(retry())
+            .with_client_options(client());
+        if let Some((key, secret)) = keys {
+            b = b.with_access_key_id(key).with_secret_access_key(secret);
+        }
+        let (bucket, prefix, location) = if let Some(rest) = spec.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            (bucket.to_owned(), prefix.to_owned(), format!("s3://{rest}"))
+        } else if let Some(url) = spec.strip_prefix("s3:") {
+            let (scheme, rest) = url
+                .split_once("://")
+                .ok_or_else(|| bad("no http:// or https://"))?;
+            if scheme != "http" && scheme != "https" {
+                return Err(bad("the endpoint must be http or https"));
+            }
+            let (host, path) = rest.split_once('/').ok_or_else(|| bad("no bucket"))?;
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            b = b
+                .with_endpoint(format!("{scheme}://{host}"))
+                .with_allow_http(scheme == "http")
+                .with_virtual_hosted_style_request(false);
+            if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                b = b.with_region("us-east-1");
+            }
+            (
+                bucket.to_owned(),
+                prefix.to_owned(),
+                format!("s3:{scheme}://{host}/{path}"),
+            )
+        } else {
+            return Err(bad("unknown scheme"));
+        };
+        if bucket.is_empty() {
+            return Err(bad("no bucket"));
+        }
+        let store = b
+            .with_bucket_name(&bucket)
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot use {location}: {e}")))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Path::from(prefix.trim_matches('/')),
+            location,
+            rt: runtime()?,
+            atomic: AtomicBool::new(true),
+            conditional: true,
+        })
+    }
+
+    /// `webdav+http(s)://HOST:PORT/PATH`: a WebDAV server. WebDAV has no conditional create, so
+    /// writes are checked first (not atomic against racing writers).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a malformed location.
+    pub fn webdav(spec: &str) -> Result<Self> {
+        let url = spec
+            .strip_prefix("webdav+")
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "`{spec}` is not a WebDAV location; use webdav+http://HOST:PORT/PATH"
+                ))
+            })?;
+        let store = object_store::http::HttpBuilder::new()
+            .with_url(url)
+            .with_retry(retry())
+            .with_client_options(client().with_allow_http(true))
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            location: spec.to_owned(),
+            rt: runtime()?,
+            atomic: AtomicBool::new(false),
+            conditional: false,
+        })
+    }
+
+    fn path(&self, tpe: FileType, name: &str) -> Result<Path> {
+        if tpe == FileType::Config {
+            return Ok(self.prefix.clone().join("config"));
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!(
+                "`{name}` is not a valid {tpe} name"
+            )));
+        }
+        let dir = self.prefix.clone().join(tpe.dir());
+        Ok(match tpe {
+            FileType::Pack => dir
+                .clone()
+                .join(&name[..2.min(name.len())])
+                .clone()
+                .join(name),
+            _ => dir.clone().join(name),
+        })
+    }
+
+    /// Our error for a store error: the kind, what we tried, where, and the store's own short
+    /// reason (its S3 error code and message when it sent one), not the whole nested chain.
+    fn err(&self, what: String, e: object_store::Error) -> Error {
+        let kind = match &e {
+            object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => ErrorKind::AlreadyExists,
+            _ => ErrorKind::Backend,
+        };
+        Error::new(
+            kind,
+            format!("{what} at {}: {}", self.location, short_cause(&e)),
+        )
+    }
+
+    /// Writes `data` to `path` unless something is there.
+    async fn create(
+        &self,
+        path: &Path,
+        data: &[u8],
+        conditional: bool,
+    ) -> std::result::Result<(), object_store::Error> {
+        let payload = PutPayload::from(data.to_vec());
+        if conditional {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            return self.store.put_opts(path, payload, opts).await.map(|_| ());
+        }
+        match self.store.head(path).await {
+            Ok(_) => Err(object_store::Error::AlreadyExists {
+                path: path.to_string(),
+                source: "the object exists".into(),
+            }),
+            Err(object_store::Error::NotFound { .. }) => {
+                self.store.put(path, payload).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the store refuses to replace an object with a conditional put, found by trying.
+    fn probe_atomic_create(&self) -> Result<bool> {
+        let probe = self.prefix.clone().join(format!(
+            ".cairn-create-probe-{:016x}",
+            rand::random::<u64>()
+        ));
+        self.rt.block_on(async {
+            self.create(&probe, b"1", true)
+                .await
+                .map_err(|e| self.err("cannot write a probe object".into(), e))?;
+            let second = self.create(&probe, b"2", true).await;
+            let _ = self.store.delete(&probe).await;
+            match second {
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Ok(true),
+                Ok(()) => Ok(false),
+                // A store without conditional put says so.
+                Err(
+                    object_store::Error::NotSupported { .. }
+                    | object_store::Error::NotImplemented { .. },
+                ) => Ok(false),
+                Err(e) => Err(self.err("cannot write a probe object".into(), e)),
+            }
+        })
+    }
+}
+
+/// The gist of a store error: `Code: Message` from an S3 error body, else the innermost cause.
+fn short_cause(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{t}>"))? + start;
+        Some(text[start..end].to_owned())
+    };
+    if let Some(code) = tag("Code") {
+        return match tag("Message") {
+            Some(m) => format!("{code}: {m}"),
+            None => code,
+        };
+    }
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    let mut s = inner.to_string();
+    if s.len() > 300 {
+        s.truncate(300);
+    }
+    s
+}
+
+fn no_such_bucket(e: &object_store::Error) -> bool {
+    e.to_string().contains("NoSuchBucket")
+}
+
+impl Backend for ObjectBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn guarantees(&self) -> Guarantees {
+        Guarantees {
+            atomic_create: self.atomic.load(Ordering::Relaxed),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        let first = self
+            .rt
+            .block_on(async { self.store.list(Some(&self.prefix)).try_next().await });
+        match first {
+            Ok(Some(o)) => {
+                return Err(Error::invalid(format!(
+                    "{} is not empty (it holds {}); a repository is only created in an empty place",
+                    self.location, o.location
+                )));
+            }
+            Ok(None) => {}
+            // The first write creates it, where the store allows that.
+            Err(e) if no_such_bucket(&e) => {}
+            Err(e) => return Err(self.err("cannot list".into(), e)),
+        }
+        if self.conditional {
+            self.atomic
+                .store(self.probe_atomic_create()?, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn list(&self, tpe: FileType) -> Result<Vec<(String, u64)>> {
+        if tpe == FileType::Config {
+            let path = self.prefix.clone().join("config");
+            return match self.rt.block_on(self.store.head(&path)) {
+                Ok(m) => Ok(vec![("config".into(), m.size)]),
+                Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+                Err(e) => Err(self.err("cannot read the config".into(), e)),
+            };
+        }
+        let dir = self.prefix.clone().join(tpe.dir());
+        let all: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(self.store.list(Some(&dir)).try_collect())
+            .map_err(|e| self.err(format!("cannot list {}", tpe.dir()), e))?;
+        Ok(all
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_owned();
+                (!name.starts_with('.')).then_some((name, m.size))
+            })
+            .collect())
+    }
+
+    fn read(&self, tpe: FileType, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(tpe, name)?;
+        self.rt
+            .block_on(async { self.store.get(&path).await?.bytes().await })
+            .map(|b| b.to_vec())
+            .map_err(|e| self.err(format!("cannot read {}", what(tpe, name)), e))
+    }
+
+    fn read_range(&self, tpe: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let path = self.path(tpe, name)?;
+        let data = self
+            .rt
+            .block_on(self.store.get_range(&path, offset..offset + length))
+            .map_err(|e| self.err(format!("cannot read {}", what(tpe, name)), e))?;
+        if data.len() as u64 != length {
+            return Err(Error::corrupt(format!(
+                "{tpe} {name} is truncated: wanted {length} bytes at offset {offset}, got {}",
+                data.len()
+            )));
+        }
+        Ok(data.to_vec())
+    }
+
+    fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(tpe, name)?;
+        self.rt
+            .block_on(self.create(&path, data, self.conditional))
+            .map_err(|e| self.err(format!("cannot write {}", what(tpe, name)), e))
+    }
+
+    fn remove(&self, tpe: FileType, name: &str) -> Result<()> {
+        let path = self.path(tpe, name)?;
+        self.rt
+            .block_on(self.store.delete(&path))
+            .map_err(|e| self.err(format!("cannot remove {}", what(tpe, name)), e))
+    }
+}

