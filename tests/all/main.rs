@@ -6,5 +6,6 @@ mod errors;
 mod interrupt;
 mod lifecycle;
 mod prune;
+mod rclone;
 mod roundtrip;
 mod s3;

