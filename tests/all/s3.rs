@@ -197,3 +197,71 @@ fn server_killed_mid_backup_then_the_next_backup_resumes() {
     let check = env2.run(&["check", "--read-data", "--json"]).json();
     assert_eq!(check["errors"], 0, "{check}");
 }
+
+#[test]
+fn local_cache_of_small_files() {
+    let server = shared_seaweed();
+    let env = TestEnv::at(&server.location(&bucket("cache"), "repo"));
+    let cache = env.path("cache");
+    let c = cache.to_str().unwrap();
+    env.run(&[
+        "init",
+        "--kdf-memory",
+        "1024",
+        "--kdf-iterations",
+        "1",
+        "--cache-dir",
+        c,
+    ])
+    .ok();
+    let src = source(&env, 2, 300_000);
+    for _ in 0..2 {
+        env.run(&[
+            "backup",
+            "--quiet",
+            "--force",
+            "--cache-dir",
+            c,
+            src.to_str().unwrap(),
+        ])
+        .ok();
+    }
+    let repo_cache = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let files = |dir: &str| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(repo_cache.join(dir))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(files("snapshots").len(), 2);
+    assert!(!files("index").is_empty() && files("keys").len() == 1);
+    assert!(files("data").is_empty(), "packs are not cached");
+    // A damaged cache entry is noticed (hash ≠ name) and fetched again.
+    let snap = files("snapshots")[0].clone();
+    std::fs::write(&snap, b"garbage").unwrap();
+    let listed = env.run(&["snapshots", "--json", "--cache-dir", c]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(
+        cairn_repo::Id::hash_of(&std::fs::read(&snap).unwrap()).to_hex(),
+        snap.file_name().unwrap().to_str().unwrap(),
+        "the entry was healed"
+    );
+    // What forget removes leaves the cache too.
+    let first = listed[0]["id"].as_str().unwrap().to_owned();
+    env.run(&["forget", "--cache-dir", c, &first]).ok();
+    env.run(&["snapshots", "--cache-dir", c]).ok();
+    assert_eq!(files("snapshots").len(), 1);
+    // The cache can go at any time; --no-cache makes none.
+    std::fs::remove_dir_all(&cache).unwrap();
+    env.run(&["check", "--cache-dir", c]).ok();
+    assert!(cache.exists());
+    std::fs::remove_dir_all(&cache).unwrap();
+    env.run(&["check", "--no-cache", "--cache-dir", c]).ok();
+    assert!(!cache.exists());
+}

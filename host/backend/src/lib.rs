@@ -4,6 +4,7 @@
 //! S3-compatible servers, WebDAV).
 //! [`open_location`] maps a repository location string to a backend.
 
+mod cache;
 mod local;
 mod object;
 
@@ -11,8 +12,19 @@ use std::sync::Arc;
 
 use cairn_repo::{Backend, Error, Result};
 
+pub use cache::CachedBackend;
 pub use local::LocalBackend;
 pub use object::ObjectBackend;
+
+/// How to reach a repository's store.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Root of the local cache of small files for remote stores (`None`: no cache).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Concurrent requests to a remote store (0: the default).
+    pub connections: usize,
+}
 
 /// The backend for a repository location: a local path or `local:PATH`,
 /// `s3:http(s)://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX`, or `webdav+http(s)://HOST/PATH`.
@@ -20,17 +32,36 @@ pub use object::ObjectBackend;
 /// # Errors
 /// [`cairn_repo::ErrorKind::InvalidInput`] for a scheme this build does not support.
 pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
+    open_location_with(location, &OpenOptions::default())
+}
+
+/// As [`open_location`], with a cache and a connection count for remote stores.
+///
+/// # Errors
+/// [`cairn_repo::ErrorKind::InvalidInput`] for a scheme this build does not support.
+pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn Backend>> {
     if location.is_empty() {
         return Err(Error::invalid("the repository location is empty"));
     }
     if let Some(path) = location.strip_prefix("local:") {
         return Ok(Arc::new(LocalBackend::new(path)));
     }
-    if location.starts_with("s3:") {
-        return Ok(Arc::new(ObjectBackend::s3(location)?));
-    }
-    if location.starts_with("webdav+") {
-        return Ok(Arc::new(ObjectBackend::webdav(location)?));
+    let remote: Option<Arc<dyn Backend>> = if location.starts_with("s3:") {
+        Some(Arc::new(
+            ObjectBackend::s3(location)?.with_connections(opts.connections),
+        ))
+    } else if location.starts_with("webdav+") {
+        Some(Arc::new(
+            ObjectBackend::webdav(location)?.with_connections(opts.connections),
+        ))
+    } else {
+        None
+    };
+    if let Some(remote) = remote {
+        return Ok(match &opts.cache_dir {
+            Some(dir) => Arc::new(CachedBackend::new(remote, dir)),
+            None => remote,
+        });
     }
     if let Some((scheme, _)) = location.split_once(':')
         && scheme.len() > 1
@@ -39,7 +70,7 @@ pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
             .all(|c| c.is_ascii_alphanumeric() || c == '+')
     {
         return Err(Error::invalid(format!(
-            "repository scheme `{scheme}:` is not supported by this build (use a local path)"
+            "repository scheme `{scheme}:` is not supported by this build (use a local path, s3: or webdav+http(s):)"
         )));
     }
     Ok(Arc::new(LocalBackend::new(location)))

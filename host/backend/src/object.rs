@@ -36,6 +36,8 @@ pub struct ObjectBackend {
     atomic: AtomicBool,
     /// Whether the store has a conditional put at all.
     conditional: bool,
+    /// Concurrent uploads.
+    connections: usize,
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -43,6 +45,9 @@ impl std::fmt::Debug for ObjectBackend {
         write!(f, "ObjectBackend({})", self.location)
     }
 }
+
+/// Concurrent uploads by default: each holds a pack (16 MiB) in memory.
+const DEFAULT_CONNECTIONS: usize = 4;
 
 fn retry() -> RetryConfig {
     RetryConfig {
@@ -142,6 +147,7 @@ impl ObjectBackend {
             rt: runtime()?,
             atomic: AtomicBool::new(true),
             conditional: true,
+            connections: DEFAULT_CONNECTIONS,
         })
     }
 
@@ -176,7 +182,17 @@ impl ObjectBackend {
             rt: runtime()?,
             atomic: AtomicBool::new(false),
             conditional: false,
+            connections: DEFAULT_CONNECTIONS,
         })
+    }
+
+    /// Sets the number of concurrent uploads (0 keeps the default, 4).
+    #[must_use]
+    pub fn with_connections(mut self, n: usize) -> Self {
+        if n > 0 {
+            self.connections = n;
+        }
+        self
     }
 
     fn path(&self, tpe: FileType, name: &str) -> Result<Path> {

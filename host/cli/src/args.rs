@@ -39,6 +39,16 @@ pub struct GlobalArgs {
     /// More log output (repeat for more); RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Local cache of small repository files of remote stores (default: the user's cache
+    /// directory, `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`).
+    #[arg(long, global = true, env = EnvVars::CAIRN_CACHE_DIR, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use a local cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Concurrent uploads to a remote store (default 4).
+    #[arg(long, global = true, value_name = "N")]
+    pub connections: Option<usize>,
     /// Wait up to this long for a lock held by another process (e.g. `5m`, `30s`).
     #[arg(long, global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,

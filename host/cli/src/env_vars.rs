@@ -20,6 +20,12 @@ impl EnvVars {
     pub const CAIRN_FROM_PASSWORD_COMMAND: &'static str = "CAIRN_FROM_PASSWORD_COMMAND";
     /// That repository's password itself.
     pub const CAIRN_FROM_PASSWORD: &'static str = "CAIRN_FROM_PASSWORD";
+    /// Cache directory.
+    pub const CAIRN_CACHE_DIR: &'static str = "CAIRN_CACHE_DIR";
+    /// The user's cache base directory (XDG).
+    pub const XDG_CACHE_HOME: &'static str = "XDG_CACHE_HOME";
+    /// The user's home.
+    pub const HOME: &'static str = "HOME";
     /// Log filter, as for `tracing_subscriber::EnvFilter`.
     pub const RUST_LOG: &'static str = "RUST_LOG";
 }

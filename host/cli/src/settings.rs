@@ -61,7 +61,17 @@ impl Ctx {
     }
 
     pub fn backend(&self) -> Result<Arc<dyn Backend>> {
-        Ok(cairn_backend::open_location(self.location()?)?)
+        self.backend_at(self.location()?)
+    }
+
+    /// The backend for `location`, with the cache and connection settings.
+    pub fn backend_at(&self, location: &str) -> Result<Arc<dyn Backend>> {
+        let mut opts = cairn_backend::OpenOptions::default();
+        opts.connections = self.global.connections.unwrap_or(0);
+        if !self.global.no_cache {
+            opts.cache_dir = self.global.cache_dir.clone().or_else(default_cache_dir);
+        }
+        Ok(cairn_backend::open_location_with(location, &opts)?)
     }
 
     /// The password, from (in order) `--insecure-no-password`, `--password-file`,
@@ -91,7 +101,7 @@ impl Ctx {
                 EnvVars::CAIRN_FROM_REPOSITORY
             )
         })?;
-        let backend = cairn_backend::open_location(location)?;
+        let backend = self.backend_at(location)?;
         let password = read_password(
             from.from_insecure_no_password,
             from.from_password_file.as_deref(),
@@ -125,6 +135,16 @@ impl Ctx {
             }
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
+fn default_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os(EnvVars::XDG_CACHE_HOME)
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os(EnvVars::HOME).map(|h| std::path::PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("cairn"))
 }
 
 pub fn actor() -> Actor {

@@ -141,6 +141,11 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// How many uploads to run at once (a remote store wants more than a local disk).
+    fn connections(&self) -> usize {
+        2
+    }
+
     /// Removes a file.
     ///
     /// # Errors

@@ -26,7 +26,6 @@ use crate::repository::Repository;
 
 /// How many packs an index file describes before a new one is written.
 pub const PACKS_PER_INDEX: usize = 16;
-const UPLOAD_THREADS: usize = 2;
 
 /// Where an open pack's bytes go.
 enum Sink {
@@ -176,12 +175,13 @@ impl BlobSaver {
             pending_index: Mutex::default(),
             error: Mutex::default(),
             packs: AtomicU64::new(0),
-            buffers: BufferPool::new(UPLOAD_THREADS + 2),
+            buffers: BufferPool::new(repo.backend().connections() + 2),
         });
+        let uploaders = repo.backend().connections().max(1);
         // Rendezvous: a finished pack waits for a free upload thread, so at most
-        // UPLOAD_THREADS + 1 finished packs exist at a time.
+        // `uploaders + 1` finished packs exist at a time.
         let (tx, rx): (_, Receiver<Finished>) = bounded(0);
-        let threads = (0..UPLOAD_THREADS)
+        let threads = (0..uploaders)
             .map(|_| {
                 let rx = rx.clone();
                 let shared = shared.clone();
