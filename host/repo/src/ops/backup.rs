@@ -72,7 +72,7 @@ pub struct BackupOptions {
     /// Snapshot time (default: now).
     pub time: Option<Timestamp>,
     /// Worker threads (0: twice the cores, at least 4 — more than the cores, so that threads
-    /// waiting on the disk for small files leave the CPU to others).
+    /// waiting on the disk or the store leave the CPU to others).
     pub threads: usize,
 }
 
@@ -575,16 +575,9 @@ pub fn backup(
     progress: &dyn BackupProgress,
     cancel: &AtomicBool,
 ) -> Result<BackupOutcome> {
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4)),
-        n => n,
-    };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("cairn-backup-{i}"))
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Io, "cannot start worker threads").with_source(e))?
-        .install(|| run_backup(repo, source, opts, progress, cancel))
+    crate::ops::in_pool(opts.threads, repo.backend().connections(), || {
+        run_backup(repo, source, opts, progress, cancel)
+    })
 }
 
 fn run_backup(

@@ -357,7 +357,7 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                 while j < blobs.len() {
                     let o = u64::from(blobs[j].0.offset);
                     if o > end + 256 * 1024
-                        || o + u64::from(blobs[j].0.length) - start > 32 * 1024 * 1024
+                        || o + u64::from(blobs[j].0.length) - start > 8 * 1024 * 1024
                     {
                         break;
                     }
@@ -481,6 +481,18 @@ fn delete_extra(ctx: &Ctx<'_>, dirs: &[(PathBuf, Node)]) -> Result<u64> {
 /// [`ErrorKind::NotFound`] when the subpath is not in the snapshot; I/O errors creating the
 /// target; a blob that is missing or corrupt (named). Problems setting metadata are warnings.
 pub fn restore(
+    repo: &IndexedRepository,
+    tree: Id,
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+) -> Result<RestoreSummary> {
+    crate::ops::in_pool(0, repo.backend().connections(), || {
+        run_restore(repo, tree, opts, progress, cancel)
+    })
+}
+
+fn run_restore(
     repo: &IndexedRepository,
     tree: Id,
     opts: &RestoreOptions,
