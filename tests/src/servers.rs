@@ -222,6 +222,20 @@ impl Drop for Seaweed {
 pub fn shared_seaweed() -> &'static Seaweed {
     static S: std::sync::OnceLock<Seaweed> = std::sync::OnceLock::new();
     S.get_or_init(|| {
+        // The shared server's data outlives the test process (statics are not dropped); clear
+        // what earlier runs whose process is gone left behind.
+        if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name
+                    .strip_prefix("cairn-seaweed-")
+                    .and_then(|p| p.parse::<i32>().ok())
+                    && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("cairn-seaweed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Seaweed::start(&dir)
