@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# mount/umount (the --one-file-system test) come with util-linux.
-if ! command -v mount >/dev/null; then
+# mount/umount (the --one-file-system test) and openssl (a private CA for the https test).
+need=()
+command -v mount >/dev/null || need+=(mount)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mount
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
 scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')

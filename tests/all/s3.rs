@@ -9,7 +9,11 @@ use cairn_tests::servers::{Seaweed, bucket, shared_seaweed};
 
 fn s3(location: &str) -> cairn_backend::ObjectBackend {
     use cairn_tests::servers::{S3_KEY, S3_SECRET};
-    cairn_backend::ObjectBackend::s3_with_keys(location, Some((S3_KEY, S3_SECRET))).unwrap()
+    cairn_backend::ObjectBackend::s3(
+        location,
+        &cairn_backend::RemoteOptions::default().keys(S3_KEY, S3_SECRET),
+    )
+    .unwrap()
 }
 
 fn source(env: &TestEnv, files: u64, size: usize) -> std::path::PathBuf {
@@ -264,4 +268,52 @@ fn local_cache_of_small_files() {
     std::fs::remove_dir_all(&cache).unwrap();
     env.run(&["check", "--no-cache", "--cache-dir", c]).ok();
     assert!(!cache.exists());
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Seaweed::start_tls(&dir.path().join("tls"));
+    let location = format!("s3:https://127.0.0.1:{}/tls/repo", server.https_port);
+    let env = TestEnv::at(&location);
+    let ca = server.ca_pem();
+    let ca = ca.to_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", server.https_port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no https listener");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Without the CA the server's certificate is refused, with a clear error.
+    let r = env.init();
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        r.stderr
+    );
+    env.run(&[
+        "init",
+        "--kdf-memory",
+        "1024",
+        "--kdf-iterations",
+        "1",
+        "--ca-cert",
+        ca,
+    ])
+    .ok();
+    let src = source(&env, 1, 100_000);
+    env.run(&["backup", "--quiet", "--ca-cert", ca, src.to_str().unwrap()])
+        .ok();
+    let r: cairn_tests::Run = env
+        .cmd(&["check", "--read-data"])
+        .env("CAIRN_CA_CERT", ca)
+        .output()
+        .unwrap()
+        .into();
+    r.ok();
+    let bad = env.path("not-a-cert.pem");
+    std::fs::write(&bad, "hello").unwrap();
+    let r = env.run(&["snapshots", "--ca-cert", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("PEM"), "{}", r.stderr);
 }

@@ -96,23 +96,70 @@ pub const S3_SECRET: &str = "cairn-test-secret";
 pub struct Seaweed {
     /// The S3 port.
     pub s3_port: u16,
+    /// The S3 HTTPS port (serving only when started with TLS).
+    pub https_port: u16,
     ports: Vec<u16>,
     dir: PathBuf,
     watchdog: Option<Child>,
     pidfile: PathBuf,
+    tls: bool,
 }
 
 impl Seaweed {
     /// Starts a server keeping its data in `dir`, and waits until S3 answers.
     pub fn start(dir: &Path) -> Self {
+        Self::start_inner(dir, false)
+    }
+
+    /// Starts a server that also serves S3 over HTTPS with a certificate of a private CA made
+    /// for it; the CA's certificate is [`Seaweed::ca_pem`].
+    pub fn start_tls(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("server dir");
-        let ports = free_ports(16);
+        let sh = |script: &str| {
+            let ok = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .current_dir(dir)
+                .status()
+                .expect("run openssl");
+            assert!(ok.success(), "openssl failed: {script}");
+        };
+        sh(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -out ca.pem -days 2 -subj '/CN=cairn test CA' 2>/dev/null",
+        );
+        sh(
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key \
+            -out srv.csr -subj '/CN=127.0.0.1' 2>/dev/null",
+        );
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("ext.cnf");
+        sh(
+            "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem \
+            -days 2 -extfile ext.cnf 2>/dev/null",
+        );
+        Self::start_inner(dir, true)
+    }
+
+    /// The private CA of a server started with [`Seaweed::start_tls`].
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_inner(dir: &Path, tls: bool) -> Self {
+        std::fs::create_dir_all(dir).expect("server dir");
+        let ports = free_ports(17);
         let mut s = Seaweed {
             s3_port: ports[0],
+            https_port: ports[16],
             ports,
             dir: dir.to_path_buf(),
             watchdog: None,
             pidfile: PathBuf::new(),
+            tls,
         };
         s.run();
         s
@@ -148,6 +195,17 @@ impl Seaweed {
             "-master.telemetry=false".into(),
         ];
         args.extend(names.iter().zip(p).map(|(n, port)| format!("-{n}={port}")));
+        if self.tls {
+            args.push(format!("-s3.port.https={}", p[16]));
+            args.push(format!(
+                "-s3.cert.file={}",
+                self.dir.join("srv.pem").display()
+            ));
+            args.push(format!(
+                "-s3.key.file={}",
+                self.dir.join("srv.key").display()
+            ));
+        }
         std::fs::create_dir_all(self.dir.join("data")).expect("data dir");
         let (child, pidfile) = spawn_watched(
             &weed,

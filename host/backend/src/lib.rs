@@ -14,7 +14,7 @@ use cairn_repo::{Backend, Error, Result};
 
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
-pub use object::ObjectBackend;
+pub use object::{ObjectBackend, RemoteOptions};
 
 /// How to reach a repository's store.
 #[derive(Debug, Clone, Default)]
@@ -22,8 +22,8 @@ pub use object::ObjectBackend;
 pub struct OpenOptions {
     /// Root of the local cache of small files for remote stores (`None`: no cache).
     pub cache_dir: Option<std::path::PathBuf>,
-    /// Concurrent requests to a remote store (0: the default).
-    pub connections: usize,
+    /// How to reach a remote store (keys, CA, connections).
+    pub remote: RemoteOptions,
 }
 
 /// The backend for a repository location: a local path or `local:PATH`,
@@ -35,7 +35,7 @@ pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
     open_location_with(location, &OpenOptions::default())
 }
 
-/// As [`open_location`], with a cache and a connection count for remote stores.
+/// As [`open_location`], with a cache and connection settings for remote stores.
 ///
 /// # Errors
 /// [`cairn_repo::ErrorKind::InvalidInput`] for a scheme this build does not support.
@@ -47,13 +47,9 @@ pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn 
         return Ok(Arc::new(LocalBackend::new(path)));
     }
     let remote: Option<Arc<dyn Backend>> = if location.starts_with("s3:") {
-        Some(Arc::new(
-            ObjectBackend::s3(location)?.with_connections(opts.connections),
-        ))
+        Some(Arc::new(ObjectBackend::s3(location, &opts.remote)?))
     } else if location.starts_with("webdav+") {
-        Some(Arc::new(
-            ObjectBackend::webdav(location)?.with_connections(opts.connections),
-        ))
+        Some(Arc::new(ObjectBackend::webdav(location, &opts.remote)?))
     } else {
         None
     };

@@ -26,6 +26,39 @@ use object_store::{
     RetryConfig,
 };
 
+/// How to reach a remote store.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RemoteOptions {
+    /// Access key and secret (default: from the environment).
+    pub keys: Option<(String, String)>,
+    /// PEM certificates to trust besides the system's (a private CA).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Concurrent uploads (0: 4).
+    pub connections: usize,
+}
+
+impl RemoteOptions {
+    /// With these keys.
+    #[must_use]
+    pub fn keys(mut self, key: &str, secret: &str) -> Self {
+        self.keys = Some((key.to_owned(), secret.to_owned()));
+        self
+    }
+    /// Trusting these PEM certificates.
+    #[must_use]
+    pub fn ca_pem(mut self, pem: Vec<u8>) -> Self {
+        self.ca_pem = Some(pem);
+        self
+    }
+    /// With this many uploads at once.
+    #[must_use]
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n;
+        self
+    }
+}
+
 /// A repository under a prefix of an object store.
 pub struct ObjectBackend {
     store: Arc<dyn ObjectStore>,
@@ -61,10 +94,26 @@ fn retry() -> RetryConfig {
     }
 }
 
-fn client() -> ClientOptions {
-    ClientOptions::new()
+fn client(opts: &RemoteOptions) -> Result<ClientOptions> {
+    let mut c = ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(10))
-        .with_timeout(Duration::from_secs(120))
+        .with_timeout(Duration::from_secs(120));
+    if let Some(pem) = &opts.ca_pem {
+        let certs = object_store::Certificate::from_pem_bundle(pem).map_err(|e| {
+            Error::invalid(format!(
+                "the CA certificate file holds no usable PEM certificate: {e}"
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(Error::invalid(
+                "the CA certificate file holds no PEM certificate",
+            ));
+        }
+        for cert in certs {
+            c = c.with_root_certificate(cert);
+        }
+    }
+    Ok(c)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -83,16 +132,7 @@ impl ObjectBackend {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed location.
-    pub fn s3(spec: &str) -> Result<Self> {
-        Self::s3_with_keys(spec, None)
-    }
-
-    /// As [`ObjectBackend::s3`], with the access key and secret given instead of taken from
-    /// the environment.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a malformed location.
-    pub fn s3_with_keys(spec: &str, keys: Option<(&str, &str)>) -> Result<Self> {
+    pub fn s3(spec: &str, opts: &RemoteOptions) -> Result<Self> {
         let bad = |why: &str| {
             Error::invalid(format!(
                 "`{spec}` is not an S3 location ({why}); use s3:http://HOST:PORT/BUCKET/PREFIX or s3://BUCKET/PREFIX"
@@ -100,8 +140,8 @@ impl ObjectBackend {
         };
         let mut b = object_store::aws::AmazonS3Builder::from_env()
             .with_retry(retry())
-            .with_client_options(client());
-        if let Some((key, secret)) = keys {
+            .with_client_options(client(opts)?);
+        if let Some((key, secret)) = &opts.keys {
             b = b.with_access_key_id(key).with_secret_access_key(secret);
         }
         let (bucket, prefix, location) = if let Some(rest) = spec.strip_prefix("s3://") {
@@ -147,7 +187,11 @@ impl ObjectBackend {
             rt: runtime()?,
             atomic: AtomicBool::new(true),
             conditional: true,
-            connections: DEFAULT_CONNECTIONS,
+            connections: if opts.connections == 0 {
+                DEFAULT_CONNECTIONS
+            } else {
+                opts.connections
+            },
         })
     }
 
@@ -156,7 +200,7 @@ impl ObjectBackend {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed location.
-    pub fn webdav(spec: &str) -> Result<Self> {
+    pub fn webdav(spec: &str, opts: &RemoteOptions) -> Result<Self> {
         let url = spec
             .strip_prefix("webdav+")
             .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
@@ -172,7 +216,7 @@ impl ObjectBackend {
         let store = object_store::http::HttpBuilder::new()
             .with_url(format!("{scheme}://{host}"))
             .with_retry(retry())
-            .with_client_options(client().with_allow_http(true))
+            .with_client_options(client(opts)?.with_allow_http(true))
             .build()
             .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
         Ok(Self {
@@ -182,17 +226,12 @@ impl ObjectBackend {
             rt: runtime()?,
             atomic: AtomicBool::new(false),
             conditional: false,
-            connections: DEFAULT_CONNECTIONS,
+            connections: if opts.connections == 0 {
+                DEFAULT_CONNECTIONS
+            } else {
+                opts.connections
+            },
         })
-    }
-
-    /// Sets the number of concurrent uploads (0 keeps the default, 4).
-    #[must_use]
-    pub fn with_connections(mut self, n: usize) -> Self {
-        if n > 0 {
-            self.connections = n;
-        }
-        self
     }
 
     fn path(&self, tpe: FileType, name: &str) -> Result<Path> {
@@ -325,6 +364,10 @@ impl Backend for ObjectBackend {
         Guarantees {
             atomic_create: self.atomic.load(Ordering::Relaxed),
         }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections
     }
 
     fn create(&self) -> Result<()> {

@@ -46,6 +46,9 @@ pub struct GlobalArgs {
     /// Do not use a local cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Also trust the CA certificates (PEM) in this file for https stores.
+    #[arg(long, global = true, env = EnvVars::CAIRN_CA_CERT, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Concurrent uploads to a remote store (default 4).
     #[arg(long, global = true, value_name = "N")]
     pub connections: Option<usize>,

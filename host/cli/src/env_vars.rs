@@ -20,6 +20,8 @@ impl EnvVars {
     pub const CAIRN_FROM_PASSWORD_COMMAND: &'static str = "CAIRN_FROM_PASSWORD_COMMAND";
     /// That repository's password itself.
     pub const CAIRN_FROM_PASSWORD: &'static str = "CAIRN_FROM_PASSWORD";
+    /// Extra CA certificates (PEM) for https stores.
+    pub const CAIRN_CA_CERT: &'static str = "CAIRN_CA_CERT";
     /// Cache directory.
     pub const CAIRN_CACHE_DIR: &'static str = "CAIRN_CACHE_DIR";
     /// The user's cache base directory (XDG).

@@ -67,7 +67,13 @@ impl Ctx {
     /// The backend for `location`, with the cache and connection settings.
     pub fn backend_at(&self, location: &str) -> Result<Arc<dyn Backend>> {
         let mut opts = cairn_backend::OpenOptions::default();
-        opts.connections = self.global.connections.unwrap_or(0);
+        opts.remote = cairn_backend::RemoteOptions::default()
+            .connections(self.global.connections.unwrap_or(0));
+        if let Some(ca) = &self.global.ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read the CA certificate file {}", ca.display()))?;
+            opts.remote = opts.remote.ca_pem(pem);
+        }
         if !self.global.no_cache {
             opts.cache_dir = self.global.cache_dir.clone().or_else(default_cache_dir);
         }
