@@ -1,6 +1,6 @@
 //! `stats`: sizes of snapshots and what deduplication saves.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -32,6 +32,40 @@ pub struct Stats {
     pub compression_ratio: f64,
 }
 
+/// Files and bytes below a tree, memoized per tree id: snapshots share most of their trees,
+/// so each distinct tree is read once however many snapshots hold it.
+fn tree_totals(
+    repo: &IndexedRepository,
+    tree: Id,
+    memo: &mut HashMap<Id, (u64, u64)>,
+    blobs: &mut HashSet<Id>,
+) -> Result<(u64, u64)> {
+    if let Some(t) = memo.get(&tree) {
+        return Ok(*t);
+    }
+    blobs.insert(tree);
+    let (mut files, mut bytes) = (0, 0);
+    for n in repo.load_tree(&tree)?.nodes {
+        match n.kind {
+            NodeKind::Dir => {
+                if let Some(sub) = n.subtree {
+                    let (f, b) = tree_totals(repo, sub, memo, blobs)?;
+                    files += f;
+                    bytes += b;
+                }
+            }
+            NodeKind::File => {
+                files += 1;
+                bytes += n.size;
+                blobs.extend(n.content.iter().flatten());
+            }
+            _ => {}
+        }
+    }
+    memo.insert(tree, (files, bytes));
+    Ok((files, bytes))
+}
+
 /// Computes [`Stats`] over the snapshots with root trees `trees`.
 ///
 /// # Errors
@@ -42,29 +76,11 @@ pub fn stats(repo: &IndexedRepository, trees: &[Id]) -> Result<Stats> {
         ..Stats::default()
     };
     let mut blobs: HashSet<Id> = HashSet::new();
-    let mut stack: Vec<(Id, bool)> = trees.iter().map(|t| (*t, true)).collect();
-    // Trees are walked once per snapshot for the restore size, but their blobs counted once.
-    let mut walked: HashSet<(Id, usize)> = HashSet::new();
-    for (snap, root) in trees.iter().enumerate() {
-        stack.clear();
-        stack.push((*root, true));
-        while let Some((tree, _)) = stack.pop() {
-            if !walked.insert((tree, snap)) {
-                continue;
-            }
-            blobs.insert(tree);
-            for n in repo.load_tree(&tree)?.nodes {
-                match n.kind {
-                    NodeKind::Dir => stack.extend(n.subtree.map(|t| (t, true))),
-                    NodeKind::File => {
-                        s.total_files += 1;
-                        s.restore_size += n.size;
-                        blobs.extend(n.content.iter().flatten());
-                    }
-                    _ => {}
-                }
-            }
-        }
+    let mut memo = HashMap::new();
+    for root in trees {
+        let (files, bytes) = tree_totals(repo, *root, &mut memo, &mut blobs)?;
+        s.total_files += files;
+        s.restore_size += bytes;
     }
     for id in &blobs {
         if let Some(l) = repo.index().get(id) {
