@@ -13,8 +13,7 @@
 //! (object_store's retry layer, bounded in count and time); others fail at once, naming the
 //! bucket and object.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::what;
@@ -65,8 +64,10 @@ pub struct ObjectBackend {
     prefix: Path,
     location: String,
     rt: tokio::runtime::Runtime,
-    /// Whether the store refuses a second create of one name (probed at init; assumed after).
-    atomic: AtomicBool,
+    /// Whether the store refuses a second create of one name: probed at init, and by every
+    /// process before its first write (a store that ignores `If-None-Match` would otherwise
+    /// replace objects silently).
+    atomic: OnceLock<bool>,
     /// Whether the store has a conditional put at all.
     conditional: bool,
     /// Concurrent uploads.
@@ -97,7 +98,8 @@ fn retry() -> RetryConfig {
 fn client(opts: &RemoteOptions) -> Result<ClientOptions> {
     let mut c = ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(10))
-        .with_timeout(Duration::from_secs(120));
+        // Whole-request timeout, upload included: generous enough for a 512 MiB pack at ~1 MB/s.
+        .with_timeout(Duration::from_secs(600));
     if let Some(pem) = &opts.ca_pem {
         let certs = object_store::Certificate::from_pem_bundle(pem).map_err(|e| {
             Error::invalid(format!(
@@ -185,7 +187,7 @@ impl ObjectBackend {
             prefix: Path::from(prefix.trim_matches('/')),
             location,
             rt: runtime()?,
-            atomic: AtomicBool::new(true),
+            atomic: OnceLock::new(),
             conditional: true,
             connections: if opts.connections == 0 {
                 DEFAULT_CONNECTIONS
@@ -224,7 +226,7 @@ impl ObjectBackend {
             prefix: Path::from(path.trim_matches('/')),
             location: spec.to_owned(),
             rt: runtime()?,
-            atomic: AtomicBool::new(false),
+            atomic: OnceLock::from(false),
             conditional: false,
             connections: if opts.connections == 0 {
                 DEFAULT_CONNECTIONS
@@ -296,6 +298,22 @@ impl ObjectBackend {
         }
     }
 
+    /// Whether create-only writes are atomic here (probing once per process).
+    fn is_atomic(&self) -> bool {
+        *self
+            .atomic
+            .get_or_init(|| match self.probe_atomic_create() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(
+                        "could not find out whether {} enforces create-only writes: {e}",
+                        self.location
+                    );
+                    false
+                }
+            })
+    }
+
     /// Whether the store refuses to replace an object with a conditional put, found by trying.
     fn probe_atomic_create(&self) -> Result<bool> {
         let probe = self.prefix.clone().join(format!(
@@ -362,7 +380,7 @@ impl Backend for ObjectBackend {
 
     fn guarantees(&self) -> Guarantees {
         Guarantees {
-            atomic_create: self.atomic.load(Ordering::Relaxed),
+            atomic_create: self.is_atomic(),
         }
     }
 
@@ -387,8 +405,8 @@ impl Backend for ObjectBackend {
             Err(e) => return Err(self.err("cannot list".into(), e)),
         }
         if self.conditional {
-            self.atomic
-                .store(self.probe_atomic_create()?, Ordering::Relaxed);
+            let probed = self.probe_atomic_create()?;
+            let _ = self.atomic.set(probed);
         }
         Ok(())
     }
@@ -455,7 +473,7 @@ impl Backend for ObjectBackend {
     fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(tpe, name)?;
         self.rt
-            .block_on(self.create(&path, data, self.conditional))
+            .block_on(self.create(&path, data, self.conditional && self.is_atomic()))
             .map_err(|e| self.err(format!("cannot write {}", what(tpe, name)), e))
     }
 

@@ -132,7 +132,7 @@ impl Ctx {
         let deadline = Instant::now() + wait;
         loop {
             match cairn_repo::lock::lock(repo, exclusive, &self.actor(), std::process::id()) {
-                Ok(g) => return Ok(g),
+                Ok(g) => return Ok(g.cancel_on_loss(self.cancel.clone())),
                 Err(e) if e.kind() == ErrorKind::Locked && Instant::now() < deadline => {
                     tracing::info!("{e}; retrying");
                     std::thread::sleep(Duration::from_secs(2).min(deadline - Instant::now()));

@@ -7,10 +7,11 @@
 //! Taking a lock writes it first and then looks for conflicts, so two racing takers cannot both
 //! miss each other.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -85,6 +86,7 @@ pub fn list_locks(repo: &Repository, hostname: &str) -> Result<Vec<LockInfo>> {
 pub struct LockGuard {
     repo: Repository,
     current: Arc<Mutex<Id>>,
+    on_loss: Arc<Mutex<Option<Arc<AtomicBool>>>>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -156,11 +158,14 @@ pub fn lock(repo: &Repository, exclusive: bool, actor: &Actor, pid: u32) -> Resu
         ));
     }
     let current = Arc::new(Mutex::new(mine));
+    let on_loss: Arc<Mutex<Option<Arc<AtomicBool>>>> = Arc::default();
     let (stop, rx) = channel::<()>();
     let thread = {
         let repo = repo.clone();
         let current = current.clone();
+        let on_loss = on_loss.clone();
         std::thread::spawn(move || {
+            let mut last_ok = Instant::now();
             loop {
                 match rx.recv_timeout(REFRESH_EVERY) {
                     Err(RecvTimeoutError::Timeout) => {}
@@ -168,10 +173,22 @@ pub fn lock(repo: &Repository, exclusive: bool, actor: &Actor, pid: u32) -> Resu
                 }
                 match repo.save_file(FileType::Lock, &file(Timestamp::now())) {
                     Ok(new) => {
+                        last_ok = Instant::now();
                         let old = std::mem::replace(&mut *current.lock().expect("lock id"), new);
                         let _ = repo.backend().remove(FileType::Lock, &old.to_hex());
                     }
-                    Err(e) => tracing::warn!("could not refresh the repository lock: {e}"),
+                    Err(e) => {
+                        tracing::warn!("could not refresh the repository lock: {e}");
+                        // Others will soon take the lock for stale: stop before they act on it.
+                        if last_ok.elapsed() + REFRESH_EVERY >= STALE_AFTER.unsigned_abs() {
+                            tracing::error!(
+                                "the repository lock could not be refreshed in time; stopping"
+                            );
+                            if let Some(flag) = &*on_loss.lock().expect("on_loss") {
+                                flag.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
                 }
             }
         })
@@ -179,9 +196,20 @@ pub fn lock(repo: &Repository, exclusive: bool, actor: &Actor, pid: u32) -> Resu
     Ok(LockGuard {
         repo: repo.clone(),
         current,
+        on_loss,
         stop: Some(stop),
         thread: Some(thread),
     })
+}
+
+impl LockGuard {
+    /// Sets `flag` (the operation's cancel flag) when the lock cannot be refreshed before
+    /// others would see it as stale, so the operation stops instead of going on unprotected.
+    #[must_use]
+    pub fn cancel_on_loss(self, flag: Arc<AtomicBool>) -> Self {
+        *self.on_loss.lock().expect("on_loss") = Some(flag);
+        self
+    }
 }
 
 impl Drop for LockGuard {

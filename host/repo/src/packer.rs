@@ -315,8 +315,10 @@ impl BlobSaver {
                 self.send(pack)?;
             }
         }
-        self.close()?;
+        // Index what was uploaded even when an upload failed, so nothing stored is orphaned.
+        let closed = self.close();
         self.write_pending_index()?;
+        closed?;
         Ok(SaverStats {
             data_blobs: self.data_blobs.load(Ordering::Relaxed),
             tree_blobs: self.tree_blobs.load(Ordering::Relaxed),

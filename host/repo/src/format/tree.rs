@@ -212,8 +212,22 @@ impl Tree {
     /// # Errors
     /// [`crate::ErrorKind::Corrupt`] naming the tree id.
     pub fn from_bytes(id: &Id, data: &[u8]) -> Result<Self> {
-        serde_json::from_slice(data)
-            .map_err(|e| Error::corrupt(format!("tree {id} does not parse")).with_source(e))
+        let tree: Tree = serde_json::from_slice(data)
+            .map_err(|e| Error::corrupt(format!("tree {id} does not parse")).with_source(e))?;
+        // A name is one path component: anything else could lead a restore out of its target.
+        if let Some(bad) = tree.nodes.iter().find(|n| {
+            n.name.0.is_empty()
+                || n.name.0 == b"."
+                || n.name.0 == b".."
+                || n.name.0.contains(&b'/')
+                || n.name.0.contains(&0)
+        }) {
+            return Err(Error::corrupt(format!(
+                "tree {id} holds the entry name `{}`, which is not a single path component",
+                bad.name.display()
+            )));
+        }
+        Ok(tree)
     }
 
     /// The entry named `name`.
@@ -269,6 +283,15 @@ mod tests {
         assert_eq!(json, golden);
         let back = Tree::from_bytes(&Id::default(), json.as_bytes()).unwrap();
         assert_eq!(back, tree);
+        for bad in ["..", ".", "", "a/b", "/etc"] {
+            let t = format!(
+                r#"{{"nodes":[{{"name":"{bad}","type":"file","mode":0,"uid":0,"gid":0,"mtime":0,"atime":0,"ctime":0}}]}}"#
+            );
+            assert!(
+                Tree::from_bytes(&Id::default(), t.as_bytes()).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
         assert!(back.find(b"caf\xc3\xa9.txt").is_some());
     }
 }

@@ -279,7 +279,10 @@ impl Run<'_> {
                 node.subtree = Some(subtree);
             }
             NodeKind::File => match self.save_file(path, meta, &node, parent) {
-                Ok(content) => node.content = Some(content),
+                Ok((content, size)) => {
+                    node.content = Some(content);
+                    node.size = size;
+                }
                 Err(e) if e.kind() == ErrorKind::Io => {
                     warn(self, path, format!("{e}: {}", source_text(&e)));
                     return Ok(None);
@@ -340,7 +343,7 @@ impl Run<'_> {
         meta: &Metadata,
         node: &Node,
         parent: Option<&Node>,
-    ) -> Result<Vec<Id>> {
+    ) -> Result<(Vec<Id>, u64)> {
         self.counts.files.fetch_add(1, Ordering::Relaxed);
         self.counts.bytes.fetch_add(node.size, Ordering::Relaxed);
         if let Some(p) = parent
@@ -351,7 +354,7 @@ impl Run<'_> {
             self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
             self.progress.bytes(node.size);
             self.progress.file_done(path);
-            return Ok(content.clone());
+            return Ok((content.clone(), node.size));
         }
         let link_key = (node.device_id, node.inode);
         if node.is_hardlink()
@@ -359,7 +362,7 @@ impl Run<'_> {
             && known.0 == node.mtime
         {
             self.progress.bytes(node.size);
-            return Ok(known.1.clone());
+            return Ok((known.1.clone(), node.size));
         }
         self.progress.file_started(path);
         let file = std::fs::OpenOptions::new()
@@ -368,7 +371,7 @@ impl Run<'_> {
             .open(path)
             .or_else(|_| File::open(path))
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        let (content, _) = self
+        let (content, size) = self
             .save_stream(file)
             .map_err(|e| e.context(format!("while reading {}", path.display())))?;
         match std::fs::symlink_metadata(path) {
@@ -393,7 +396,8 @@ impl Run<'_> {
                 .insert(link_key, (node.mtime, content.clone()));
         }
         self.progress.file_done(path);
-        Ok(content)
+        // The size is what was read: a file that changed meanwhile is recorded as stored.
+        Ok((content, size))
     }
 
     /// Chunks and saves a stream: while one batch's chunks are saved on all cores, the next

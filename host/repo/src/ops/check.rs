@@ -374,7 +374,7 @@ pub fn check(
             Err(e) => return findings.error(object, e.to_string()),
         };
         for e in &entries {
-            let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
+            let sealed = &data[e.offset as usize..e.offset as usize + e.length as usize];
             match open_blob(repo.key(), e, sealed, id) {
                 Ok(_) => {
                     blobs_ok.fetch_add(1, Ordering::Relaxed);

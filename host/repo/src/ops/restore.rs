@@ -232,6 +232,14 @@ impl Ctx<'_> {
         {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, "create directory", e))?;
         }
+        // `--overwrite never` keeps whatever is there, of any kind.
+        if !fresh
+            && self.opts.overwrite == Overwrite::Never
+            && std::fs::symlink_metadata(&path).is_ok()
+        {
+            plan.skipped += 1;
+            return Ok(true);
+        }
         if node.is_hardlink() {
             let key = (node.device_id, node.inode);
             if let Some(first) = seen_links.get(&key) {
