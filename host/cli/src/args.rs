@@ -8,7 +8,7 @@ use crate::env_vars::EnvVars;
 
 /// cairn: deduplicating, encrypted backups of application volumes.
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about, max_term_width = 100)]
+#[command(name = "cairn", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -18,7 +18,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Repository location (a directory, or `local:DIR`).
+    /// Repository location: a directory, `s3:http(s)://HOST:PORT/BUCKET/PREFIX`,
+    /// `s3://BUCKET/PREFIX` (AWS), or `webdav+http(s)://HOST/PATH`.
     #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY)]
     pub repo: Option<String>,
     /// Read the password from this file (first line).
