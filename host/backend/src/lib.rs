@@ -27,7 +27,8 @@ pub struct OpenOptions {
 }
 
 /// The backend for a repository location: a local path or `local:PATH`,
-/// `s3:http(s)://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX`, or `webdav+http(s)://HOST/PATH`.
+/// `s3:http(s)://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX`, or
+/// `webdav+http(s)://HOST/PATH`.
 ///
 /// # Errors
 /// [`cairn_repo::ErrorKind::InvalidInput`] for a scheme this build does not support.
@@ -48,6 +49,8 @@ pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn 
     }
     let remote: Option<Arc<dyn Backend>> = if location.starts_with("s3:") {
         Some(Arc::new(ObjectBackend::s3(location, &opts.remote)?))
+    } else if location.starts_with("az://") {
+        Some(Arc::new(ObjectBackend::azure(location, &opts.remote)?))
     } else if location.starts_with("webdav+") {
         Some(Arc::new(ObjectBackend::webdav(location, &opts.remote)?))
     } else {

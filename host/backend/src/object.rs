@@ -197,6 +197,46 @@ impl ObjectBackend {
         })
     }
 
+    /// `az://CONTAINER/PREFIX`: Azure Blob Storage, with the account and credentials from the
+    /// usual Azure environment (`AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, SAS
+    /// tokens, managed identity …; `AZURE_STORAGE_USE_EMULATOR` and
+    /// `AZURITE_BLOB_STORAGE_URL` for Azurite). Create-only writes use `If-None-Match: *`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a malformed location or missing account.
+    pub fn azure(spec: &str, opts: &RemoteOptions) -> Result<Self> {
+        let rest = spec.strip_prefix("az://").ok_or_else(|| {
+            Error::invalid(format!(
+                "`{spec}` is not an Azure location; use az://CONTAINER/PREFIX"
+            ))
+        })?;
+        let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if container.is_empty() {
+            return Err(Error::invalid(format!(
+                "`{spec}` names no container; use az://CONTAINER/PREFIX"
+            )));
+        }
+        let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+            .with_container_name(container)
+            .with_retry(retry())
+            .with_client_options(client(opts)?)
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Path::from(prefix.trim_matches('/')),
+            location: spec.to_owned(),
+            rt: runtime()?,
+            atomic: OnceLock::new(),
+            conditional: true,
+            connections: if opts.connections == 0 {
+                DEFAULT_CONNECTIONS
+            } else {
+                opts.connections
+            },
+        })
+    }
+
     /// `webdav+http(s)://HOST:PORT/PATH`: a WebDAV server. WebDAV has no conditional create, so
     /// writes are checked first (not atomic against racing writers).
     ///
