@@ -47,12 +47,7 @@ fn destination(src: &TestEnv) -> TestEnv {
     dst.password = "another password".into();
     let pw = dst.path("from-pw");
     std::fs::write(&pw, &src.password).unwrap();
-    dst.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
+    dst.init_with(&[
         "--copy-chunker-params",
         "--from-repo",
         src.repo.to_str().unwrap(),

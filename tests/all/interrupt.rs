@@ -10,16 +10,7 @@ use cairn_tests::TestEnv;
 fn setup() -> (TestEnv, PathBuf, u64) {
     let env = TestEnv::new();
     // Small packs, so that packs land early in the run.
-    env.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-        "--pack-size",
-        "1M",
-    ])
-    .ok();
+    env.init_with(&["--pack-size", "1M"]).ok();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     let mut total = 0;

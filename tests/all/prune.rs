@@ -25,16 +25,7 @@ fn dir_bytes(p: &Path) -> u64 {
 /// hold both data that forgetting old snapshots frees and data that stays used.
 fn history(n: usize, files: usize) -> TestEnv {
     let env = TestEnv::new();
-    env.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-        "--pack-size",
-        "1M",
-    ])
-    .ok();
+    env.init_with(&["--pack-size", "1M"]).ok();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     for i in 0..n {

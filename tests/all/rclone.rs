@@ -37,14 +37,7 @@ fn rclone_s3_is_detected_as_not_enforcing_create_only() {
     std::fs::create_dir_all(root.join("bucket")).unwrap();
     let server = Rclone::start("s3", &root);
     let env = TestEnv::at(&format!("s3:http://127.0.0.1:{}/bucket/repo", server.port));
-    let init = env.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-        "--json",
-    ]);
+    let init = env.init_with(&["--json"]);
     let v: serde_json::Value = serde_json::from_str(init.ok().trim()).unwrap();
     assert_eq!(
         v["atomic_create"], false,
@@ -66,14 +59,7 @@ fn webdav_repository_round_trip() {
         "webdav+http://127.0.0.1:{}/backups/repo",
         server.port
     ));
-    let init = env.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-        "--json",
-    ]);
+    let init = env.init_with(&["--json"]);
     assert!(
         init.stderr.contains("does not refuse a second write"),
         "{}",

@@ -30,16 +30,7 @@ fn source(env: &TestEnv, files: u64, size: usize) -> std::path::PathBuf {
 fn init_backup_restore_check_round_trip() {
     let server = shared_seaweed();
     let env = TestEnv::at(&server.location(&bucket("roundtrip"), "repos/one"));
-    let init = env
-        .run(&[
-            "init",
-            "--kdf-memory",
-            "1024",
-            "--kdf-iterations",
-            "1",
-            "--json",
-        ])
-        .json();
+    let init = env.init_with(&["--json"]).json();
     assert_eq!(
         init["atomic_create"], true,
         "SeaweedFS enforces If-None-Match: {init}"
@@ -146,16 +137,7 @@ fn server_killed_mid_backup_then_the_next_backup_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Seaweed::start(&dir.path().join("seaweed"));
     let env = TestEnv::at(&server.location("resume", "repo"));
-    env.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-        "--pack-size",
-        "1M",
-    ])
-    .ok();
+    env.init_with(&["--pack-size", "1M"]).ok();
     let src = source(&env, 24, 4 << 20);
     let total: u64 = 24 * (4 << 20);
     let mut backup = env
@@ -208,16 +190,7 @@ fn local_cache_of_small_files() {
     let env = TestEnv::at(&server.location(&bucket("cache"), "repo"));
     let cache = env.path("cache");
     let c = cache.to_str().unwrap();
-    env.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-        "--cache-dir",
-        c,
-    ])
-    .ok();
+    env.init_with(&["--cache-dir", c]).ok();
     let src = source(&env, 2, 300_000);
     for _ in 0..2 {
         env.run(&[
@@ -291,16 +264,7 @@ fn https_with_a_private_ca() {
         "{}",
         r.stderr
     );
-    env.run(&[
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-iterations",
-        "1",
-        "--ca-cert",
-        ca,
-    ])
-    .ok();
+    env.init_with(&["--ca-cert", ca]).ok();
     let src = source(&env, 1, 100_000);
     env.run(&["backup", "--quiet", "--ca-cert", ca, src.to_str().unwrap()])
         .ok();

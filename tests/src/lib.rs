@@ -108,7 +108,15 @@ impl TestEnv {
     /// Initializes the repository (cheap KDF).
     #[track_caller]
     pub fn init(&self) -> Run {
-        self.run(&["init", "--kdf-memory", "1024", "--kdf-iterations", "1"])
+        self.init_with(&[])
+    }
+
+    /// Initializes the repository (cheap KDF) with more `init` arguments.
+    #[track_caller]
+    pub fn init_with(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["init", "--kdf-memory", "1024", "--kdf-iterations", "1"];
+        args.extend_from_slice(extra);
+        self.run(&args)
     }
 
     /// A fresh environment (no repository yet).

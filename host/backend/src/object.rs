@@ -182,19 +182,7 @@ impl ObjectBackend {
             .with_bucket_name(&bucket)
             .build()
             .map_err(|e| Error::invalid(format!("cannot use {location}: {e}")))?;
-        Ok(Self {
-            store: Arc::new(store),
-            prefix: Path::from(prefix.trim_matches('/')),
-            location,
-            rt: runtime()?,
-            atomic: OnceLock::new(),
-            conditional: true,
-            connections: if opts.connections == 0 {
-                DEFAULT_CONNECTIONS
-            } else {
-                opts.connections
-            },
-        })
+        Self::new(Arc::new(store), &prefix, location, true, opts)
     }
 
     /// `az://CONTAINER/PREFIX`: Azure Blob Storage, with the account and credentials from the
@@ -222,19 +210,7 @@ impl ObjectBackend {
             .with_client_options(client(opts)?)
             .build()
             .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
-        Ok(Self {
-            store: Arc::new(store),
-            prefix: Path::from(prefix.trim_matches('/')),
-            location: spec.to_owned(),
-            rt: runtime()?,
-            atomic: OnceLock::new(),
-            conditional: true,
-            connections: if opts.connections == 0 {
-                DEFAULT_CONNECTIONS
-            } else {
-                opts.connections
-            },
-        })
+        Self::new(Arc::new(store), prefix, spec.to_owned(), true, opts)
     }
 
     /// `webdav+http(s)://HOST:PORT/PATH`: a WebDAV server. WebDAV has no conditional create, so
@@ -261,13 +237,29 @@ impl ObjectBackend {
             .with_client_options(client(opts)?.with_allow_http(true))
             .build()
             .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
+        Self::new(Arc::new(store), path, spec.to_owned(), false, opts)
+    }
+
+    /// The common part of every constructor. A store with a conditional put is probed before
+    /// its first write; one without is checked before every write.
+    fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        location: impl Into<String>,
+        conditional: bool,
+        opts: &RemoteOptions,
+    ) -> Result<Self> {
         Ok(Self {
-            store: Arc::new(store),
-            prefix: Path::from(path.trim_matches('/')),
-            location: spec.to_owned(),
+            store,
+            prefix: Path::from(prefix.trim_matches('/')),
+            location: location.into(),
             rt: runtime()?,
-            atomic: OnceLock::from(false),
-            conditional: false,
+            atomic: if conditional {
+                OnceLock::new()
+            } else {
+                OnceLock::from(false)
+            },
+            conditional,
             connections: if opts.connections == 0 {
                 DEFAULT_CONNECTIONS
             } else {
