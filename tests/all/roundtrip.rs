@@ -156,3 +156,42 @@ fn restore_overwrite_and_delete() {
     assert!(!out.join("extra.txt").exists());
     assert!(out.join("f.txt").exists());
 }
+
+#[test]
+fn a_failed_restore_leaves_existing_files_as_they_were() {
+    let env = TestEnv::with_repo();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("big.bin"),
+        cairn_testing::fixture::random_bytes(3 << 20, 2),
+    )
+    .unwrap();
+    std::fs::write(src.join("small.txt"), "snapshot").unwrap();
+    env.backup(&[&src]);
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("big.bin"), "mine, not in any snapshot").unwrap();
+    std::fs::write(out.join("small.txt"), "also mine").unwrap();
+    // Lose the data: every data pack goes (the tree packs stay readable).
+    for p in env.repo_files("data") {
+        if std::fs::metadata(&p).unwrap().len() > 1 << 20 {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let spec = format!("latest:{}", src.display());
+    let r = env.run(&["restore", &spec, "--target", out.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(out.join("big.bin")).unwrap(),
+        "mine, not in any snapshot"
+    );
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("cairn-restore")),
+        "no temporary files stay: {names:?}"
+    );
+}

@@ -100,6 +100,8 @@ struct FileJob {
     node: Node,
     /// Created when its one blob is written.
     deferred: bool,
+    /// The entry that `path` (a temporary name beside it) replaces once complete.
+    replace: Option<PathBuf>,
 }
 
 struct Plan {
@@ -267,8 +269,22 @@ impl Ctx<'_> {
                             return Ok(true);
                         }
                     }
-                    clear(&path)?;
                 }
+                // Something is in the way: write beside it and rename over it once the new
+                // content is complete, so a restore that fails leaves it as it was.
+                let (write_to, replace) = if !fresh && std::fs::symlink_metadata(&path).is_ok() {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let tmp = path.with_file_name(format!(
+                        ".{name}.cairn-restore-{:08x}",
+                        rand::random::<u32>()
+                    ));
+                    (tmp, Some(path))
+                } else {
+                    (path, None)
+                };
                 // A file of one blob is created when its blob is written; others now, at
                 // their size (holes stay holes).
                 let deferred = node.content.as_ref().is_some_and(|c| c.len() == 1);
@@ -276,14 +292,15 @@ impl Ctx<'_> {
                     let f = OpenOptions::new()
                         .write(true)
                         .create_new(true)
-                        .open(&path)
-                        .map_err(|e| io(&path, "create", e))?;
-                    f.set_len(node.size).map_err(|e| io(&path, "size", e))?;
+                        .open(&write_to)
+                        .map_err(|e| io(&write_to, "create", e))?;
+                    f.set_len(node.size).map_err(|e| io(&write_to, "size", e))?;
                 }
                 plan.files.push(FileJob {
-                    path,
+                    path: write_to,
                     node: node.clone(),
                     deferred,
+                    replace,
                 });
             }
             NodeKind::Socket => {}
@@ -565,7 +582,21 @@ fn run_restore(
         plan.files.len() as u64,
         plan.files.iter().map(|f| f.node.size).sum(),
     );
-    let bytes = write_content(&ctx, &plan.files)?;
+    let bytes = write_content(&ctx, &plan.files).inspect_err(|_| {
+        // Leave what was there: drop the new files that would have replaced it.
+        for f in plan.files.iter().filter(|f| f.replace.is_some()) {
+            let _ = std::fs::remove_file(&f.path);
+        }
+    })?;
+    for f in &mut plan.files {
+        if let Some(dest) = f.replace.take() {
+            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                clear(&dest)?;
+            }
+            std::fs::rename(&f.path, &dest).map_err(|e| io(&dest, "replace", e))?;
+            f.path = dest;
+        }
+    }
     for (new, first) in &plan.links {
         clear(new)?;
         if let Err(e) = std::fs::hard_link(first, new) {
