@@ -252,22 +252,19 @@ impl Ctx<'_> {
         }
         match node.kind {
             NodeKind::File => {
-                if !fresh {
-                    if let Ok(m) = std::fs::symlink_metadata(&path) {
-                        use std::os::unix::fs::MetadataExt;
-                        let same = m.is_file()
-                            && m.size() == node.size
-                            && m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
-                                == node.mtime;
-                        let keep = match self.opts.overwrite {
-                            Overwrite::Always => false,
-                            Overwrite::IfChanged => same,
-                            Overwrite::Never => true,
-                        };
-                        if keep {
-                            plan.skipped += 1;
-                            return Ok(true);
-                        }
+                if !fresh && let Ok(m) = std::fs::symlink_metadata(&path) {
+                    use std::os::unix::fs::MetadataExt;
+                    let same = m.is_file()
+                        && m.size() == node.size
+                        && m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec() == node.mtime;
+                    let keep = match self.opts.overwrite {
+                        Overwrite::Always => false,
+                        Overwrite::IfChanged => same,
+                        Overwrite::Never => true,
+                    };
+                    if keep {
+                        plan.skipped += 1;
+                        return Ok(true);
                     }
                 }
                 // Something is in the way: write beside it and rename over it once the new
