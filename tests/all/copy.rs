@@ -13,31 +13,23 @@ fn source() -> (TestEnv, std::path::PathBuf) {
     }
     std::fs::write(src.join("note.txt"), "v1").unwrap();
     let s = src.to_str().unwrap();
-    env.run(&[
-        "backup",
-        "--quiet",
-        "--tag",
-        "nightly",
-        "--app",
-        "ns/db/data",
-        "--time",
-        "2026-03-01T01:00:00Z",
-        s,
-    ])
-    .ok();
+    let backup = |time: &str| {
+        let args = [
+            "backup",
+            "--quiet",
+            "--tag",
+            "nightly",
+            "--app",
+            "ns/db/data",
+            "--time",
+            time,
+            s,
+        ];
+        env.run(&args).ok();
+    };
+    backup("2026-03-01T01:00:00Z");
     std::fs::write(src.join("note.txt"), "v2").unwrap();
-    env.run(&[
-        "backup",
-        "--quiet",
-        "--tag",
-        "nightly",
-        "--app",
-        "ns/db/data",
-        "--time",
-        "2026-03-02T01:00:00Z",
-        s,
-    ])
-    .ok();
+    backup("2026-03-02T01:00:00Z");
     (env, src)
 }
 
@@ -94,15 +86,7 @@ fn copy_twice_the_second_adds_nothing() {
         assert_eq!(y["original"], x["id"]);
     }
     dst.run(&["check", "--read-data"]).ok();
-    let out = dst.path("out");
-    dst.run(&[
-        "restore",
-        "latest",
-        "--target",
-        out.to_str().unwrap(),
-        "--verify",
-    ])
-    .ok();
+    let out = dst.restore_verified("out");
     let restored = out.join(src.strip_prefix("/").unwrap());
     assert_eq!(
         std::fs::read_to_string(restored.join("note.txt")).unwrap(),

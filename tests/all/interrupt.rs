@@ -52,15 +52,7 @@ fn assert_resumes(env: &TestEnv, src: &std::path::Path, total: u64, packs_before
         total - added >= (packs_before as u64 - 2) * 900_000,
         "the {packs_before} uploaded packs were not re-used: added {added} of {total}"
     );
-    let out = env.path("out");
-    env.run(&[
-        "restore",
-        "latest",
-        "--target",
-        out.to_str().unwrap(),
-        "--verify",
-    ])
-    .ok();
+    env.restore_verified("out");
 }
 
 #[test]

@@ -222,13 +222,5 @@ fn prune_and_backup_exclude_each_other() {
     );
     let check = env.run(&["check", "--read-data", "--json"]).json();
     assert_eq!(check["errors"], 0, "{check}");
-    let out = env.path("out");
-    env.run(&[
-        "restore",
-        "latest",
-        "--target",
-        out.to_str().unwrap(),
-        "--verify",
-    ])
-    .ok();
+    env.restore_verified("out");
 }

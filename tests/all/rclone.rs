@@ -17,15 +17,7 @@ fn round_trip(env: &TestEnv) {
     env.backup(&[&src]);
     let second = env.backup(&[&src]);
     assert_eq!(second["data_blobs"], 0);
-    let out = env.path("out");
-    env.run(&[
-        "restore",
-        "latest",
-        "--target",
-        out.to_str().unwrap(),
-        "--verify",
-    ])
-    .ok();
+    env.restore_verified("out");
     let check = env.run(&["check", "--read-data", "--json"]).json();
     assert_eq!(check["errors"], 0, "{check}");
 }

@@ -43,15 +43,7 @@ fn init_backup_restore_check_round_trip() {
         second["data_blobs"], 0,
         "nothing new on an unchanged re-backup"
     );
-    let out = env.path("out");
-    env.run(&[
-        "restore",
-        "latest",
-        "--target",
-        out.to_str().unwrap(),
-        "--verify",
-    ])
-    .ok();
+    let out = env.restore_verified("out");
     let restored = out.join(src.strip_prefix("/").unwrap());
     assert_eq!(
         std::fs::read(restored.join("sub/f3.bin")).unwrap(),

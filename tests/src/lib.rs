@@ -188,6 +188,16 @@ impl TestEnv {
             .collect()
     }
 
+    /// Restores `latest` with `--verify` into a new directory named `dir`; returns it.
+    #[track_caller]
+    pub fn restore_verified(&self, dir: &str) -> PathBuf {
+        let out = self.path(dir);
+        let target = out.to_str().expect("utf-8 path");
+        self.run(&["restore", "latest", "--target", target, "--verify"])
+            .ok();
+        out
+    }
+
     /// Files of a type in the repository directory.
     pub fn repo_files(&self, dir: &str) -> Vec<PathBuf> {
         fn walk(p: &Path, out: &mut Vec<PathBuf>) {

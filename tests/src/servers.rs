@@ -49,15 +49,38 @@ pub fn http_answers(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 8 && buf.starts_with(b"HTTP/"))
 }
 
-/// Runs `program args` under a watchdog that stops it when this process ends; returns the
-/// watchdog and the path of the file that holds the server's pid.
+/// A server running under its watchdog; stopped (SIGTERM) and waited for on drop.
+struct Watched {
+    watchdog: Child,
+    pidfile: PathBuf,
+}
+
+impl Watched {
+    /// Sends `signal` to the server itself.
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// Runs `program args` under a watchdog that stops it when this process ends.
 fn spawn_watched(
     program: &Path,
     args: &[String],
     env: &[(&str, &str)],
     dir: &Path,
     log: &str,
-) -> (Child, PathBuf) {
+) -> Watched {
     let pidfile = dir.join(format!("{log}.pid"));
     let mut quoted = vec![shell_quote(&program.to_string_lossy())];
     quoted.extend(args.iter().map(|a| shell_quote(a)));
@@ -80,7 +103,10 @@ fn spawn_watched(
     for (k, v) in env {
         c.env(k, v);
     }
-    (c.spawn().expect("start the server's watchdog"), pidfile)
+    Watched {
+        watchdog: c.spawn().expect("start the server's watchdog"),
+        pidfile,
+    }
 }
 
 fn shell_quote(s: &str) -> String {
@@ -100,8 +126,7 @@ pub struct Seaweed {
     pub https_port: u16,
     ports: Vec<u16>,
     dir: PathBuf,
-    watchdog: Option<Child>,
-    pidfile: PathBuf,
+    server: Option<Watched>,
     tls: bool,
 }
 
@@ -157,8 +182,7 @@ impl Seaweed {
             https_port: ports[16],
             ports,
             dir: dir.to_path_buf(),
-            watchdog: None,
-            pidfile: PathBuf::new(),
+            server: None,
             tls,
         };
         s.run();
@@ -207,7 +231,7 @@ impl Seaweed {
             ));
         }
         std::fs::create_dir_all(self.dir.join("data")).expect("data dir");
-        let (child, pidfile) = spawn_watched(
+        let server = spawn_watched(
             &weed,
             &args,
             &[
@@ -217,8 +241,7 @@ impl Seaweed {
             &self.dir,
             "weed",
         );
-        self.watchdog = Some(child);
-        self.pidfile = pidfile;
+        self.server = Some(server);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !http_answers(self.s3_port) {
             assert!(
@@ -237,16 +260,8 @@ impl Seaweed {
 
     /// Kills the server at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
-            && let Ok(pid) = pid.trim().parse::<i32>()
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.wait();
+        if let Some(server) = self.server.take() {
+            server.signal(nix::sys::signal::Signal::SIGKILL);
         }
     }
 
@@ -309,8 +324,7 @@ pub fn bucket(test: &str) -> String {
 pub struct Rclone {
     /// Its port.
     pub port: u16,
-    watchdog: Child,
-    pidfile: PathBuf,
+    _server: Watched,
 }
 
 impl Rclone {
@@ -330,8 +344,7 @@ impl Rclone {
         }
         args.push(root.to_string_lossy().into_owned());
         let dir = root.parent().expect("root has a parent");
-        let (watchdog, pidfile) =
-            spawn_watched(&rclone, &args, &[], dir, &format!("rclone-{protocol}"));
+        let server = spawn_watched(&rclone, &args, &[], dir, &format!("rclone-{protocol}"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !http_answers(port) {
             assert!(
@@ -342,23 +355,8 @@ impl Rclone {
         }
         Rclone {
             port,
-            watchdog,
-            pidfile,
+            _server: server,
         }
-    }
-}
-
-impl Drop for Rclone {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
-            && let Ok(pid) = pid.trim().parse::<i32>()
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let _ = self.watchdog.wait();
     }
 }
 
@@ -366,8 +364,7 @@ impl Drop for Rclone {
 pub struct Azurite {
     /// Its port.
     pub port: u16,
-    watchdog: Child,
-    pidfile: PathBuf,
+    _server: Watched,
 }
 
 /// Azurite's well-known account.
@@ -395,7 +392,7 @@ impl Azurite {
             "--skipApiVersionCheck".into(),
             "--disableTelemetry".into(),
         ];
-        let (watchdog, pidfile) = spawn_watched(&bin, &args, &[], dir, "azurite");
+        let server = spawn_watched(&bin, &args, &[], dir, "azurite");
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -407,8 +404,7 @@ impl Azurite {
         }
         Azurite {
             port,
-            watchdog,
-            pidfile,
+            _server: server,
         }
     }
 
@@ -450,19 +446,5 @@ impl Azurite {
             reply.starts_with("HTTP/1.1 201"),
             "create container: {reply}"
         );
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
-            && let Ok(pid) = pid.trim().parse::<i32>()
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let _ = self.watchdog.wait();
     }
 }

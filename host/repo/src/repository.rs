@@ -299,6 +299,20 @@ impl Repository {
         Ok(snaps)
     }
 
+    /// The packs stored (whatever the index says), with their sizes. Names that are not ids
+    /// (temporary files of other tools) are not packs.
+    ///
+    /// # Errors
+    /// Backend errors while listing.
+    pub fn packs(&self) -> Result<Vec<(Id, u64)>> {
+        Ok(self
+            .backend()
+            .list(FileType::Pack)?
+            .into_iter()
+            .filter_map(|(n, size)| n.parse().ok().map(|id| (id, size)))
+            .collect())
+    }
+
     /// Loads the index of all packs.
     ///
     /// # Errors

@@ -49,10 +49,9 @@ pub fn run(ctx: &Ctx, args: CatArgs) -> Result<Outcome> {
         CatKind::Pack => {
             let id = repo.find_id(FileType::Pack, need()?)?;
             let size = repo
-                .backend()
-                .list(FileType::Pack)?
+                .packs()?
                 .into_iter()
-                .find(|(n, _)| *n == id.to_hex())
+                .find(|(p, _)| *p == id)
                 .map(|(_, s)| s)
                 .ok_or_else(|| anyhow!("pack {id} vanished"))?;
             let repo = repo.to_indexed()?;

@@ -218,12 +218,7 @@ pub fn check(
     report.packs = indexed.len() as u64;
 
     // 2. Packs: presence, size, header against index.
-    let stored: HashMap<Id, u64> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .into_iter()
-        .filter_map(|(n, s)| n.parse().ok().map(|id| (id, s)))
-        .collect();
+    let stored: HashMap<Id, u64> = repo.packs()?.into_iter().collect();
     for (id, size) in &stored {
         if !indexed.contains_key(id) {
             findings.add(

@@ -188,12 +188,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             });
         }
     }
-    let stored: BTreeMap<Id, u64> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .into_iter()
-        .filter_map(|(n, s)| n.parse().ok().map(|id| (id, s)))
-        .collect();
+    let stored: BTreeMap<Id, u64> = repo.packs()?.into_iter().collect();
     if let Some(missing) = packs.keys().find(|id| !stored.contains_key(id)) {
         return Err(stop(format!("pack {missing} is indexed but missing")));
     }

@@ -45,10 +45,8 @@ pub fn read_pack_header(repo: &IndexedRepository, id: &Id, size: u64) -> Result<
 pub fn index_unindexed_packs(repo: &IndexedRepository) -> Result<(usize, Vec<(Id, String)>)> {
     let known = repo.index().pack_ids();
     let unindexed: Vec<(Id, u64)> = repo
-        .backend()
-        .list(FileType::Pack)?
+        .packs()?
         .into_iter()
-        .filter_map(|(n, size)| n.parse::<Id>().ok().map(|id| (id, size)))
         .filter(|(id, _)| !known.contains(id))
         .collect();
     if unindexed.is_empty() {
