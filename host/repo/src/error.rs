@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Io,
     /// The operation was cancelled (Ctrl-C, SIGTERM).
     Interrupted,
+    /// A sandbox, a grant or the store refused the operation (a plugin without the
+    /// capability, an append-only server refusing a delete).
+    Denied,
 }
 
 /// The engine's error: a kind, a message naming the object, and the cause.

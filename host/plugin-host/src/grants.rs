@@ -1,0 +1,401 @@
+//! What the operator allows a plugin instance, and the check that its requests fit.
+//!
+//! A plugin gets exactly what its manifest requests, and only when every request is covered
+//! by a grant; otherwise it does not start, and the error names the plugin and the capability.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use cairn_repo::{Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{Access, Manifest, config_ref};
+
+/// Memory per instance when neither manifest nor grant says (MiB).
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// CPU time per call when neither says (ms).
+pub const DEFAULT_CPU_MS: u64 = 30_000;
+/// Wall-clock time per call when neither says (ms).
+pub const DEFAULT_WALL_MS: u64 = 300_000;
+
+/// The operator's grants for one plugin instance (a `grant` table in the configuration file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Grants {
+    /// Authorities (`host:port`) the plugin may send HTTP requests to; `*.example.com:443`
+    /// covers every subdomain on that port.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Host directories (and everything below them) the plugin may be given.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// The most memory an instance may use (MiB); default 256.
+    pub memory_mib: Option<u64>,
+    /// The most CPU time a call may use (ms); default 30 000.
+    pub cpu_ms: Option<u64>,
+    /// The most wall-clock time a call may take (ms); default 300 000.
+    pub wall_ms: Option<u64>,
+}
+
+/// A directory the operator allows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// The host directory.
+    pub path: PathBuf,
+    /// The most access allowed.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// What a plugin instance gets: its requests, resolved, all covered by grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Authorities (`host:port`) for outgoing HTTP.
+    pub http: Vec<String>,
+    /// Directories: host path, guest mount, access.
+    pub dirs: Vec<(PathBuf, String, Access)>,
+    /// Limits for every instance and call.
+    pub limits: Limits,
+}
+
+/// Resource limits of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// All linear memories of an instance together, in bytes.
+    pub memory: u64,
+    /// CPU time of one call.
+    pub cpu: Duration,
+    /// Wall-clock time of one call.
+    pub wall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: DEFAULT_MEMORY_MIB << 20,
+            cpu: Duration::from_millis(DEFAULT_CPU_MS),
+            wall: Duration::from_millis(DEFAULT_WALL_MS),
+        }
+    }
+}
+
+/// Parses `host:port` (the port is required) into its lowercase form.
+///
+/// # Errors
+/// When it is not `host:port`.
+pub fn parse_authority(value: &str) -> Result<String> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| Error::invalid(format!("`{value}` is not host:port")))?;
+    if host.is_empty() || host.contains(['/', '@', ' ']) || port.parse::<u16>().is_err() {
+        return Err(Error::invalid(format!("`{value}` is not host:port")));
+    }
+    Ok(format!("{}:{port}", host.to_ascii_lowercase()))
+}
+
+/// The `host:port` of an http(s) URL, with the scheme's default port when none is written.
+///
+/// # Errors
+/// When it is not an http(s) URL.
+pub fn url_authority(url: &str) -> Result<String> {
+    let (default_port, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (443, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (80, r)
+    } else {
+        return Err(Error::invalid(format!(
+            "`{url}` is not an http:// or https:// URL"
+        )));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').is_some_and(|(_, rest)| rest.starts_with(':')),
+        None => authority.contains(':'),
+    };
+    if has_port {
+        parse_authority(authority)
+    } else {
+        parse_authority(&format!("{authority}:{default_port}"))
+    }
+}
+
+fn covers(grant: &str, authority: &str) -> bool {
+    if let Some(suffix) = grant.strip_prefix("*.") {
+        let Some((host, port)) = authority.rsplit_once(':') else {
+            return false;
+        };
+        let Some((gsuffix, gport)) = suffix.rsplit_once(':') else {
+            return false;
+        };
+        port == gport && host.ends_with(&format!(".{gsuffix}"))
+    } else {
+        grant.eq_ignore_ascii_case(authority)
+    }
+}
+
+/// `path` with `.` and `..` resolved lexically (no file system access).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn denied(plugin: &str, what: String) -> Error {
+    Error::new(
+        ErrorKind::Denied,
+        format!("plugin `{plugin}` requests {what}"),
+    )
+}
+
+impl Grants {
+    /// Resolves what `manifest` requests under `config` and checks every request against
+    /// these grants. A read-write directory that does not exist yet is created, once it is
+    /// known to be inside a grant.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Denied`] naming the plugin and the capability when a request is not
+    /// granted; [`ErrorKind::InvalidInput`] when a setting it refers to is missing or bad.
+    pub fn resolve(&self, manifest: &Manifest, config: &[(String, String)]) -> Result<Capabilities> {
+        let plugin = manifest.name.as_str();
+        let setting = |key: &str| -> Result<&str> {
+            config
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "plugin `{plugin}` needs the setting `{key}`: set it in the configuration \
+                         file or with -o {key}=VALUE"
+                    ))
+                })
+        };
+        let hint = "add it to the plugin's `grant` table in the configuration file";
+
+        let mut http = Vec::new();
+        for request in &manifest.capabilities.http {
+            let authority = match config_ref(request) {
+                Some(key) => url_authority(setting(key)?)
+                    .map_err(|e| e.context(format!("plugin `{plugin}` setting `{key}`")))?,
+                None => parse_authority(request)?,
+            };
+            if !self.http.iter().any(|g| covers(g, &authority)) {
+                return Err(denied(
+                    plugin,
+                    format!("HTTP access to {authority}, which is not granted; {hint} (http = [\"{authority}\"])"),
+                ));
+            }
+            if !http.contains(&authority) {
+                http.push(authority);
+            }
+        }
+
+        let mut dirs = Vec::new();
+        for request in &manifest.capabilities.dirs {
+            let raw = match config_ref(&request.path) {
+                Some(key) => setting(key)?,
+                None => request.path.as_str(),
+            };
+            let path = Path::new(raw);
+            if !path.is_absolute() {
+                return Err(Error::invalid(format!(
+                    "plugin `{plugin}`: directory `{raw}` must be an absolute path"
+                )));
+            }
+            let wanted = normalize(path);
+            let granted = |p: &Path| {
+                self.dirs.iter().any(|g| {
+                    let root = normalize(&g.path);
+                    p.starts_with(&root) && g.access >= request.access
+                })
+            };
+            if !granted(&wanted) {
+                return Err(denied(
+                    plugin,
+                    format!(
+                        "{} access to {}, which is not granted; {hint} (dirs = [{{ path = \"{}\", access = \"{}\" }}])",
+                        request.access,
+                        wanted.display(),
+                        wanted.display(),
+                        request.access
+                    ),
+                ));
+            }
+            if request.access == Access::ReadWrite && !wanted.exists() {
+                std::fs::create_dir_all(&wanted).map_err(|e| {
+                    Error::io(format!("cannot create {} for plugin `{plugin}`", wanted.display()), e)
+                })?;
+            }
+            // Symbolic links must not lead out of the grant.
+            let real = wanted.canonicalize().map_err(|e| {
+                Error::io(
+                    format!("cannot open directory {} for plugin `{plugin}`", wanted.display()),
+                    e,
+                )
+            })?;
+            if !granted(&real) && !self.dirs.iter().any(|g| {
+                g.path
+                    .canonicalize()
+                    .is_ok_and(|root| real.starts_with(root) && g.access >= request.access)
+            }) {
+                return Err(denied(
+                    plugin,
+                    format!(
+                        "{} which resolves to {}, outside its grants",
+                        wanted.display(),
+                        real.display()
+                    ),
+                ));
+            }
+            dirs.push((real, request.mount.clone(), request.access));
+        }
+
+        let limit = |what: &str, requested: Option<u64>, granted: Option<u64>, default: u64| {
+            let cap = granted.unwrap_or(default);
+            match requested {
+                Some(r) if r > cap => Err(denied(
+                    plugin,
+                    format!("{what} = {r}, more than the {cap} granted; {hint} ({what} = {r})"),
+                )),
+                Some(r) => Ok(r),
+                None => Ok(cap),
+            }
+        };
+        let wanted = &manifest.limits;
+        let limits = Limits {
+            memory: limit("memory-mib", wanted.memory_mib, self.memory_mib, DEFAULT_MEMORY_MIB)?
+                << 20,
+            cpu: Duration::from_millis(limit("cpu-ms", wanted.cpu_ms, self.cpu_ms, DEFAULT_CPU_MS)?),
+            wall: Duration::from_millis(limit(
+                "wall-ms",
+                wanted.wall_ms,
+                self.wall_ms,
+                DEFAULT_WALL_MS,
+            )?),
+        };
+        Ok(Capabilities { http, dirs, limits })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(extra: &str) -> Manifest {
+        Manifest::parse(&format!(
+            r#"
+            name = "t"
+            version = "1"
+            world = "cairn:plugin/storage-backend@0.1.0"
+            [[config]]
+            key = "url"
+            [[config]]
+            key = "path"
+            {extra}
+            "#
+        ))
+        .unwrap()
+    }
+
+    fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(url_authority("http://Example.com/x").unwrap(), "example.com:80");
+        assert_eq!(url_authority("https://a.b:8443").unwrap(), "a.b:8443");
+        assert_eq!(url_authority("http://127.0.0.1:9/r?x").unwrap(), "127.0.0.1:9");
+        assert!(url_authority("ftp://x").is_err());
+        assert!(covers("*.s3.example.com:443", "b.s3.example.com:443"));
+        assert!(!covers("*.s3.example.com:443", "b.s3.example.com:80"));
+        assert!(!covers("*.s3.example.com:443", "evil-s3.example.com:443"));
+    }
+
+    #[test]
+    fn http_from_config_must_be_granted() {
+        let m = manifest("[capabilities]\nhttp = [\"config:url\"]");
+        let config = cfg(&[("url", "http://127.0.0.1:8000/repo")]);
+        let e = Grants::default().resolve(&m, &config).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Denied);
+        assert!(e.to_string().contains("plugin `t` requests HTTP access to 127.0.0.1:8000"), "{e}");
+        let grants = Grants {
+            http: vec!["127.0.0.1:8000".into()],
+            ..Grants::default()
+        };
+        let caps = grants.resolve(&m, &config).unwrap();
+        assert_eq!(caps.http, ["127.0.0.1:8000"]);
+        assert_eq!(caps.limits, Limits::default());
+        let e = grants.resolve(&m, &[]).unwrap_err().to_string();
+        assert!(e.contains("needs the setting `url`"), "{e}");
+    }
+
+    #[test]
+    fn dirs_must_lie_inside_a_grant_with_enough_access() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("granted");
+        std::fs::create_dir(&root).unwrap();
+        let m = manifest(
+            "[[capabilities.dirs]]\nmount = \"/repo\"\npath = \"config:path\"\naccess = \"read-write\"",
+        );
+        let grants = Grants {
+            dirs: vec![DirGrant {
+                path: root.clone(),
+                access: Access::ReadWrite,
+            }],
+            ..Grants::default()
+        };
+        let inside = root.join("new/repo");
+        let caps = grants
+            .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]))
+            .unwrap();
+        assert!(inside.is_dir(), "a read-write directory inside a grant is created");
+        assert_eq!(caps.dirs[0].1, "/repo");
+
+        let escape = format!("{}/../elsewhere", root.display());
+        let e = grants.resolve(&m, &cfg(&[("path", &escape)])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Denied);
+        assert!(!tmp.path().join("elsewhere").exists());
+
+        std::os::unix::fs::symlink(tmp.path(), root.join("link")).unwrap();
+        let via_link = format!("{}/link", root.display());
+        let e = grants.resolve(&m, &cfg(&[("path", &via_link)])).unwrap_err();
+        assert!(e.to_string().contains("outside its grants"), "{e}");
+
+        let read_only = Grants {
+            dirs: vec![DirGrant {
+                path: root.clone(),
+                access: Access::ReadOnly,
+            }],
+            ..Grants::default()
+        };
+        let e = read_only
+            .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]))
+            .unwrap_err();
+        assert!(e.to_string().contains("read-write access"), "{e}");
+    }
+
+    #[test]
+    fn limits_are_capped_by_grants() {
+        let m = manifest("[limits]\nmemory-mib = 512");
+        let e = Grants::default().resolve(&m, &[]).unwrap_err();
+        assert!(e.to_string().contains("memory-mib = 512, more than the 256 granted"), "{e}");
+        let grants = Grants {
+            memory_mib: Some(1024),
+            ..Grants::default()
+        };
+        assert_eq!(grants.resolve(&m, &[]).unwrap().limits.memory, 512 << 20);
+    }
+}

@@ -1,0 +1,27 @@
+//! cairn-plugin-host: runs cairn plugins.
+//!
+//! A plugin is a WebAssembly component implementing one world of the `cairn:plugin` package
+//! (`wit/`), with a manifest ([`Manifest`]) naming what it requests. The operator's
+//! [`Grants`] decide what it gets; [`Runtime`] compiles it once (cached on disk), checks its
+//! world and imports, and runs every call in a fresh sandbox holding only the granted
+//! capabilities, under a memory cap, a CPU budget and a wall-clock timeout. [`PluginStore`]
+//! keeps installed plugins by digest; [`PluginBackend`] is a repository store backed by a
+//! storage-backend plugin, usable by every engine operation.
+//!
+//! Dependencies flow one way: this crate uses the engine (`cairn-repo`), never the reverse.
+
+mod bindings;
+pub mod catalog;
+pub mod grants;
+pub mod manifest;
+mod runtime;
+mod sandbox;
+pub mod storage;
+pub mod world;
+
+pub use catalog::{Installed, PluginStore};
+pub use grants::{Capabilities, DirGrant, Grants, Limits};
+pub use manifest::{Access, Manifest};
+pub use runtime::{Plugin, Runtime, digest};
+pub use storage::PluginBackend;
+pub use world::World;

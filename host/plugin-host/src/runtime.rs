@@ -1,0 +1,273 @@
+//! The one wasmtime engine, its linker, the compiled-component cache, and the guard around
+//! every call into a plugin.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+
+use cairn_repo::{Error, ErrorKind, Result};
+
+use crate::grants::{Capabilities, Limits};
+use crate::manifest::Manifest;
+use crate::sandbox::{CpuExceeded, MemoryExceeded, State};
+use crate::world::World;
+
+/// How often the epoch advances: the granularity of CPU limits and of yielding to tokio.
+const TICK: Duration = Duration::from_millis(10);
+
+/// The plugin runtime: one engine (compiled code is shared), one linker holding every host
+/// interface a plugin may import, and an optional on-disk cache of compiled components.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: Option<PathBuf>,
+}
+
+/// A plugin ready to instantiate: its manifest, its code compiled, the world it implements.
+#[derive(Clone)]
+pub struct Plugin {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// `sha256:` and the hex digest of the `.wasm` file.
+    pub digest: String,
+    /// The world its exports implement.
+    pub world: World,
+    /// Names of what it imports.
+    pub imports: Vec<String>,
+    /// Names of what it exports.
+    pub exports: Vec<String>,
+    pub(crate) component: Component,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.manifest.name)
+            .field("digest", &self.digest)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The digest of a plugin file, as `sha256:HEX`.
+pub fn digest(wasm: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(wasm)))
+}
+
+fn engine_error(what: impl std::fmt::Display, e: &wasmtime::Error) -> Error {
+    Error::new(ErrorKind::Backend, format!("{what}: {e:#}"))
+}
+
+impl Runtime {
+    /// A runtime whose compiled components are cached in `cache` (none: compile every time).
+    ///
+    /// # Errors
+    /// When the engine cannot be configured.
+    pub fn new(cache: Option<PathBuf>) -> Result<Arc<Runtime>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine =
+            Engine::new(&config).map_err(|e| engine_error("cannot start the plugin engine", &e))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("cairn-plugin-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| Error::io("cannot start the plugin epoch thread", e))?;
+        let mut linker = Linker::new(&engine);
+        let link = |r: wasmtime::Result<()>| r.map_err(|e| engine_error("cannot link", &e));
+        link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+        link(wasmtime_wasi_http::p2::add_only_http_to_linker_async(
+            &mut linker,
+        ))?;
+        link(crate::bindings::add_host_interfaces(&mut linker))?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache,
+        }))
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<State> {
+        &self.linker
+    }
+
+    /// Compiles `wasm` (or loads it from the cache), tells which world it implements, checks
+    /// that it matches `manifest` and that every import is something this host provides.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the file is not a component, not of a known world, not
+    /// the world its manifest names, or imports what the host does not provide.
+    pub fn load(&self, wasm: &[u8], manifest: Manifest) -> Result<Plugin> {
+        let name = manifest.name.clone();
+        if !wasmtime::wasmparser::Parser::is_component(wasm) {
+            let hint = if wasmtime::wasmparser::Parser::is_core_wasm(wasm) {
+                "it is a core WebAssembly module; build for wasm32-wasip2 or wrap it with \
+                 `wasm-tools component new`"
+            } else {
+                "it is not WebAssembly"
+            };
+            return Err(Error::invalid(format!(
+                "plugin `{name}` is not a WebAssembly component: {hint}"
+            )));
+        }
+        let digest = digest(wasm);
+        let component = self.compile(wasm, &digest)?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let world = World::detect(exports.iter().map(String::as_str))
+            .map_err(|e| e.context(format!("plugin `{name}`")))?;
+        if world != manifest.world() {
+            return Err(Error::invalid(format!(
+                "plugin `{name}`: the manifest says it is a {} plugin, but the component \
+                 implements {}",
+                manifest.world(),
+                world
+            )));
+        }
+        self.linker.instantiate_pre(&component).map_err(|e| {
+            Error::invalid(format!(
+                "plugin `{name}` imports something cairn does not provide: {}",
+                e.root_cause()
+            ))
+        })?;
+        Ok(Plugin {
+            manifest,
+            digest,
+            world,
+            imports,
+            exports,
+            component,
+        })
+    }
+
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let hex = digest.trim_start_matches("sha256:");
+        self.cache
+            .as_ref()
+            .map(|dir| dir.join(format!("{hex}-{:016x}.cwasm", hasher.finish())))
+    }
+
+    fn compile(&self, wasm: &[u8], digest: &str) -> Result<Component> {
+        let cached = self.cache_path(digest);
+        if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
+            match load_compiled(&self.engine, path) {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), "recompiling: {e:#}"),
+            }
+        }
+        let start = Instant::now();
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| Error::invalid(format!("cannot compile the component: {e:#}")))?;
+        tracing::debug!(digest, elapsed = ?start.elapsed(), "compiled plugin");
+        if let Some(path) = cached {
+            if let Err(e) = store_compiled(&component, &path) {
+                tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e}");
+            }
+        }
+        Ok(component)
+    }
+
+    /// A fresh store holding exactly `caps`, its limits armed.
+    pub(crate) fn store(&self, plugin: Arc<str>, caps: &Capabilities) -> Result<Store<State>> {
+        let mut store = Store::new(&self.engine, State::new(plugin, caps)?);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.ticks += 1;
+            if state.ticks > state.tick_budget {
+                let budget = TICK * u32::try_from(state.tick_budget).unwrap_or(u32::MAX);
+                return Err(wasmtime::Error::new(CpuExceeded(budget)));
+            }
+            // Yielding lets the wall-clock timeout fire even while the guest computes.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        Ok(store)
+    }
+}
+
+/// Loads a compiled component this host wrote itself.
+#[allow(unsafe_code)]
+fn load_compiled(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file is one this host serialized into its own cache directory (never a file
+    // a plugin supplies), and wasmtime checks that it was compiled by a compatible engine.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
+    let bytes = component.serialize().map_err(std::io::Error::other)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path)
+}
+
+/// Runs one call into a plugin under its limits: the CPU budget (epoch ticks spent in guest
+/// code) and the wall-clock timeout, which also covers a guest blocked in a host call.
+///
+/// `Ok(Err(_))` is a failed call after which the instance is unusable (trap, timeout).
+pub(crate) async fn guarded<R>(
+    store: &mut Store<State>,
+    limits: &Limits,
+    what: &str,
+    call: impl AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<R>,
+) -> Result<R> {
+    {
+        let state = store.data_mut();
+        state.ticks = 0;
+        state.tick_budget = u64::try_from(limits.cpu.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1);
+    }
+    store.set_epoch_deadline(1);
+    let outcome = tokio::time::timeout(limits.wall, call(store)).await;
+    let plugin = store.data().plugin.clone();
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(describe(&plugin, what, &e, store.data(), limits)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Backend,
+            format!(
+                "plugin `{plugin}` did not finish {what} within its wall-clock limit of {} s",
+                limits.wall.as_secs_f64()
+            ),
+        )),
+    }
+}
+
+fn describe(plugin: &str, what: &str, e: &wasmtime::Error, state: &State, limits: &Limits) -> Error {
+    let prefix = format!("plugin `{plugin}` failed during {what}");
+    let message = if let Some(m) = e.downcast_ref::<MemoryExceeded>() {
+        format!("{prefix}: it {m}")
+    } else if let Some(c) = e.downcast_ref::<CpuExceeded>() {
+        format!("{prefix}: it {c}")
+    } else if let Some(trap) = e.downcast_ref::<Trap>() {
+        let said = state
+            .last_output()
+            .map(|l| format!(" (it said: {l})"))
+            .unwrap_or_default();
+        match trap {
+            Trap::Interrupt => format!(
+                "{prefix}: it was interrupted after its CPU limit of {} ms",
+                limits.cpu.as_millis()
+            ),
+            _ => format!("{prefix}: it crashed: {trap}{said}"),
+        }
+    } else {
+        format!("{prefix}: {}", e.root_cause())
+    };
+    Error::new(ErrorKind::Backend, message)
+}

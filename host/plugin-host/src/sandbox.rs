@@ -1,0 +1,228 @@
+//! What one plugin instance runs in: a store state built from nothing but its capabilities.
+//!
+//! Each capability is a context the way wasmtime's WASI ones are: WASI (no environment, no
+//! arguments, no inherited stdio, no sockets, only the granted preopens), `wasi:http` (only the
+//! granted authorities, refused before a socket opens), the `log` interface (into `tracing`,
+//! tagged with the plugin's name), and a memory cap over all of the instance's linear memories.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Result as WasmResult};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use cairn_repo::{Error, Result};
+
+use crate::grants::{Capabilities, url_authority};
+use crate::manifest::Access;
+
+/// How much of a guest's stdout and stderr is kept for error messages.
+const OUTPUT_KEPT: usize = 64 << 10;
+/// The longest log message passed on.
+const LOG_MESSAGE_MAX: usize = 4 << 10;
+
+/// The marker error a trap carries when the memory cap stopped a guest.
+#[derive(Debug)]
+pub(crate) struct MemoryExceeded(pub(crate) u64);
+
+impl std::fmt::Display for MemoryExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exceeded its memory limit of {} MiB", self.0 >> 20)
+    }
+}
+
+impl std::error::Error for MemoryExceeded {}
+
+/// The marker error a trap carries when the CPU budget of a call ran out.
+#[derive(Debug)]
+pub(crate) struct CpuExceeded(pub(crate) std::time::Duration);
+
+impl std::fmt::Display for CpuExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "used more than its CPU limit of {} ms in one call",
+            self.0.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for CpuExceeded {}
+
+/// Caps the sum of all linear memories of a store (a component may have several; wasmtime's
+/// `StoreLimits` would cap each one apart).
+pub(crate) struct MemoryCap {
+    limit: u64,
+    used: u64,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> WasmResult<bool> {
+        let grow = (desired as u64).saturating_sub(current as u64);
+        if self.used.saturating_add(grow) > self.limit {
+            return Err(wasmtime::Error::new(MemoryExceeded(self.limit)));
+        }
+        self.used += grow;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> WasmResult<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// Lets `wasi:http` reach the granted authorities and nothing else.
+pub(crate) struct AllowList {
+    authorities: Vec<String>,
+    plugin: Arc<str>,
+}
+
+impl WasiHttpHooks for AllowList {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let authority = request
+            .uri()
+            .scheme_str()
+            .zip(request.uri().authority())
+            .and_then(|(scheme, a)| url_authority(&format!("{scheme}://{a}")).ok());
+        let allowed = authority
+            .as_ref()
+            .is_some_and(|a| self.authorities.contains(a));
+        if !allowed {
+            tracing::warn!(
+                plugin = %self.plugin,
+                authority = authority.as_deref().unwrap_or("(none)"),
+                "refused an HTTP request to an authority not granted to the plugin"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
+}
+
+/// The state of one plugin instance's store.
+pub(crate) struct State {
+    pub(crate) plugin: Arc<str>,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: AllowList,
+    table: ResourceTable,
+    pub(crate) memory: MemoryCap,
+    output: MemoryOutputPipe,
+    /// Epoch ticks spent in guest code during the current call, and the budget.
+    pub(crate) ticks: u64,
+    pub(crate) tick_budget: u64,
+}
+
+impl State {
+    /// A state holding exactly `caps`.
+    ///
+    /// # Errors
+    /// When a granted directory cannot be opened.
+    pub(crate) fn new(plugin: Arc<str>, caps: &Capabilities) -> Result<State> {
+        let output = MemoryOutputPipe::new(OUTPUT_KEPT);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (host, mount, access) in &caps.dirs {
+            let perms = match access {
+                Access::ReadOnly => FsPerms::ReadOnly,
+                Access::ReadWrite => FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(host, mount, perms).map_err(|e| {
+                Error::invalid(format!(
+                    "cannot give plugin `{plugin}` the directory {}: {e}",
+                    host.display()
+                ))
+            })?;
+        }
+        Ok(State {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: AllowList {
+                authorities: caps.http.clone(),
+                plugin: plugin.clone(),
+            },
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: caps.limits.memory,
+                used: 0,
+            },
+            output,
+            ticks: 0,
+            tick_budget: u64::MAX,
+            plugin,
+        })
+    }
+
+    /// The last line the guest wrote to stdout or stderr (a panic message, usually).
+    pub(crate) fn last_output(&self) -> Option<String> {
+        let bytes = self.output.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().chars().take(500).collect())
+    }
+
+    /// Passes a guest's log message to `tracing`.
+    pub(crate) fn log(&self, level: tracing::Level, message: &str) {
+        let message: String = message.chars().take(LOG_MESSAGE_MAX).collect();
+        let plugin = &*self.plugin;
+        match level {
+            tracing::Level::TRACE => tracing::trace!(plugin, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(plugin, "{message}"),
+            tracing::Level::ERROR => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! A small blocking HTTP client over `wasi:http`.
+//!
+//! The host sends the request only when the operator granted the URL's authority (`host:port`)
+//! to this plugin; anything else fails with [`Error::Denied`](crate::Error::Denied) before a
+//! socket opens. Bodies stream through the host in chunks of up to a mebibyte.
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
+use wasip2::io::streams::StreamError;
+
+use crate::{Error, Result};
+
+/// An HTTP response with its whole body.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive) as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// A parsed `http://` or `https://` URL: what a request needs.
+#[derive(Debug, Clone)]
+pub struct Url {
+    https: bool,
+    authority: String,
+    path: String,
+}
+
+impl Url {
+    /// Parses `url`.
+    ///
+    /// # Errors
+    /// `invalid-config` when it is not an absolute http(s) URL.
+    pub fn parse(url: &str) -> Result<Url> {
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(Error::InvalidConfig(format!(
+                "`{url}` is not an http:// or https:// URL"
+            )));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(Error::InvalidConfig(format!(
+                "`{url}` needs a host and must not carry credentials (configure them apart)"
+            )));
+        }
+        Ok(Url {
+            https,
+            authority: authority.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// This URL with `segment` appended to its path (one `/` between them).
+    pub fn join(&self, segment: &str) -> Url {
+        let mut path = self.path.trim_end_matches('/').to_owned();
+        path.push('/');
+        path.push_str(segment.trim_start_matches('/'));
+        Url { path, ..self.clone() }
+    }
+
+    /// `host:port` (or `host`) as written.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The path with query.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl std::fmt::Display for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.path)
+    }
+}
+
+/// Sends one request and reads the whole response.
+///
+/// # Errors
+/// [`Error::Denied`] when the host refused the authority, [`Error::Unavailable`] for connection
+/// failures and timeouts, [`Error::Other`] for protocol errors. HTTP error statuses are not
+/// errors here: look at [`Response::status`].
+pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> Result<Response> {
+    let fields = Fields::new();
+    for (name, value) in headers {
+        fields
+            .append(name, value)
+            .map_err(|e| Error::Other(format!("bad header `{name}`: {e:?}")))?;
+    }
+    let request = OutgoingRequest::new(fields);
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        other => Method::Other(other.to_owned()),
+    };
+    let bad = |what: &str| Error::Other(format!("cannot set the request's {what} for {url}"));
+    request.set_method(&method).map_err(|()| bad("method"))?;
+    let scheme = if url.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    request.set_scheme(Some(&scheme)).map_err(|()| bad("scheme"))?;
+    request
+        .set_authority(Some(&url.authority))
+        .map_err(|()| bad("authority"))?;
+    request
+        .set_path_with_query(Some(&url.path))
+        .map_err(|()| bad("path"))?;
+    let outgoing = request.body().map_err(|()| bad("body"))?;
+    let future = outgoing_handler::handle(request, None).map_err(|e| failure(url, &e))?;
+    write_body(outgoing, body, url)?;
+
+    let response = loop {
+        match future.get() {
+            Some(result) => {
+                break result
+                    .map_err(|()| Error::Other(format!("response from {url} taken twice")))?
+                    .map_err(|e| failure(url, &e))?;
+            }
+            None => future.subscribe().block(),
+        }
+    };
+    let status = response.status();
+    let headers = response.headers().entries();
+    let incoming = response
+        .consume()
+        .map_err(|()| Error::Other(format!("cannot read the body from {url}")))?;
+    let body = read_body(&incoming, url)?;
+    IncomingBody::finish(incoming);
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn write_body(outgoing: OutgoingBody, mut body: &[u8], url: &Url) -> Result<()> {
+    {
+        let stream = outgoing
+            .write()
+            .map_err(|()| Error::Other(format!("cannot write the body to {url}")))?;
+        let broken = |e: StreamError| stream_error(url, e);
+        while !body.is_empty() {
+            let room = stream.check_write().map_err(broken)?;
+            if room == 0 {
+                stream.subscribe().block();
+                continue;
+            }
+            let n = usize::try_from(room).unwrap_or(usize::MAX).min(body.len());
+            stream.write(&body[..n]).map_err(broken)?;
+            body = &body[n..];
+        }
+        stream.blocking_flush().map_err(broken)?;
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| failure(url, &e))
+}
+
+fn read_body(incoming: &IncomingBody, url: &Url) -> Result<Vec<u8>> {
+    let stream = incoming
+        .stream()
+        .map_err(|()| Error::Other(format!("cannot read the body from {url}")))?;
+    let mut body = Vec::new();
+    loop {
+        match stream.blocking_read(1 << 20) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Ok(body),
+            Err(e) => return Err(stream_error(url, e)),
+        }
+    }
+}
+
+fn stream_error(url: &Url, e: StreamError) -> Error {
+    match e {
+        StreamError::Closed => Error::Unavailable(format!("{url} closed the connection")),
+        StreamError::LastOperationFailed(e) => Error::Unavailable(format!(
+            "connection to {url} failed: {}",
+            e.to_debug_string()
+        )),
+    }
+}
+
+fn failure(url: &Url, e: &ErrorCode) -> Error {
+    match e {
+        ErrorCode::HttpRequestDenied => Error::Denied(format!(
+            "the host refused a request to {}: that authority is not granted to this plugin",
+            url.authority
+        )),
+        ErrorCode::DnsTimeout
+        | ErrorCode::DnsError(_)
+        | ErrorCode::ConnectionRefused
+        | ErrorCode::ConnectionTerminated
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionLimitReached
+        | ErrorCode::DestinationUnavailable
+        | ErrorCode::DestinationNotFound => {
+            Error::Unavailable(format!("cannot reach {url}: {e:?}"))
+        }
+        other => Error::Other(format!("request to {url} failed: {other:?}")),
+    }
+}
