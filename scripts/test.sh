@@ -28,4 +28,8 @@ rclone serve s3 --help >/dev/null 2>&1 || { echo "test.sh: rclone with 'serve s3
 command -v azurite-blob >/dev/null || npm install --global --silent azurite >/dev/null
 command -v azurite-blob >/dev/null || { echo "test.sh: azurite-blob is not on PATH after npm install" >&2; exit 1; }
 
+# The tests build plugins and test guests for wasm32-wasip2 (rust-toolchain.toml lists the
+# target, but a toolchain installed before it was listed lacks it).
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
 exec cargo test --workspace "$@"

@@ -77,7 +77,10 @@ impl Url {
         let mut path = self.path.trim_end_matches('/').to_owned();
         path.push('/');
         path.push_str(segment.trim_start_matches('/'));
-        Url { path, ..self.clone() }
+        Url {
+            path,
+            ..self.clone()
+        }
     }
 
     /// `host:port` (or `host`) as written.
@@ -106,6 +109,14 @@ impl std::fmt::Display for Url {
 /// errors here: look at [`Response::status`].
 pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> Result<Response> {
     let fields = Fields::new();
+    let has_body = !body.is_empty() || !matches!(method, "GET" | "HEAD" | "DELETE");
+    if has_body {
+        // A known length instead of chunked transfer encoding: every server takes it.
+        let length = body.len().to_string();
+        fields
+            .append("content-length", length.as_bytes())
+            .map_err(|e| Error::Other(format!("bad header `content-length`: {e:?}")))?;
+    }
     for (name, value) in headers {
         fields
             .append(name, value)
@@ -127,7 +138,9 @@ pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> 
     } else {
         Scheme::Http
     };
-    request.set_scheme(Some(&scheme)).map_err(|()| bad("scheme"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| bad("scheme"))?;
     request
         .set_authority(Some(&url.authority))
         .map_err(|()| bad("authority"))?;
@@ -136,7 +149,8 @@ pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> 
         .map_err(|()| bad("path"))?;
     let outgoing = request.body().map_err(|()| bad("body"))?;
     let future = outgoing_handler::handle(request, None).map_err(|e| failure(url, &e))?;
-    write_body(outgoing, body, url)?;
+    // When the body cannot be sent, the response (or the refusal) says why.
+    let sent = write_body(outgoing, body, url);
 
     let response = loop {
         match future.get() {
@@ -149,6 +163,11 @@ pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> 
         }
     };
     let status = response.status();
+    if let Err(e) = sent
+        && (200..300).contains(&status)
+    {
+        return Err(e);
+    }
     let headers = response.headers().entries();
     let incoming = response
         .consume()
@@ -163,7 +182,7 @@ pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> 
 }
 
 fn write_body(outgoing: OutgoingBody, mut body: &[u8], url: &Url) -> Result<()> {
-    {
+    if !body.is_empty() {
         let stream = outgoing
             .write()
             .map_err(|()| Error::Other(format!("cannot write the body to {url}")))?;
@@ -178,7 +197,11 @@ fn write_body(outgoing: OutgoingBody, mut body: &[u8], url: &Url) -> Result<()> 
             stream.write(&body[..n]).map_err(broken)?;
             body = &body[n..];
         }
-        stream.blocking_flush().map_err(broken)?;
+        // With a content-length the host closes the stream once it has every byte.
+        match stream.blocking_flush() {
+            Ok(()) | Err(StreamError::Closed) => {}
+            Err(e) => return Err(broken(e)),
+        }
     }
     OutgoingBody::finish(outgoing, None).map_err(|e| failure(url, &e))
 }

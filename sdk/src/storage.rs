@@ -82,7 +82,9 @@ pub fn dir(kind: Kind) -> &'static str {
 
 /// `data[offset..offset + length]` clamped to `data` (a short answer is the host's to judge).
 pub fn slice(data: &[u8], offset: u64, length: Option<u64>) -> &[u8] {
-    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(data.len());
     let end = match length {
         None => data.len(),
         Some(n) => start

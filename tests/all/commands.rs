@@ -241,15 +241,17 @@ fn key_slots() {
     assert_eq!(r.code, 1, "the key in use is not removed");
     // Open with the second password and remove the first slot.
     let mut env2 = TestEnv {
-        dir: tempfile::tempdir().unwrap(),
         repo: env.repo.clone(),
+        root: env.root.clone(),
         password: "second password".into(),
+        ..TestEnv::new()
     };
     env2.run(&["key", "remove", &first[..10]]).ok();
     let mut old = TestEnv {
-        dir: tempfile::tempdir().unwrap(),
         repo: env.repo.clone(),
+        root: env.root.clone(),
         password: env.password.clone(),
+        ..TestEnv::new()
     };
     assert_eq!(
         old.run(&["snapshots"]).code,

@@ -6,6 +6,7 @@ mod copy;
 mod errors;
 mod interrupt;
 mod lifecycle;
+mod plugins;
 mod prune;
 mod rclone;
 mod roundtrip;

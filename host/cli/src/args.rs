@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Repository location: a directory, `s3:http(s)://HOST:PORT/BUCKET/PREFIX`,
-    /// `s3://BUCKET/PREFIX` (AWS), or `webdav+http(s)://HOST/PATH`.
+    /// `s3://BUCKET/PREFIX` (AWS), `az://CONTAINER/PREFIX`, `webdav+http(s)://HOST/PATH`, or
+    /// `plugin:NAME` (a storage-backend plugin instance from the configuration file).
     #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY)]
     pub repo: Option<String>,
     /// Read the password from this file (first line).
@@ -53,6 +54,18 @@ pub struct GlobalArgs {
     /// Concurrent uploads to a remote store (default 4).
     #[arg(long, global = true, value_name = "N")]
     pub connections: Option<usize>,
+    /// The configuration file: plugin instances with their settings and grants (default
+    /// `$XDG_CONFIG_HOME/cairn/config.toml` or `~/.config/cairn/config.toml`, if it exists).
+    #[arg(long, global = true, env = EnvVars::CAIRN_CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A setting for the plugin of a `plugin:NAME` repository (repeatable; overrides the
+    /// configuration file).
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// The plugin store (default `$XDG_DATA_HOME/cairn/plugins` or
+    /// `~/.local/share/cairn/plugins`).
+    #[arg(long, global = true, env = EnvVars::CAIRN_PLUGIN_DIR, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
     /// Wait up to this long for a lock held by another process (e.g. `5m`, `30s`).
     #[arg(long, global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
@@ -96,6 +109,45 @@ pub enum Command {
     /// Manage key slots (passwords).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Install, list, inspect and remove plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check a plugin component and add it to the plugin store.
+    Install(PluginInstallArgs),
+    /// List installed plugins.
+    List,
+    /// Show a plugin's world, imports, exports, requested capabilities and digest.
+    Inspect(PluginInspectArgs),
+    /// Remove an installed plugin.
+    Remove(PluginRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginInstallArgs {
+    /// The component (`.wasm`).
+    pub file: PathBuf,
+    /// Its manifest (default: `plugin.toml`, then `FILE` with `.toml`, next to the file).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginInspectArgs {
+    /// An installed plugin's name, or a component file.
+    pub plugin: String,
+    /// The manifest of a component file (default as for `install`).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginRemoveArgs {
+    /// The installed plugin's name.
+    pub name: String,
 }
 
 /// Another repository to read from (`copy`, `init --copy-chunker-params`).

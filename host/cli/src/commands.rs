@@ -11,6 +11,7 @@ mod init;
 mod key;
 mod locks;
 mod ls;
+mod plugin;
 mod prune;
 mod restore;
 mod snapshots;
@@ -44,6 +45,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::List(a) => locks::list(ctx, a),
         Command::Copy(a) => copy::run(ctx, a),
         Command::Key(a) => key::run(ctx, a),
+        Command::Plugin(a) => plugin::run(ctx, a),
     }
 }
 

@@ -28,6 +28,14 @@ impl EnvVars {
     pub const XDG_CACHE_HOME: &'static str = "XDG_CACHE_HOME";
     /// The user's home.
     pub const HOME: &'static str = "HOME";
+    /// The operator's configuration file (plugin instances, their settings and grants).
+    pub const CAIRN_CONFIG: &'static str = "CAIRN_CONFIG";
+    /// The plugin store directory.
+    pub const CAIRN_PLUGIN_DIR: &'static str = "CAIRN_PLUGIN_DIR";
+    /// The user's configuration base directory (XDG).
+    pub const XDG_CONFIG_HOME: &'static str = "XDG_CONFIG_HOME";
+    /// The user's data base directory (XDG).
+    pub const XDG_DATA_HOME: &'static str = "XDG_DATA_HOME";
     /// Log filter, as for `tracing_subscriber::EnvFilter`.
     pub const RUST_LOG: &'static str = "RUST_LOG";
 }

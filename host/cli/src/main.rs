@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod env_vars;
 mod output;
+mod plugins;
 mod progress;
 mod settings;
 

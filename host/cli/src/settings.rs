@@ -66,6 +66,13 @@ impl Ctx {
 
     /// The backend for `location`, with the cache and connection settings.
     pub fn backend_at(&self, location: &str) -> Result<Arc<dyn Backend>> {
+        if let Some(name) = location.strip_prefix("plugin:") {
+            let backend: Arc<dyn Backend> = Arc::new(self.plugin_backend(name)?);
+            return Ok(match self.cache_dir().filter(|_| !self.global.no_cache) {
+                Some(dir) => Arc::new(cairn_backend::CachedBackend::new(backend, &dir)),
+                None => backend,
+            });
+        }
         let mut opts = cairn_backend::OpenOptions::default();
         opts.remote = cairn_backend::RemoteOptions::default()
             .connections(self.global.connections.unwrap_or(0));
@@ -75,9 +82,14 @@ impl Ctx {
             opts.remote = opts.remote.ca_pem(pem);
         }
         if !self.global.no_cache {
-            opts.cache_dir = self.global.cache_dir.clone().or_else(default_cache_dir);
+            opts.cache_dir = self.cache_dir();
         }
         Ok(cairn_backend::open_location_with(location, &opts)?)
+    }
+
+    /// The cache directory: `--cache-dir`, else the user's.
+    pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.global.cache_dir.clone().or_else(default_cache_dir)
     }
 
     /// The password, from (in order) `--insecure-no-password`, `--password-file`,

@@ -31,7 +31,8 @@ pub struct PluginStore {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let temp = dir.join(format!(".tmp-{}", std::process::id()));
     std::fs::write(&temp, bytes)
         .and_then(|()| std::fs::rename(&temp, path))
@@ -129,7 +130,11 @@ impl PluginStore {
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
         toml::from_str(&text).map_err(|e| {
-            Error::corrupt(format!("damaged plugin record {}: {}", path.display(), e.message()))
+            Error::corrupt(format!(
+                "damaged plugin record {}: {}",
+                path.display(),
+                e.message()
+            ))
         })
     }
 
@@ -141,8 +146,12 @@ impl PluginStore {
     pub fn load(&self, runtime: &Runtime, name: &str) -> Result<Plugin> {
         let installed = self.get(name)?;
         let path = self.blob(&installed.digest);
-        let wasm = std::fs::read(&path)
-            .map_err(|e| Error::io(format!("cannot read plugin `{name}` ({})", path.display()), e))?;
+        let wasm = std::fs::read(&path).map_err(|e| {
+            Error::io(
+                format!("cannot read plugin `{name}` ({})", path.display()),
+                e,
+            )
+        })?;
         if crate::runtime::digest(&wasm) != installed.digest {
             return Err(Error::corrupt(format!(
                 "plugin `{name}`: {} does not match its digest {}; reinstall it",

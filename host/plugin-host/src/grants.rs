@@ -110,7 +110,9 @@ pub fn url_authority(url: &str) -> Result<String> {
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let has_port = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').is_some_and(|(_, rest)| rest.starts_with(':')),
+        Some(v6) => v6
+            .split_once(']')
+            .is_some_and(|(_, rest)| rest.starts_with(':')),
         None => authority.contains(':'),
     };
     if has_port {
@@ -164,7 +166,11 @@ impl Grants {
     /// # Errors
     /// [`ErrorKind::Denied`] naming the plugin and the capability when a request is not
     /// granted; [`ErrorKind::InvalidInput`] when a setting it refers to is missing or bad.
-    pub fn resolve(&self, manifest: &Manifest, config: &[(String, String)]) -> Result<Capabilities> {
+    pub fn resolve(
+        &self,
+        manifest: &Manifest,
+        config: &[(String, String)],
+    ) -> Result<Capabilities> {
         let plugin = manifest.name.as_str();
         let setting = |key: &str| -> Result<&str> {
             config
@@ -191,7 +197,9 @@ impl Grants {
             if !self.http.iter().any(|g| covers(g, &authority)) {
                 return Err(denied(
                     plugin,
-                    format!("HTTP access to {authority}, which is not granted; {hint} (http = [\"{authority}\"])"),
+                    format!(
+                        "HTTP access to {authority}, which is not granted; {hint} (http = [\"{authority}\"])"
+                    ),
                 ));
             }
             if !http.contains(&authority) {
@@ -232,21 +240,29 @@ impl Grants {
             }
             if request.access == Access::ReadWrite && !wanted.exists() {
                 std::fs::create_dir_all(&wanted).map_err(|e| {
-                    Error::io(format!("cannot create {} for plugin `{plugin}`", wanted.display()), e)
+                    Error::io(
+                        format!("cannot create {} for plugin `{plugin}`", wanted.display()),
+                        e,
+                    )
                 })?;
             }
             // Symbolic links must not lead out of the grant.
             let real = wanted.canonicalize().map_err(|e| {
                 Error::io(
-                    format!("cannot open directory {} for plugin `{plugin}`", wanted.display()),
+                    format!(
+                        "cannot open directory {} for plugin `{plugin}`",
+                        wanted.display()
+                    ),
                     e,
                 )
             })?;
-            if !granted(&real) && !self.dirs.iter().any(|g| {
-                g.path
-                    .canonicalize()
-                    .is_ok_and(|root| real.starts_with(root) && g.access >= request.access)
-            }) {
+            if !granted(&real)
+                && !self.dirs.iter().any(|g| {
+                    g.path
+                        .canonicalize()
+                        .is_ok_and(|root| real.starts_with(root) && g.access >= request.access)
+                })
+            {
                 return Err(denied(
                     plugin,
                     format!(
@@ -272,9 +288,18 @@ impl Grants {
         };
         let wanted = &manifest.limits;
         let limits = Limits {
-            memory: limit("memory-mib", wanted.memory_mib, self.memory_mib, DEFAULT_MEMORY_MIB)?
-                << 20,
-            cpu: Duration::from_millis(limit("cpu-ms", wanted.cpu_ms, self.cpu_ms, DEFAULT_CPU_MS)?),
+            memory: limit(
+                "memory-mib",
+                wanted.memory_mib,
+                self.memory_mib,
+                DEFAULT_MEMORY_MIB,
+            )? << 20,
+            cpu: Duration::from_millis(limit(
+                "cpu-ms",
+                wanted.cpu_ms,
+                self.cpu_ms,
+                DEFAULT_CPU_MS,
+            )?),
             wall: Duration::from_millis(limit(
                 "wall-ms",
                 wanted.wall_ms,
@@ -315,9 +340,15 @@ mod tests {
 
     #[test]
     fn authorities() {
-        assert_eq!(url_authority("http://Example.com/x").unwrap(), "example.com:80");
+        assert_eq!(
+            url_authority("http://Example.com/x").unwrap(),
+            "example.com:80"
+        );
         assert_eq!(url_authority("https://a.b:8443").unwrap(), "a.b:8443");
-        assert_eq!(url_authority("http://127.0.0.1:9/r?x").unwrap(), "127.0.0.1:9");
+        assert_eq!(
+            url_authority("http://127.0.0.1:9/r?x").unwrap(),
+            "127.0.0.1:9"
+        );
         assert!(url_authority("ftp://x").is_err());
         assert!(covers("*.s3.example.com:443", "b.s3.example.com:443"));
         assert!(!covers("*.s3.example.com:443", "b.s3.example.com:80"));
@@ -330,7 +361,11 @@ mod tests {
         let config = cfg(&[("url", "http://127.0.0.1:8000/repo")]);
         let e = Grants::default().resolve(&m, &config).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Denied);
-        assert!(e.to_string().contains("plugin `t` requests HTTP access to 127.0.0.1:8000"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("plugin `t` requests HTTP access to 127.0.0.1:8000"),
+            "{e}"
+        );
         let grants = Grants {
             http: vec!["127.0.0.1:8000".into()],
             ..Grants::default()
@@ -361,7 +396,10 @@ mod tests {
         let caps = grants
             .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]))
             .unwrap();
-        assert!(inside.is_dir(), "a read-write directory inside a grant is created");
+        assert!(
+            inside.is_dir(),
+            "a read-write directory inside a grant is created"
+        );
         assert_eq!(caps.dirs[0].1, "/repo");
 
         let escape = format!("{}/../elsewhere", root.display());
@@ -371,7 +409,9 @@ mod tests {
 
         std::os::unix::fs::symlink(tmp.path(), root.join("link")).unwrap();
         let via_link = format!("{}/link", root.display());
-        let e = grants.resolve(&m, &cfg(&[("path", &via_link)])).unwrap_err();
+        let e = grants
+            .resolve(&m, &cfg(&[("path", &via_link)]))
+            .unwrap_err();
         assert!(e.to_string().contains("outside its grants"), "{e}");
 
         let read_only = Grants {
@@ -391,7 +431,11 @@ mod tests {
     fn limits_are_capped_by_grants() {
         let m = manifest("[limits]\nmemory-mib = 512");
         let e = Grants::default().resolve(&m, &[]).unwrap_err();
-        assert!(e.to_string().contains("memory-mib = 512, more than the 256 granted"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("memory-mib = 512, more than the 256 granted"),
+            "{e}"
+        );
         let grants = Grants {
             memory_mib: Some(1024),
             ..Grants::default()

@@ -308,7 +308,10 @@ mod tests {
         let e = m.check_config(["pass"]).unwrap_err().to_string();
         assert!(e.contains("needs the setting `url`"), "{e}");
         let e = m.check_config(["url", "urll"]).unwrap_err().to_string();
-        assert!(e.contains("no setting `urll`") && e.contains("url, pass"), "{e}");
+        assert!(
+            e.contains("no setting `urll`") && e.contains("url, pass"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -125,8 +125,14 @@ impl Runtime {
         let digest = digest(wasm);
         let component = self.compile(wasm, &digest)?;
         let ty = component.component_type();
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
         let world = World::detect(exports.iter().map(String::as_str))
             .map_err(|e| e.context(format!("plugin `{name}`")))?;
         if world != manifest.world() {
@@ -155,7 +161,9 @@ impl Runtime {
 
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {
         let mut hasher = std::hash::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         let hex = digest.trim_start_matches("sha256:");
         self.cache
             .as_ref()
@@ -174,10 +182,10 @@ impl Runtime {
         let component = Component::new(&self.engine, wasm)
             .map_err(|e| Error::invalid(format!("cannot compile the component: {e:#}")))?;
         tracing::debug!(digest, elapsed = ?start.elapsed(), "compiled plugin");
-        if let Some(path) = cached {
-            if let Err(e) = store_compiled(&component, &path) {
-                tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e}");
-            }
+        if let Some(path) = cached
+            && let Err(e) = store_compiled(&component, &path)
+        {
+            tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e}");
         }
         Ok(component)
     }
@@ -230,7 +238,9 @@ pub(crate) async fn guarded<R>(
     {
         let state = store.data_mut();
         state.ticks = 0;
-        state.tick_budget = u64::try_from(limits.cpu.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1);
+        state.tick_budget = u64::try_from(limits.cpu.as_millis() / TICK.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
     }
     store.set_epoch_deadline(1);
     let outcome = tokio::time::timeout(limits.wall, call(store)).await;
@@ -248,7 +258,13 @@ pub(crate) async fn guarded<R>(
     }
 }
 
-fn describe(plugin: &str, what: &str, e: &wasmtime::Error, state: &State, limits: &Limits) -> Error {
+fn describe(
+    plugin: &str,
+    what: &str,
+    e: &wasmtime::Error,
+    state: &State,
+    limits: &Limits,
+) -> Error {
     let prefix = format!("plugin `{plugin}` failed during {what}");
     let message = if let Some(m) = e.downcast_ref::<MemoryExceeded>() {
         format!("{prefix}: it {m}")

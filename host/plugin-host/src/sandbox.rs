@@ -184,14 +184,30 @@ impl State {
         })
     }
 
-    /// The last line the guest wrote to stdout or stderr (a panic message, usually).
+    /// What the guest last said on stdout or stderr: a Rust panic's message (the line after
+    /// `panicked at …`) when there is one, else the last line.
     pub(crate) fn last_output(&self) -> Option<String> {
         let bytes = self.output.contents();
         let text = String::from_utf8_lossy(&bytes);
-        text.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().chars().take(500).collect())
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let panic = lines
+            .iter()
+            .rposition(|l| l.contains("panicked at"))
+            .map(|i| {
+                lines[i..]
+                    .iter()
+                    .take(2)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+        panic
+            .or_else(|| lines.last().map(|l| (*l).to_owned()))
+            .map(|l| l.chars().take(500).collect())
     }
 
     /// Passes a guest's log message to `tracing`.

@@ -12,7 +12,7 @@ use wasmtime::component::ResourceAny;
 
 use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
 
-use crate::bindings::wit_store::{Kind, Error as WitError};
+use crate::bindings::wit_store::{Error as WitError, Kind};
 use crate::bindings::{StorageBackend, StorageBackendPre};
 use crate::grants::Capabilities;
 use crate::runtime::{Plugin, Runtime, guarded};
@@ -36,6 +36,16 @@ pub struct PluginBackend {
     guarantees: Guarantees,
     connections: usize,
     tokio: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for PluginBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Settings may hold secrets: never shown.
+        f.debug_struct("PluginBackend")
+            .field("name", &self.name)
+            .field("capabilities", &self.caps)
+            .finish_non_exhaustive()
+    }
 }
 
 fn kind(tpe: FileType) -> Kind {
@@ -74,8 +84,9 @@ impl PluginBackend {
             .linker()
             .instantiate_pre(&plugin.component)
             .map_err(|e| Error::invalid(format!("plugin `{name}` cannot be linked: {e:#}")))?;
-        let pre = StorageBackendPre::new(instance_pre)
-            .map_err(|e| Error::invalid(format!("plugin `{name}` is not a storage backend: {e:#}")))?;
+        let pre = StorageBackendPre::new(instance_pre).map_err(|e| {
+            Error::invalid(format!("plugin `{name}` is not a storage backend: {e:#}"))
+        })?;
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cairn-plugin")
@@ -96,7 +107,11 @@ impl PluginBackend {
             tokio,
         };
         let guarantees = backend.call("opening the store", async |store, b, h| {
-            let g = b.cairn_plugin_store().store().call_guarantees(store, h).await?;
+            let g = b
+                .cairn_plugin_store()
+                .store()
+                .call_guarantees(store, h)
+                .await?;
             Ok(Ok(g))
         })?;
         backend.guarantees = Guarantees {

@@ -112,9 +112,16 @@ mod tests {
             World::detect(["cairn:plugin/hooks@0.1.0"]).unwrap(),
             World::Hook
         );
-        let e = World::detect(["cairn:plugin/store@0.2.0"]).unwrap_err().to_string();
+        let e = World::detect(["cairn:plugin/store@0.2.0"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("0.2.0") && e.contains("rebuild"), "{e}");
-        let e = World::detect(["example:thing/api"]).unwrap_err().to_string();
-        assert!(e.contains("not a cairn plugin") && e.contains("example:thing/api"), "{e}");
+        let e = World::detect(["example:thing/api"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a cairn plugin") && e.contains("example:thing/api"),
+            "{e}"
+        );
     }
 }

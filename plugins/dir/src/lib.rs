@@ -43,7 +43,9 @@ impl Dir {
             return Ok(self.root.join("config"));
         }
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidConfig(format!("`{name}` is not a valid file name")));
+            return Err(Error::InvalidConfig(format!(
+                "`{name}` is not a valid file name"
+            )));
         }
         Ok(self.folder(kind, name).join(name))
     }

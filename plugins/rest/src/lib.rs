@@ -34,7 +34,13 @@ impl Rest {
         }
     }
 
-    fn send(&self, method: &str, url: &Url, extra: &[(&str, &[u8])], body: &[u8]) -> Result<Response> {
+    fn send(
+        &self,
+        method: &str,
+        url: &Url,
+        extra: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> Result<Response> {
         let mut headers: Vec<(&str, &[u8])> = extra.to_vec();
         if let Some(auth) = &self.auth {
             headers.push(("authorization", auth));

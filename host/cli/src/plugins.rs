@@ -1,0 +1,196 @@
+//! Plugins in the CLI: the operator's configuration file, the plugin store, and repositories
+//! on storage-backend plugins (`-r plugin:NAME`).
+//!
+//! The configuration file (TOML) names plugin instances, each with its settings and grants:
+//!
+//! ```toml
+//! [plugins.offsite]            # -r plugin:offsite
+//! plugin = "rest"              # the installed plugin (default: the instance's name)
+//! [plugins.offsite.config]
+//! url = "http://127.0.0.1:8000/repo/"
+//! user = "backup"
+//! password = "…"               # secret settings are never logged or printed
+//! [plugins.offsite.grant]
+//! http = ["127.0.0.1:8000"]
+//! memory-mib = 256
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use cairn_plugin_host::{Grants, Manifest, PluginBackend, PluginStore, Runtime};
+use serde::Deserialize;
+
+use crate::env_vars::EnvVars;
+use crate::settings::Ctx;
+
+/// The operator's configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Plugin instances by name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Instance>,
+}
+
+/// One plugin instance: which plugin, its settings, its grants.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// The installed plugin (default: the instance's name).
+    pub plugin: Option<String>,
+    /// Its settings (strings, numbers and booleans).
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    /// What the operator allows it.
+    #[serde(default)]
+    pub grant: Grants,
+}
+
+fn xdg(var: &str, fallback: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os(EnvVars::HOME).map(|h| PathBuf::from(h).join(fallback)))
+}
+
+impl ConfigFile {
+    /// Reads `path`.
+    ///
+    /// # Errors
+    /// When it cannot be read or is not a valid configuration file.
+    pub fn load(path: &Path) -> Result<ConfigFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            anyhow!(
+                "invalid configuration file {}: {}",
+                path.display(),
+                e.message()
+            )
+        })
+    }
+}
+
+fn setting_value(key: &str, value: &toml::Value) -> Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        _ => bail!("plugin setting `{key}` must be a string, number or boolean"),
+    })
+}
+
+impl Ctx {
+    /// The configuration file: `--config`, else the default one if it exists, else empty.
+    pub fn config_file(&self) -> Result<ConfigFile> {
+        if let Some(path) = &self.global.config {
+            return ConfigFile::load(path);
+        }
+        match xdg(EnvVars::XDG_CONFIG_HOME, ".config").map(|d| d.join("cairn/config.toml")) {
+            Some(path) if path.exists() => ConfigFile::load(&path),
+            _ => Ok(ConfigFile::default()),
+        }
+    }
+
+    /// The plugin store.
+    pub fn plugin_store(&self) -> Result<PluginStore> {
+        let dir = self
+            .global
+            .plugin_dir
+            .clone()
+            .or_else(|| {
+                xdg(EnvVars::XDG_DATA_HOME, ".local/share").map(|d| d.join("cairn/plugins"))
+            })
+            .ok_or_else(|| {
+                anyhow!(
+                    "no plugin store: use --plugin-dir or set {} (or HOME)",
+                    EnvVars::CAIRN_PLUGIN_DIR
+                )
+            })?;
+        Ok(PluginStore::new(dir))
+    }
+
+    /// The plugin runtime, caching compiled plugins under the cache directory.
+    pub fn plugin_runtime(&self) -> Result<Arc<Runtime>> {
+        let cache = if self.global.no_cache {
+            None
+        } else {
+            self.cache_dir().map(|d| d.join("compiled"))
+        };
+        Ok(Runtime::new(cache)?)
+    }
+
+    /// `-o KEY=VALUE` pairs.
+    fn options(&self) -> Result<Vec<(String, String)>> {
+        self.global
+            .options
+            .iter()
+            .map(|o| {
+                o.split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| anyhow!("`-o {o}` is not KEY=VALUE"))
+            })
+            .collect()
+    }
+
+    /// The store of plugin instance `name` (`-r plugin:NAME`): its plugin loaded from the
+    /// store, its settings from the configuration file and `-o`, its grants checked.
+    pub fn plugin_backend(&self, name: &str) -> Result<PluginBackend> {
+        let file = self.config_file()?;
+        let instance = file.plugins.get(name);
+        let plugin_name = instance.and_then(|i| i.plugin.as_deref()).unwrap_or(name);
+        let runtime = self.plugin_runtime()?;
+        let plugin = self.plugin_store()?.load(&runtime, plugin_name)?;
+        let mut config = Vec::new();
+        if let Some(i) = instance {
+            for (k, v) in &i.config {
+                config.push((k.clone(), setting_value(k, v)?));
+            }
+        }
+        for (k, v) in self.options()? {
+            config.retain(|(key, _)| *key != k);
+            config.push((k, v));
+        }
+        plugin
+            .manifest
+            .check_config(config.iter().map(|(k, _)| k.as_str()))?;
+        let grants = instance.map(|i| i.grant.clone()).unwrap_or_default();
+        let caps = grants.resolve(&plugin.manifest, &config)?;
+        let connections = self.global.connections.unwrap_or(4);
+        Ok(PluginBackend::open(
+            runtime,
+            &plugin,
+            name,
+            config,
+            caps,
+            connections,
+        )?)
+    }
+}
+
+/// The manifest of component `file`: `manifest` if given, else `plugin.toml` next to it, else
+/// `FILE` with the extension `.toml`.
+pub fn manifest_for(file: &Path, manifest: Option<&Path>) -> Result<Manifest> {
+    let path = match manifest {
+        Some(m) => m.to_path_buf(),
+        None => {
+            let beside = file.with_file_name("plugin.toml");
+            let same_stem = file.with_extension("toml");
+            if beside.exists() {
+                beside
+            } else if same_stem.exists() {
+                same_stem
+            } else {
+                bail!(
+                    "no manifest for {}: put plugin.toml next to it or give --manifest FILE",
+                    file.display()
+                )
+            }
+        }
+    };
+    Ok(Manifest::load(&path)?)
+}

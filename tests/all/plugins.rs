@@ -1,0 +1,517 @@
+//! Plugins: the store and its CLI, grants, the `dir` and `rest` storage plugins, and the
+//! sandbox holding against misbehaving guests (each a component in tests/guests).
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use cairn_plugin_host::{Access, DirGrant, Grants, Manifest, PluginBackend, Runtime};
+use cairn_repo::{Backend, ErrorKind, FileType};
+use cairn_tests::servers::Rclone;
+use cairn_tests::{TestEnv, repo_root, wasm};
+
+/// One runtime (one engine, one compiled-code cache) for the in-process tests.
+fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let cache =
+                std::env::temp_dir().join(format!("cairn-test-compiled-{}", std::process::id()));
+            Runtime::new(Some(cache)).expect("runtime")
+        })
+        .clone()
+}
+
+/// Test guest `name` opened as a store with `config` and `grants`.
+fn guest(
+    name: &str,
+    config: &[(&str, &str)],
+    grants: &Grants,
+) -> cairn_repo::Result<PluginBackend> {
+    let manifest = Manifest::load(
+        &repo_root()
+            .join("tests/guests")
+            .join(name)
+            .join("plugin.toml"),
+    )?;
+    let wasm = std::fs::read(wasm(&format!("guest_{name}"))).expect("guest component");
+    let rt = runtime();
+    let plugin = rt.load(&wasm, manifest)?;
+    let config: Vec<(String, String)> = config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let caps = grants.resolve(&plugin.manifest, &config)?;
+    PluginBackend::open(rt, &plugin, name, config, caps, 2)
+}
+
+/// After a failure the same backend still serves: a write and a listing succeed.
+#[track_caller]
+fn still_serves(backend: &PluginBackend) {
+    let name = format!("{:064x}", rand::random::<u128>());
+    backend
+        .write(FileType::Snapshot, &name, b"after")
+        .expect("write after the failure");
+    let listed = backend
+        .list(FileType::Snapshot)
+        .expect("list after the failure");
+    assert!(
+        listed.iter().any(|(n, size)| *n == name && *size == 5),
+        "{listed:?}"
+    );
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_cpu_limit() {
+    let grants = Grants {
+        cpu_ms: Some(300),
+        ..Grants::default()
+    };
+    let backend = guest("spin", &[("mode", "cpu")], &grants).unwrap();
+    let e = backend.list(FileType::Lock).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("plugin `spin`") && msg.contains("CPU limit of 300 ms"),
+        "{msg}"
+    );
+    still_serves(&backend);
+}
+
+#[test]
+fn a_guest_blocked_in_a_host_call_is_stopped_by_the_wall_clock_limit() {
+    let grants = Grants {
+        wall_ms: Some(500),
+        ..Grants::default()
+    };
+    let backend = guest("spin", &[("mode", "sleep")], &grants).unwrap();
+    let started = std::time::Instant::now();
+    let e = backend.list(FileType::Lock).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("plugin `spin`") && msg.contains("wall-clock limit of 0.5 s"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "the guest asked to sleep an hour"
+    );
+    still_serves(&backend);
+}
+
+#[test]
+fn allocating_past_the_memory_cap_fails_that_call_only() {
+    let backend = guest("hog", &[], &Grants::default()).unwrap();
+    assert_eq!(backend.capabilities().limits.memory, 64 << 20);
+    let msg = backend.list(FileType::Lock).unwrap_err().to_string();
+    assert!(
+        msg.contains("plugin `hog`") && msg.contains("memory limit of 64 MiB"),
+        "{msg}"
+    );
+    still_serves(&backend);
+}
+
+#[test]
+fn a_panic_is_reported_with_its_message_and_garbage_answers_are_caught() {
+    let backend = guest("crash", &[], &Grants::default()).unwrap();
+    let msg = backend.list(FileType::Lock).unwrap_err().to_string();
+    assert!(
+        msg.contains("plugin `crash`") && msg.contains("crashed"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("boom: this guest panics on purpose"),
+        "the panic message is kept: {msg}"
+    );
+    still_serves(&backend);
+    let name = format!("{:064x}", 7);
+    backend.write(FileType::Pack, &name, &[1; 100]).unwrap();
+    let e = backend
+        .read_range(FileType::Pack, &name, 10, 20)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("returned 19 bytes"), "{e}");
+}
+
+#[test]
+fn paths_outside_the_grant_cannot_be_reached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("inside.txt"), "granted").unwrap();
+    std::fs::write(tmp.path().join("outside.txt"), "not granted").unwrap();
+    let grants = Grants {
+        dirs: vec![DirGrant {
+            path: data.clone(),
+            access: Access::ReadOnly,
+        }],
+        ..Grants::default()
+    };
+    let backend = guest("escape", &[("path", data.to_str().unwrap())], &grants).unwrap();
+    let e = backend.list(FileType::Lock).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Denied, "nothing leaked: {e}");
+    let msg = e.to_string();
+    for attempt in [
+        "read /etc/passwd",
+        "read /data/../../etc/passwd",
+        "read /data/../outside.txt",
+        "write /data/new.txt",
+        "write /new.txt",
+    ] {
+        assert!(msg.contains(attempt), "{attempt} was refused: {msg}");
+    }
+    assert!(!data.join("new.txt").exists() && !Path::new("/new.txt").exists());
+    still_serves(&backend);
+}
+
+#[test]
+fn http_to_an_authority_not_granted_is_refused_before_a_socket_opens() {
+    let granted = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let granted_url = format!("http://{}/", granted.local_addr().unwrap());
+    let other_url = format!("http://{}/", other.local_addr().unwrap());
+    let grants = Grants {
+        http: vec![granted.local_addr().unwrap().to_string()],
+        ..Grants::default()
+    };
+    let backend = guest(
+        "wander",
+        &[("url", &granted_url), ("other", &other_url)],
+        &grants,
+    )
+    .unwrap();
+    assert_eq!(
+        backend.capabilities().http,
+        [granted.local_addr().unwrap().to_string()]
+    );
+    let e = backend.list(FileType::Lock).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Denied, "{e}");
+    assert!(e.to_string().contains("not granted to this plugin"), "{e}");
+    assert!(
+        matches!(other.accept(), Err(ref io) if io.kind() == std::io::ErrorKind::WouldBlock),
+        "no connection reached the authority that was not granted"
+    );
+    still_serves(&backend);
+}
+
+#[test]
+fn a_manifest_requesting_more_than_granted_is_refused_before_start() {
+    let e = guest("greedy", &[], &Grants::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Denied);
+    assert!(
+        e.to_string()
+            .contains("plugin `greedy` requests HTTP access to 127.0.0.1:9"),
+        "{e}"
+    );
+    let some = Grants {
+        http: vec!["127.0.0.1:9".into()],
+        ..Grants::default()
+    };
+    let e = guest("greedy", &[], &some).unwrap_err().to_string();
+    assert!(e.contains("read-only access to /etc"), "{e}");
+    let more = Grants {
+        http: vec!["127.0.0.1:9".into()],
+        dirs: vec![DirGrant {
+            path: "/etc".into(),
+            access: Access::ReadOnly,
+        }],
+        ..Grants::default()
+    };
+    let e = guest("greedy", &[], &more).unwrap_err().to_string();
+    assert!(
+        e.contains("memory-mib = 4096, more than the 256 granted"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_plugin_store_installs_lists_inspects_and_removes() {
+    let env = TestEnv::with_plugins();
+    let out = env.install_plugin("dir").ok().to_owned();
+    assert!(
+        out.contains("installed dir 0.1.0 (storage-backend) sha256:"),
+        "{out}"
+    );
+    assert!(out.contains("read-write dir config:path at /repo"), "{out}");
+    assert!(
+        env.path("cache/compiled").read_dir().unwrap().count() >= 1,
+        "install caches the compiled code"
+    );
+    env.install_plugin("rest").ok();
+
+    let list = env.run(&["plugin", "list", "--json"]).json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dir", "rest"]);
+    assert!(list[1]["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    env.configure(
+        "[plugins.offsite]\nplugin = \"rest\"\n[plugins.offsite.config]\nurl = \"http://127.0.0.1:1/r/\"\n\
+         user = \"backup\"\npassword = \"hunter2-very-secret\"\n[plugins.offsite.grant]\nhttp = [\"127.0.0.1:1\"]\n",
+    );
+    let inspect = env.run(&["plugin", "inspect", "rest", "--json"]);
+    assert!(
+        !inspect.stdout.contains("hunter2") && !inspect.stderr.contains("hunter2"),
+        "{}",
+        inspect.stdout
+    );
+    let v = inspect.json();
+    assert_eq!(v["world"], "cairn:plugin/storage-backend@0.1.0");
+    assert!(
+        v["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "cairn:plugin/store@0.1.0")
+    );
+    assert!(v["imports"].as_array().unwrap().iter().any(|i| {
+        i.as_str()
+            .unwrap()
+            .starts_with("wasi:http/outgoing-handler")
+    }));
+    assert_eq!(v["instances"][0]["config"]["password"], "<redacted>");
+    assert_eq!(v["instances"][0]["config"]["user"], "backup");
+    let text = env.run(&["plugin", "inspect", "rest"]).ok().to_owned();
+    assert!(
+        text.contains("password (secret)")
+            && text.contains("<redacted>")
+            && !text.contains("hunter2"),
+        "{text}"
+    );
+
+    // Inspecting a file works without installing it.
+    let file = wasm("cairn_plugin_dir");
+    let manifest = repo_root().join("plugins/dir/plugin.toml");
+    let v = env
+        .run(&[
+            "plugin",
+            "inspect",
+            file.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(v["name"], "dir");
+
+    env.run(&["plugin", "remove", "dir"]).ok();
+    let list = env.run(&["plugin", "list", "--json"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let blobs = env.path("plugins/blobs").read_dir().unwrap().count();
+    assert_eq!(blobs, 1, "the removed plugin's component is gone");
+    let r = env.run(&["plugin", "remove", "dir"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("no plugin `dir` is installed"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn install_refuses_what_is_not_a_cairn_plugin() {
+    let env = TestEnv::with_plugins();
+    let refused = |file: &Path, manifest: &Path, needles: &[&str]| {
+        let r = env.run(&[
+            OsStr::new("plugin"),
+            OsStr::new("install"),
+            file.as_os_str(),
+            OsStr::new("--manifest"),
+            manifest.as_os_str(),
+        ]);
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        for needle in needles {
+            assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+        }
+    };
+    let manifest = repo_root().join("tests/guests/stranger/plugin.toml");
+    refused(
+        &wasm("guest_stranger"),
+        &manifest,
+        &["not a cairn plugin", "example:stranger/api"],
+    );
+    let junk = env.path("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x01\0\0\0").unwrap();
+    refused(&junk, &manifest, &["core WebAssembly module"]);
+    std::fs::write(&junk, b"hello").unwrap();
+    refused(&junk, &manifest, &["not WebAssembly"]);
+    // A manifest that names another world than the component implements.
+    let lying = env.path("lying.toml");
+    let dir_manifest =
+        std::fs::read_to_string(repo_root().join("plugins/dir/plugin.toml")).unwrap();
+    std::fs::write(
+        &lying,
+        dir_manifest.replace("storage-backend", "volume-discovery"),
+    )
+    .unwrap();
+    refused(
+        &wasm("cairn_plugin_dir"),
+        &lying,
+        &["says it is a volume-discovery plugin"],
+    );
+    assert_eq!(
+        env.run(&["plugin", "list", "--json"]).json(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_plugin_repository_needs_its_grants_and_settings() {
+    let env = TestEnv::with_plugins();
+    env.install_plugin("dir").ok();
+    let repo = env.path("repo");
+    let mut env = env;
+    env.repo = PathBuf::from("plugin:dir");
+    // No grant at all.
+    let r = env.run(&["-o", &format!("path={}", repo.display()), "snapshots"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&format!(
+            "plugin `dir` requests read-write access to {}",
+            repo.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("grant"),
+        "the error says where to grant it: {}",
+        r.stderr
+    );
+    // A missing setting, an unknown one.
+    let r = env.run(&["snapshots"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("needs the setting `path`"),
+        "{}",
+        r.stderr
+    );
+    let r = env.run(&["-o", "paht=/x", "snapshots"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("no setting `paht`"),
+        "{}",
+        r.stderr
+    );
+    // A plugin that is not installed.
+    env.repo = PathBuf::from("plugin:nothing");
+    let r = env.run(&["snapshots"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("no plugin `nothing` is installed"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_dir_plugin_repository_is_a_native_one_too() {
+    let env = TestEnv::with_dir_plugin();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "through the plugin").unwrap();
+    env.backup(&[&src]);
+    env.run(&["check", "--read-data"]).ok();
+    let through_plugin = env.snapshot_ids();
+    let native = TestEnv {
+        repo: env.root.clone(),
+        root: env.root.clone(),
+        password: env.password.clone(),
+        ..TestEnv::new()
+    };
+    assert_eq!(native.snapshot_ids(), through_plugin);
+    native.run(&["check", "--read-data"]).ok();
+}
+
+fn rest_env(extra: &[&str]) -> (TestEnv, Rclone) {
+    let env = TestEnv::with_plugins();
+    env.install_plugin("rest").ok();
+    let mut args = vec!["--user", "cairn", "--pass", "rest-secret-pw"];
+    args.extend_from_slice(extra);
+    let server = Rclone::start_with("restic", &env.path("served"), &args);
+    env.configure(&format!(
+        "[plugins.offsite]\nplugin = \"rest\"\n[plugins.offsite.config]\nurl = \"http://127.0.0.1:{port}/repo/\"\n\
+         user = \"cairn\"\npassword = \"rest-secret-pw\"\n[plugins.offsite.grant]\nhttp = [\"127.0.0.1:{port}\"]\n",
+        port = server.port
+    ));
+    let mut env = env;
+    env.repo = PathBuf::from("plugin:offsite");
+    (env, server)
+}
+
+#[test]
+fn rest_plugin_round_trips_through_rclone_serve_restic() {
+    let (env, _server) = rest_env(&[]);
+    let init = env.init();
+    init.ok();
+    assert!(
+        init.stderr
+            .contains("does not refuse a second write of the same name"),
+        "init warns that REST cannot enforce create-only: {}",
+        init.stderr
+    );
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f.bin"), vec![7u8; 3 << 20]).unwrap();
+    std::fs::write(src.join("small.txt"), "over REST").unwrap();
+    env.backup(&[&src]);
+    std::fs::write(src.join("small.txt"), "over REST, again").unwrap();
+    env.backup(&[&src]);
+    assert_eq!(env.snapshot_ids().len(), 2);
+    env.run(&["check", "--read-data"]).ok();
+    let out = env.restore_verified("out");
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(restored.join("small.txt")).unwrap(),
+        "over REST, again"
+    );
+    assert!(
+        env.path("served/repo/config").exists(),
+        "the server holds the repository"
+    );
+    // Forget and prune delete through the plugin.
+    env.run(&["forget", "--keep-last", "1", "--prune"]).ok();
+    assert_eq!(env.snapshot_ids().len(), 1);
+    env.run(&["check"]).ok();
+
+    // A wrong password for the server is a clear error, never showing the password.
+    env.configure(
+        &std::fs::read_to_string(env.path("cairn.toml"))
+            .unwrap()
+            .replace("rest-secret-pw", "wrong-pw-123"),
+    );
+    let r = env.run(&["snapshots"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("HTTP 401") && r.stderr.contains("check the user and password"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("wrong-pw-123"), "{}", r.stderr);
+}
+
+#[test]
+fn rest_plugin_on_an_append_only_server_backs_up_but_cannot_delete() {
+    let (env, _server) = rest_env(&["--append-only"]);
+    env.init().ok();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), "one").unwrap();
+    env.backup(&[&src]);
+    std::fs::write(src.join("a"), "two").unwrap();
+    env.backup(&[&src]);
+    let ids = env.snapshot_ids();
+    assert_eq!(ids.len(), 2);
+    let r = env.run(&["forget", &ids[0]]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("plugin `offsite` removing snapshot") && r.stderr.contains("HTTP 403"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.snapshot_ids().len(), 2, "nothing was deleted");
+    env.run(&["check", "--read-data"]).ok();
+}
