@@ -1,7 +1,12 @@
-//! Builds the WebAssembly components the tests run: the first-party plugins (`plugins/`) and
-//! the misbehaving test guests (`tests/guests/`), each a workspace of its own, for
-//! wasm32-wasip2, into `target/wasm`. The tests find them through `CAIRN_WASM_DIR`.
-//! (The pattern of wasmtime's test-programs artifacts build script.)
+//! Builds the WebAssembly components the tests run, into `target/wasm`, from source:
+//! - the Rust plugins (`plugins/`) and the misbehaving test guests (`tests/guests/`), each a
+//!   workspace of its own, with cargo for wasm32-wasip2 (the pattern of wasmtime's
+//!   test-programs artifacts build script);
+//! - the C plugin (`plugins/dir-c`): bindings from wit-bindgen's C generator, Debian's clang
+//!   and wasi-libc, then wit-component with the WASI preview 1 adapter;
+//! - the Python plugin (`plugins/dir-py`) with componentize-py.
+//!
+//! The tests find them through `CAIRN_WASM_DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,19 +21,34 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("wasm");
-    for watched in ["wit", "sdk", "plugins", "tests/guests"] {
+    for watched in ["wit", "sdk", "plugins", "tests/guests", "tests/build.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for workspace in [root.join("plugins"), root.join("tests/guests")] {
-        build(&workspace, &target);
+        cargo_build(&workspace, &target);
     }
-    println!(
-        "cargo:rustc-env=CAIRN_WASM_DIR={}",
-        target.join("wasm32-wasip2/release").display()
+    let out = target.join("wasm32-wasip2/release");
+    c_plugin(
+        &root,
+        &target.join("c"),
+        &out.join("cairn_plugin_dir_c.wasm"),
     );
+    python_plugin(
+        &root,
+        &target.join("python"),
+        &out.join("cairn_plugin_dir_py.wasm"),
+    );
+    println!("cargo:rustc-env=CAIRN_WASM_DIR={}", out.display());
 }
 
-fn build(workspace: &Path, target: &Path) {
+fn run(cmd: &mut Command, what: &str, hint: &str) {
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {what} ({e}); {hint}"));
+    assert!(status.success(), "{what} failed; {hint}");
+}
+
+fn cargo_build(workspace: &Path, target: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
@@ -53,19 +73,96 @@ fn build(workspace: &Path, target: &Path) {
     }
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_PROFILE_")
-            || key.starts_with("CARGO_FEATURE_")
-            || key.starts_with("CARGO_CFG_")
+        if ["CARGO_PROFILE_", "CARGO_FEATURE_", "CARGO_CFG_"]
+            .iter()
+            .any(|p| key.starts_with(p))
         {
             cmd.env_remove(key);
         }
     }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", workspace.display()));
-    assert!(
-        status.success(),
-        "building {} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)",
-        workspace.display()
+    run(
+        &mut cmd,
+        &format!("cargo build of {} for wasm32-wasip2", workspace.display()),
+        "is the target installed? `rustup target add wasm32-wasip2`",
+    );
+}
+
+/// The C plugin: generate the bindings for the storage-backend world, compile with clang for
+/// wasm32-wasi (preview 1, Debian's wasi-libc), and wrap the module into a component.
+fn c_plugin(root: &Path, work: &Path, component: &Path) {
+    use wit_bindgen_core::wit_parser::Resolve;
+
+    let gen_dir = work.join("gen");
+    std::fs::create_dir_all(&gen_dir).expect("create the C work directory");
+    let mut resolve = Resolve::default();
+    let (package, _) = resolve.push_dir(root.join("wit")).expect("parse wit/");
+    let world = resolve
+        .select_world(&[package], Some("storage-backend"))
+        .expect("the storage-backend world");
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)
+        .expect("generate the C bindings");
+    let mut sources = Vec::new();
+    for (name, contents) in files.iter() {
+        let path = gen_dir.join(name);
+        std::fs::write(&path, contents).expect("write a generated C file");
+        if name.ends_with(".c") || name.ends_with(".o") {
+            sources.push(path);
+        }
+    }
+    let core = work.join("core.wasm");
+    let hint = "install Debian's clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 \
+                (scripts/test.sh does)";
+    run(
+        Command::new("clang-19")
+            .args([
+                "--target=wasm32-wasi",
+                "--sysroot=/usr",
+                "-mexec-model=reactor",
+                "-O2",
+                "-s",
+                "-Wall",
+                "-Werror",
+                "-o",
+            ])
+            .arg(&core)
+            .arg("-I")
+            .arg(&gen_dir)
+            .arg(root.join("plugins/dir-c/dir.c"))
+            .args(&sources),
+        "clang-19 for the C plugin",
+        hint,
+    );
+    let module = std::fs::read(&core).expect("read the C module");
+    let bytes = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|e| {
+            e.adapter(
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+            )
+        })
+        .and_then(|e| e.validate(true).encode())
+        .expect("wrap the C module into a component");
+    std::fs::write(component, bytes).expect("write the C component");
+}
+
+/// The Python plugin: componentize-py bundles CPython, the plugin's modules and the generated
+/// bindings into one component.
+fn python_plugin(root: &Path, work: &Path, component: &Path) {
+    std::fs::create_dir_all(work).expect("create the Python work directory");
+    run(
+        Command::new("componentize-py")
+            .current_dir(work)
+            .arg("-d")
+            .arg(root.join("wit"))
+            .args(["-w", "storage-backend", "componentize", "-p"])
+            .arg(root.join("plugins/dir-py"))
+            .args(["app", "-o"])
+            .arg(component),
+        "componentize-py for the Python plugin",
+        "install it with `pip install componentize-py` (scripts/test.sh does)",
     );
 }

