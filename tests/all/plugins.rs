@@ -458,6 +458,15 @@ fn rest_plugin_round_trips_through_rclone_serve_restic() {
     assert_eq!(env.snapshot_ids().len(), 1);
     env.run(&["check"]).ok();
 
+    // The plugin's log reaches the host's, tagged with the instance; no secret in it.
+    let r = env.run(&["-vv", "snapshots"]);
+    r.ok();
+    assert!(
+        r.stderr.contains("REST store at http://127.0.0.1") && r.stderr.contains("offsite"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("rest-secret-pw"), "{}", r.stderr);
     // A wrong password for the server is a clear error, never showing the password.
     env.configure(
         &std::fs::read_to_string(env.path("cairn.toml"))

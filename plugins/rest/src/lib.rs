@@ -10,7 +10,7 @@
 use base64::Engine as _;
 use cairn_sdk::http::{self, Response, Url};
 use cairn_sdk::storage::{Entry, Guarantees, Kind, Storage, dir};
-use cairn_sdk::{Config, Error, Result};
+use cairn_sdk::{Config, Error, Result, log};
 
 const V2: &[u8] = b"application/vnd.x.restic.rest.v2";
 
@@ -96,6 +96,10 @@ impl Storage for Rest {
                 Some(format!("Basic {token}").into_bytes())
             }
         };
+        log::debug(&format!(
+            "REST store at {base}{}",
+            if auth.is_some() { " with basic auth" } else { "" }
+        ));
         Ok(Rest { base, auth })
     }
 
