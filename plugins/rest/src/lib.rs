@@ -98,7 +98,11 @@ impl Storage for Rest {
         };
         log::debug(&format!(
             "REST store at {base}{}",
-            if auth.is_some() { " with basic auth" } else { "" }
+            if auth.is_some() {
+                " with basic auth"
+            } else {
+                ""
+            }
         ));
         Ok(Rest { base, auth })
     }
