@@ -127,6 +127,29 @@ fn forget_with_prune() {
 }
 
 #[test]
+fn prune_removes_what_killed_writers_left_behind() {
+    let env = history(2, 2);
+    let leftovers = [
+        env.root.join("data/.tmp-3fa2c0de-00112233"),
+        env.root.join("index/.tmp-9b1e0000-44556677"),
+        env.root.join(".tmp-config-8899aabb"),
+    ];
+    for l in &leftovers {
+        std::fs::write(l, "half a pack").unwrap();
+    }
+    let dry = env.run(&["prune", "--dry-run"]);
+    dry.ok();
+    assert!(
+        leftovers.iter().all(|l| l.exists()),
+        "a dry run removes nothing"
+    );
+    let r = env.run(&["prune", "--json"]);
+    assert_eq!(r.json()["leftovers_removed"], 3, "{}", r.stdout);
+    assert!(leftovers.iter().all(|l| !l.exists()));
+    env.run(&["check", "--read-data"]).ok();
+}
+
+#[test]
 fn a_corrupt_index_stops_prune_before_anything_is_deleted() {
     let env = history(3, 2);
     env.run(&["forget", "--keep-last", "1"]).ok();

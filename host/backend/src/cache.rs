@@ -131,6 +131,10 @@ impl Backend for CachedBackend {
         }
     }
 
+    fn remove_leftovers(&self) -> Result<u64> {
+        self.inner.remove_leftovers()
+    }
+
     fn remove(&self, tpe: FileType, name: &str) -> Result<()> {
         let _ = fs::remove_file(self.path(tpe, name));
         self.inner.remove(tpe, name)

@@ -256,6 +256,34 @@ impl Backend for LocalBackend {
         Ok(Some(Box::new(self.temp_file(tpe, "stream")?)))
     }
 
+    fn remove_leftovers(&self) -> Result<u64> {
+        // Temporary files live in the root (config) and in each type's directory.
+        let dirs = std::iter::once(self.root.clone()).chain(
+            FileType::ALL
+                .iter()
+                .filter(|t| **t != FileType::Config)
+                .map(|t| self.root.join(t.dir())),
+        );
+        let mut removed = 0;
+        for dir in dirs {
+            let entries = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(io_err(format!("cannot list {}", dir.display()), e)),
+            };
+            for entry in entries.flatten() {
+                let is_temp = entry.file_name().to_string_lossy().starts_with(".tmp-");
+                if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let path = entry.path();
+                    fs::remove_file(&path)
+                        .map_err(|e| io_err(format!("cannot remove {}", path.display()), e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn remove(&self, tpe: FileType, name: &str) -> Result<()> {
         let p = self.path(tpe, name)?;
         fs::remove_file(&p).map_err(|e| io_err(format!("cannot remove {}", what(tpe, name)), e))

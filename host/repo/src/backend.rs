@@ -141,6 +141,16 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Removes what interrupted writers left behind (a local directory's `.tmp-*` files) and
+    /// returns how many. Prune calls it while it holds the exclusive lock, so no writer is
+    /// running. Stores whose writes leave nothing behind keep the default.
+    ///
+    /// # Errors
+    /// When the store cannot be listed or a leftover cannot be removed.
+    fn remove_leftovers(&self) -> Result<u64> {
+        Ok(0)
+    }
+
     /// How many uploads to run at once (a remote store wants more than a local disk).
     fn connections(&self) -> usize {
         2

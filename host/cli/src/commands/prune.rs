@@ -84,6 +84,12 @@ pub fn run_on(ctx: &Ctx, repo: &Repository, opts: &PruneOptions) -> Result<Outco
         output::bytes(r.bytes_freed.max(0) as u64),
         output::bytes(r.unused_bytes_left)
     ))?;
+    if r.leftovers_removed > 0 {
+        output::line(format!(
+            "removed {} temporary files left by interrupted writers",
+            r.leftovers_removed
+        ))?;
+    }
     Ok(Outcome::Ok)
 }
 

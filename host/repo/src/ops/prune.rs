@@ -92,6 +92,8 @@ pub struct PruneReport {
     pub new_packs: u64,
     /// Bytes freed (deleted packs minus new packs).
     pub bytes_freed: i64,
+    /// Temporary files of interrupted writers removed (local directories).
+    pub leftovers_removed: u64,
     /// Whether nothing was changed.
     pub dry_run: bool,
 }
@@ -357,5 +359,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             Err(e) => return Err(e),
         }
     }
+
+    // 5. What killed writers left behind (nothing is writing: we hold the exclusive lock).
+    report.leftovers_removed = repo.backend().remove_leftovers()?;
     Ok(report)
 }
