@@ -131,6 +131,10 @@ impl Backend for CachedBackend {
         }
     }
 
+    fn pack_writers(&self) -> usize {
+        self.inner.pack_writers()
+    }
+
     fn remove_leftovers(&self) -> Result<u64> {
         self.inner.remove_leftovers()
     }

