@@ -142,6 +142,16 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// The entries of `dir`; none when it does not exist.
+fn entries(dir: &Path) -> Result<impl Iterator<Item = fs::DirEntry>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => Some(rd),
+        Err(e) if e.kind() == IoKind::NotFound => None,
+        Err(e) => return Err(io_err(format!("cannot list {}", dir.display()), e)),
+    };
+    Ok(rd.into_iter().flatten().flatten())
+}
+
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -188,26 +198,16 @@ impl Backend for LocalBackend {
         }
         let top = self.root.join(tpe.dir());
         let dirs: Vec<PathBuf> = if tpe == FileType::Pack {
-            match fs::read_dir(&top) {
-                Ok(rd) => rd
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect(),
-                Err(e) if e.kind() == IoKind::NotFound => Vec::new(),
-                Err(e) => return Err(io_err(format!("cannot list {}", top.display()), e)),
-            }
+            entries(&top)?
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
         } else {
             vec![top]
         };
         let mut out = Vec::new();
         for d in dirs {
-            let rd = match fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == IoKind::NotFound => continue,
-                Err(e) => return Err(io_err(format!("cannot list {}", d.display()), e)),
-            };
-            for e in rd.flatten() {
+            for e in entries(&d)? {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') {
                     continue;
@@ -273,12 +273,7 @@ impl Backend for LocalBackend {
         );
         let mut removed = 0;
         for dir in dirs {
-            let entries = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == IoKind::NotFound => continue,
-                Err(e) => return Err(io_err(format!("cannot list {}", dir.display()), e)),
-            };
-            for entry in entries.flatten() {
+            for entry in entries(&dir)? {
                 let is_temp = entry.file_name().to_string_lossy().starts_with(".tmp-");
                 if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
                     let path = entry.path();

@@ -16,7 +16,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -24,7 +24,7 @@ use cairn_plugin_host::{Grants, Manifest, PluginBackend, PluginStore, Runtime};
 use serde::Deserialize;
 
 use crate::env_vars::EnvVars;
-use crate::settings::Ctx;
+use crate::settings::{Ctx, xdg_dir};
 
 /// The operator's configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -49,12 +49,6 @@ pub struct Instance {
     pub grant: Grants,
 }
 
-fn xdg(var: &str, fallback: &str) -> Option<PathBuf> {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os(EnvVars::HOME).map(|h| PathBuf::from(h).join(fallback)))
-}
-
 impl ConfigFile {
     /// Reads `path`.
     ///
@@ -73,7 +67,8 @@ impl ConfigFile {
     }
 }
 
-fn setting_value(key: &str, value: &toml::Value) -> Result<String> {
+/// A setting from the configuration file as the plugin gets it.
+pub fn setting_value(key: &str, value: &toml::Value) -> Result<String> {
     Ok(match value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),
@@ -89,7 +84,7 @@ impl Ctx {
         if let Some(path) = &self.global.config {
             return ConfigFile::load(path);
         }
-        match xdg(EnvVars::XDG_CONFIG_HOME, ".config").map(|d| d.join("cairn/config.toml")) {
+        match xdg_dir(EnvVars::XDG_CONFIG_HOME, ".config").map(|d| d.join("cairn/config.toml")) {
             Some(path) if path.exists() => ConfigFile::load(&path),
             _ => Ok(ConfigFile::default()),
         }
@@ -102,7 +97,7 @@ impl Ctx {
             .plugin_dir
             .clone()
             .or_else(|| {
-                xdg(EnvVars::XDG_DATA_HOME, ".local/share").map(|d| d.join("cairn/plugins"))
+                xdg_dir(EnvVars::XDG_DATA_HOME, ".local/share").map(|d| d.join("cairn/plugins"))
             })
             .ok_or_else(|| {
                 anyhow!(
@@ -115,12 +110,7 @@ impl Ctx {
 
     /// The plugin runtime, caching compiled plugins under the cache directory.
     pub fn plugin_runtime(&self) -> Result<Arc<Runtime>> {
-        let cache = if self.global.no_cache {
-            None
-        } else {
-            self.cache_dir().map(|d| d.join("compiled"))
-        };
-        Ok(Runtime::new(cache)?)
+        Ok(Runtime::new(self.cache_dir().map(|d| d.join("compiled")))?)
     }
 
     /// `-o KEY=VALUE` pairs.

@@ -68,7 +68,7 @@ impl Ctx {
     pub fn backend_at(&self, location: &str) -> Result<Arc<dyn Backend>> {
         if let Some(name) = location.strip_prefix("plugin:") {
             let backend: Arc<dyn Backend> = Arc::new(self.plugin_backend(name)?);
-            return Ok(match self.cache_dir().filter(|_| !self.global.no_cache) {
+            return Ok(match self.cache_dir() {
                 Some(dir) => Arc::new(cairn_backend::CachedBackend::new(backend, &dir)),
                 None => backend,
             });
@@ -81,15 +81,20 @@ impl Ctx {
                 .with_context(|| format!("cannot read the CA certificate file {}", ca.display()))?;
             opts.remote = opts.remote.ca_pem(pem);
         }
-        if !self.global.no_cache {
-            opts.cache_dir = self.cache_dir();
-        }
+        opts.cache_dir = self.cache_dir();
         Ok(cairn_backend::open_location_with(location, &opts)?)
     }
 
-    /// The cache directory: `--cache-dir`, else the user's.
+    /// The cache directory: none with `--no-cache`, else `--cache-dir`, else the user's
+    /// (`$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`).
     pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
-        self.global.cache_dir.clone().or_else(default_cache_dir)
+        if self.global.no_cache {
+            return None;
+        }
+        self.global
+            .cache_dir
+            .clone()
+            .or_else(|| xdg_dir(EnvVars::XDG_CACHE_HOME, ".cache").map(|d| d.join("cairn")))
     }
 
     /// The password, from (in order) `--insecure-no-password`, `--password-file`,
@@ -155,14 +160,13 @@ impl Ctx {
     }
 }
 
-/// `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
-fn default_cache_dir() -> Option<std::path::PathBuf> {
-    let base = std::env::var_os(EnvVars::XDG_CACHE_HOME)
+/// The XDG base directory in `var`, else `$HOME/<fallback>`.
+pub fn xdg_dir(var: &str, fallback: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os(var)
         .map(std::path::PathBuf::from)
         .or_else(|| {
-            std::env::var_os(EnvVars::HOME).map(|h| std::path::PathBuf::from(h).join(".cache"))
-        })?;
-    Some(base.join("cairn"))
+            std::env::var_os(EnvVars::HOME).map(|h| std::path::PathBuf::from(h).join(fallback))
+        })
 }
 
 pub fn actor() -> Actor {

@@ -152,14 +152,15 @@ impl PluginStore {
                 e,
             )
         })?;
-        if crate::runtime::digest(&wasm) != installed.digest {
+        let digest = crate::runtime::digest(&wasm);
+        if digest != installed.digest {
             return Err(Error::corrupt(format!(
                 "plugin `{name}`: {} does not match its digest {}; reinstall it",
                 path.display(),
                 installed.digest
             )));
         }
-        runtime.load(&wasm, installed.manifest)
+        runtime.load_digested(&wasm, digest, installed.manifest)
     }
 
     /// Removes installed plugin `name`.

@@ -256,13 +256,13 @@ impl Grants {
                     e,
                 )
             })?;
-            if !granted(&real)
-                && !self.dirs.iter().any(|g| {
-                    g.path
-                        .canonicalize()
-                        .is_ok_and(|root| real.starts_with(root) && g.access >= request.access)
-                })
-            {
+            // Compared with the grants' real paths, so that neither side's links mislead.
+            let granted_real = self.dirs.iter().any(|g| {
+                g.path
+                    .canonicalize()
+                    .is_ok_and(|root| real.starts_with(root) && g.access >= request.access)
+            });
+            if !granted_real {
                 return Err(denied(
                     plugin,
                     format!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 
 use cairn_repo::{Error, ErrorKind, Result};
@@ -26,6 +26,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<State>,
     cache: Option<PathBuf>,
+    /// The engine's compatibility hash: compiled code is cached under digest and this.
+    engine_hash: u64,
 }
 
 /// A plugin ready to instantiate: its manifest, its code compiled, the world it implements.
@@ -41,7 +43,8 @@ pub struct Plugin {
     pub imports: Vec<String>,
     /// Names of what it exports.
     pub exports: Vec<String>,
-    pub(crate) component: Component,
+    /// Linked once, at load; every instance starts from it.
+    pub(crate) pre: InstancePre<State>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -92,15 +95,14 @@ impl Runtime {
             &mut linker,
         ))?;
         link(crate::bindings::add_host_interfaces(&mut linker))?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Arc::new(Runtime {
+            engine_hash: hasher.finish(),
             engine,
             linker,
             cache,
         }))
-    }
-
-    pub(crate) fn linker(&self) -> &Linker<State> {
-        &self.linker
     }
 
     /// Compiles `wasm` (or loads it from the cache), tells which world it implements, checks
@@ -110,6 +112,16 @@ impl Runtime {
     /// [`ErrorKind::InvalidInput`] when the file is not a component, not of a known world, not
     /// the world its manifest names, or imports what the host does not provide.
     pub fn load(&self, wasm: &[u8], manifest: Manifest) -> Result<Plugin> {
+        self.load_digested(wasm, digest(wasm), manifest)
+    }
+
+    /// [`Runtime::load`] for bytes whose digest the caller already computed.
+    pub(crate) fn load_digested(
+        &self,
+        wasm: &[u8],
+        digest: String,
+        manifest: Manifest,
+    ) -> Result<Plugin> {
         let name = manifest.name.clone();
         if !wasmtime::wasmparser::Parser::is_component(wasm) {
             let hint = if wasmtime::wasmparser::Parser::is_core_wasm(wasm) {
@@ -122,7 +134,6 @@ impl Runtime {
                 "plugin `{name}` is not a WebAssembly component: {hint}"
             )));
         }
-        let digest = digest(wasm);
         let component = self.compile(wasm, &digest)?;
         let ty = component.component_type();
         let imports: Vec<String> = ty
@@ -143,7 +154,7 @@ impl Runtime {
                 world
             )));
         }
-        self.linker.instantiate_pre(&component).map_err(|e| {
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             Error::invalid(format!(
                 "plugin `{name}` imports something cairn does not provide: {}",
                 e.root_cause()
@@ -155,19 +166,15 @@ impl Runtime {
             world,
             imports,
             exports,
-            component,
+            pre,
         })
     }
 
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
         let hex = digest.trim_start_matches("sha256:");
         self.cache
             .as_ref()
-            .map(|dir| dir.join(format!("{hex}-{:016x}.cwasm", hasher.finish())))
+            .map(|dir| dir.join(format!("{hex}-{:016x}.cwasm", self.engine_hash)))
     }
 
     fn compile(&self, wasm: &[u8], digest: &str) -> Result<Component> {

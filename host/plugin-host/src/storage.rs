@@ -80,11 +80,7 @@ impl PluginBackend {
                 plugin.world
             )));
         }
-        let instance_pre = runtime
-            .linker()
-            .instantiate_pre(&plugin.component)
-            .map_err(|e| Error::invalid(format!("plugin `{name}` cannot be linked: {e:#}")))?;
-        let pre = StorageBackendPre::new(instance_pre).map_err(|e| {
+        let pre = StorageBackendPre::new(plugin.pre.clone()).map_err(|e| {
             Error::invalid(format!("plugin `{name}` is not a storage backend: {e:#}"))
         })?;
         let tokio = tokio::runtime::Builder::new_multi_thread()

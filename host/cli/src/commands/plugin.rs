@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::Outcome;
 use crate::args::{PluginCommand, PluginInspectArgs, PluginInstallArgs, PluginRemoveArgs};
 use crate::output;
-use crate::plugins::manifest_for;
+use crate::plugins::{manifest_for, setting_value};
 use crate::settings::Ctx;
 
 pub fn run(ctx: &Ctx, command: PluginCommand) -> Result<Outcome> {
@@ -159,11 +159,11 @@ fn inspect(ctx: &Ctx, args: PluginInspectArgs) -> Result<Outcome> {
                 .iter()
                 .map(|(k, v)| {
                     let shown = if m.is_secret(k) {
-                        json!("<redacted>")
+                        "<redacted>".to_owned()
                     } else {
-                        json!(v.to_string().trim_matches('"'))
+                        setting_value(k, v).unwrap_or_else(|e| e.to_string())
                     };
-                    (k.clone(), shown)
+                    (k.clone(), json!(shown))
                 })
                 .collect();
             json!({
