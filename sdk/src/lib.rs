@@ -71,10 +71,13 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`), write a
 //! `plugin.toml` next to it and `cairn plugin install` it: docs/PLUGINS.md walks through it.
 //!
-//! Features: `storage` (default) for the storage-backend world, `http` for [`http`], a small
-//! blocking client over `wasi:http` that reaches only the authorities the operator granted.
+//! Features: `storage` (default) for the storage-backend world, `discovery` for the
+//! volume-discovery world ([`discovery`]), `http` for [`http`], a small blocking client over
+//! `wasi:http` that reaches only the authorities the operator granted.
 
 mod config;
+#[cfg(feature = "discovery")]
+pub mod discovery;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod log;
@@ -83,10 +86,20 @@ pub mod storage;
 
 pub use config::Config;
 
+/// What every world shares (`types`, `log`), generated once so that all worlds use one
+/// [`Error`]; each world's bindings refer to these.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "cairn:plugin/common@0.1.0",
+        default_bindings_module: "cairn_sdk::bindings",
+    });
+}
+
 /// The error every plugin operation returns: one case per way to fail, each with a message
 /// for people that names the object or setting and never contains a secret.
-#[cfg(feature = "storage")]
-pub use storage::bindings::cairn::plugin::types::Error;
+pub use bindings::cairn::plugin::types::Error;
 
 /// The result of a plugin operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,7 +1,6 @@
 //! Logging into the host's log, tagged with the plugin's name. Never log secrets.
 
-#[cfg(feature = "storage")]
-use crate::storage::bindings::cairn::plugin::log::{Level, log};
+use crate::bindings::cairn::plugin::log::{Level, log};
 
 /// Logs a very detailed message.
 pub fn trace(message: &str) {

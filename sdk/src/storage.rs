@@ -14,6 +14,10 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_storage_backend",
         default_bindings_module: "cairn_sdk::storage::bindings",
+        with: {
+            "cairn:plugin/types@0.1.0": crate::bindings::cairn::plugin::types,
+            "cairn:plugin/log@0.1.0": crate::bindings::cairn::plugin::log,
+        },
     });
 }
 

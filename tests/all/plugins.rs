@@ -42,7 +42,7 @@ fn guest(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let caps = grants.resolve(&plugin.manifest, &config)?;
+    let caps = grants.resolve(&plugin.manifest, &config, "")?;
     PluginBackend::open(rt, &plugin, name, config, caps, 2)
 }
 

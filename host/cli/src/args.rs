@@ -66,6 +66,10 @@ pub struct GlobalArgs {
     /// `~/.local/share/cairn/plugins`).
     #[arg(long, global = true, env = EnvVars::CAIRN_PLUGIN_DIR, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
+    /// Where the node's file system is mounted when cairn runs in a container (e.g. `/host`):
+    /// discovery plugins find every known layout under it.
+    #[arg(long, global = true, env = EnvVars::CAIRN_HOST_ROOT, value_name = "DIR")]
+    pub host_root: Option<String>,
     /// Wait up to this long for a lock held by another process (e.g. `5m`, `30s`).
     #[arg(long, global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
@@ -112,6 +116,43 @@ pub enum Command {
     /// Install, list, inspect and remove plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List the application volumes on this node, found by the discovery plugins.
+    Discover(DiscoverArgs),
+    /// Wait until `restore --marker ID` has completed into every given directory.
+    WaitRestore(WaitRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WaitRestoreArgs {
+    /// The restore's marker id.
+    #[arg(long, value_name = "ID")]
+    pub marker: String,
+    /// The restored directories (volumes) to wait for.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Give up after this long (e.g. `10m`; default: wait forever).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverySource {
+    /// Run only this discovery plugin instance (repeatable; default: every configured one).
+    #[arg(long = "plugin", value_name = "NAME")]
+    pub plugins: Vec<String>,
+    /// The cluster's pods or allocations as JSON (`kubectl get pods,pvc -A -o json`, Nomad's
+    /// `/v1/allocations`): names, owners, PVCs and annotations.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub source: DiscoverySource,
+    /// Only the volumes no configured app covers.
+    #[arg(long)]
+    pub unprotected: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +265,15 @@ pub struct BackupArgs {
     /// Host name to record (default: this host).
     #[arg(long)]
     pub host: Option<String>,
+    /// Back up this discovered volume (its identity; repeatable): its contents become the
+    /// snapshot, and its app and identity are recorded.
+    #[arg(long, value_name = "IDENTITY", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "app"])]
+    pub volume: Vec<String>,
+    /// Back up every discovered volume (block devices are skipped).
+    #[arg(long, conflicts_with_all = ["paths", "stdin", "stdin_from_command", "app", "volume"])]
+    pub all_discovered: bool,
+    #[command(flatten)]
+    pub discovery: DiscoverySource,
     /// App identity to record, e.g. `namespace/app/volume`.
     #[arg(long)]
     pub app: Option<String>,
@@ -279,6 +329,9 @@ pub struct FilterArgs {
     /// Only snapshots of this app (repeatable).
     #[arg(long)]
     pub app: Vec<String>,
+    /// Only snapshots of this discovered volume identity (repeatable).
+    #[arg(long, value_name = "IDENTITY")]
+    pub volume: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -380,6 +433,10 @@ pub struct RestoreArgs {
     /// Delete files in the target that the snapshot does not have.
     #[arg(long)]
     pub delete: bool,
+    /// When the restore is complete, write `.cairn/ID` into the target (`wait-restore`
+    /// waits for it).
+    #[arg(long, value_name = "ID")]
+    pub marker: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod copy;
 mod diff;
+mod discover;
 mod dump;
 mod forget;
 mod init;
@@ -17,6 +18,7 @@ mod restore;
 mod snapshots;
 mod stats;
 mod tag;
+mod wait_restore;
 
 use anyhow::Result;
 use cairn_repo::{Id, Repository, Snapshot, SnapshotFilter};
@@ -46,6 +48,8 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Copy(a) => copy::run(ctx, a),
         Command::Key(a) => key::run(ctx, a),
         Command::Plugin(a) => plugin::run(ctx, a),
+        Command::Discover(a) => discover::run(ctx, a),
+        Command::WaitRestore(a) => wait_restore::run(ctx, a),
     }
 }
 
@@ -56,6 +60,7 @@ impl From<&FilterArgs> for SnapshotFilter {
             tags: f.tag.clone(),
             paths: f.path.clone(),
             apps: f.app.clone(),
+            volumes: f.volume.clone(),
         }
     }
 }

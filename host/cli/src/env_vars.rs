@@ -32,6 +32,8 @@ impl EnvVars {
     pub const CAIRN_CONFIG: &'static str = "CAIRN_CONFIG";
     /// The plugin store directory.
     pub const CAIRN_PLUGIN_DIR: &'static str = "CAIRN_PLUGIN_DIR";
+    /// Where the node's file system is seen when cairn runs in a container (`/host`).
+    pub const CAIRN_HOST_ROOT: &'static str = "CAIRN_HOST_ROOT";
     /// The user's configuration base directory (XDG).
     pub const XDG_CONFIG_HOME: &'static str = "XDG_CONFIG_HOME";
     /// The user's data base directory (XDG).

@@ -4,7 +4,9 @@
 
 mod args;
 mod commands;
+mod discovery;
 mod env_vars;
+mod marker;
 mod output;
 mod plugins;
 mod progress;

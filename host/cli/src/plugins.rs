@@ -13,6 +13,12 @@
 //! [plugins.offsite.grant]
 //! http = ["127.0.0.1:8000"]
 //! memory-mib = 256
+//!
+//! [plugins.kubelet.grant]      # a discovery plugin: sees only what is granted, read-only
+//! dirs = [{ path = "/var/lib/kubelet" }, { path = "/var/log/pods" }]
+//!
+//! [apps.shop]                  # an app and the discovered volumes it covers
+//! volumes = ["k8s/shop/*"]     # identity globs (default: volumes whose app is `shop`)
 //! ```
 
 use std::collections::BTreeMap;
@@ -20,7 +26,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cairn_plugin_host::{Grants, Manifest, PluginBackend, PluginStore, Runtime};
+use cairn_plugin_host::{
+    Capabilities, Grants, Manifest, Plugin, PluginBackend, PluginStore, Runtime,
+};
 use serde::Deserialize;
 
 use crate::env_vars::EnvVars;
@@ -33,6 +41,19 @@ pub struct ConfigFile {
     /// Plugin instances by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, Instance>,
+    /// Apps by name.
+    #[serde(default)]
+    pub apps: BTreeMap<String, App>,
+}
+
+/// An app: the discovered volumes it covers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// Globs over volume identities (`*` stays within one `/` part, `**` crosses them);
+    /// empty: the volumes discovery assigns to the app's name.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// One plugin instance: which plugin, its settings, its grants.
@@ -131,35 +152,65 @@ impl Ctx {
     /// store, its settings from the configuration file and `-o`, its grants checked.
     pub fn plugin_backend(&self, name: &str) -> Result<PluginBackend> {
         let file = self.config_file()?;
+        let runtime = self.plugin_runtime()?;
+        let ready = self.instance(&file, &runtime, name, true)?;
+        let connections = self.global.connections.unwrap_or(4);
+        Ok(PluginBackend::open(
+            runtime,
+            &ready.plugin,
+            name,
+            ready.config,
+            ready.capabilities,
+            connections,
+        )?)
+    }
+
+    /// Plugin instance `name` of `file`, ready to run: its plugin loaded, its settings (from
+    /// the file, then `-o` when `options`) checked, its grants resolved.
+    pub fn instance(
+        &self,
+        file: &ConfigFile,
+        runtime: &Runtime,
+        name: &str,
+        options: bool,
+    ) -> Result<Ready> {
         let instance = file.plugins.get(name);
         let plugin_name = instance.and_then(|i| i.plugin.as_deref()).unwrap_or(name);
-        let runtime = self.plugin_runtime()?;
-        let plugin = self.plugin_store()?.load(&runtime, plugin_name)?;
+        let plugin = self.plugin_store()?.load(runtime, plugin_name)?;
         let mut config = Vec::new();
         if let Some(i) = instance {
             for (k, v) in &i.config {
                 config.push((k.clone(), setting_value(k, v)?));
             }
         }
-        for (k, v) in self.options()? {
-            config.retain(|(key, _)| *key != k);
-            config.push((k, v));
+        if options {
+            for (k, v) in self.options()? {
+                config.retain(|(key, _)| *key != k);
+                config.push((k, v));
+            }
         }
         plugin
             .manifest
             .check_config(config.iter().map(|(k, _)| k.as_str()))?;
         let grants = instance.map(|i| i.grant.clone()).unwrap_or_default();
-        let caps = grants.resolve(&plugin.manifest, &config)?;
-        let connections = self.global.connections.unwrap_or(4);
-        Ok(PluginBackend::open(
-            runtime,
-            &plugin,
-            name,
+        let host_root = self.global.host_root.as_deref().unwrap_or("");
+        let caps = grants.resolve(&plugin.manifest, &config, host_root)?;
+        Ok(Ready {
+            plugin,
             config,
-            caps,
-            connections,
-        )?)
+            capabilities: caps,
+        })
     }
+}
+
+/// A plugin instance ready to run.
+pub struct Ready {
+    /// The plugin, compiled and linked.
+    pub plugin: Plugin,
+    /// Its settings.
+    pub config: Vec<(String, String)>,
+    /// What it holds.
+    pub capabilities: Capabilities,
 }
 
 /// The manifest of component `file`: `manifest` if given, else `plugin.toml` next to it, else

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let runtime = Runtime::new(Some(cache.clone()))?;
     let plugin = runtime.load(&wasm, manifest)?;
-    let caps = grants.resolve(&plugin.manifest, &config)?;
+    let caps = grants.resolve(&plugin.manifest, &config, "")?;
     let backend = PluginBackend::open(runtime, &plugin, "bench", config, caps, 1)?;
     let cold = start.elapsed();
 

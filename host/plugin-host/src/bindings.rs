@@ -13,6 +13,19 @@ wasmtime::component::bindgen!({
 
 pub(crate) use exports::cairn::plugin::store as wit_store;
 
+/// The volume-discovery world, sharing `types` and `log` with the storage world's bindings.
+pub(crate) mod discovery {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "cairn:plugin/volume-discovery@0.1.0",
+        exports: { default: async },
+        with: {
+            "cairn:plugin/types": super::cairn::plugin::types,
+            "cairn:plugin/log": super::cairn::plugin::log,
+        },
+    });
+}
+
 use cairn::plugin::log::{Host as LogHost, Level};
 
 impl LogHost for State {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cairn_repo::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Access, Manifest, config_ref};
+use crate::manifest::{Access, DirRequest, HOST_ROOT, Manifest, config_ref, interpolate};
 
 /// Memory per instance when neither manifest nor grant says (MiB).
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
@@ -137,7 +137,7 @@ fn covers(grant: &str, authority: &str) -> bool {
 }
 
 /// `path` with `.` and `..` resolved lexically (no file system access).
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -160,8 +160,10 @@ fn denied(plugin: &str, what: String) -> Error {
 
 impl Grants {
     /// Resolves what `manifest` requests under `config` and checks every request against
-    /// these grants. A read-write directory that does not exist yet is created, once it is
-    /// known to be inside a grant.
+    /// these grants. `host_root` replaces `${host-root}` in directory paths (empty: the node's
+    /// own root). A read-write directory that does not exist yet is created, once it is known
+    /// to be inside a grant. An optional directory that is missing, not granted or names an
+    /// unset setting is left out.
     ///
     /// # Errors
     /// [`ErrorKind::Denied`] naming the plugin and the capability when a request is not
@@ -170,6 +172,7 @@ impl Grants {
         &self,
         manifest: &Manifest,
         config: &[(String, String)],
+        host_root: &str,
     ) -> Result<Capabilities> {
         let plugin = manifest.name.as_str();
         let setting = |key: &str| -> Result<&str> {
@@ -209,70 +212,45 @@ impl Grants {
 
         let mut dirs = Vec::new();
         for request in &manifest.capabilities.dirs {
+            let lookup = |key: &str| -> Option<&str> {
+                if key == HOST_ROOT {
+                    return Some(host_root.trim_end_matches('/'));
+                }
+                config
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str())
+            };
             let raw = match config_ref(&request.path) {
-                Some(key) => setting(key)?,
-                None => request.path.as_str(),
+                Some(key) => match lookup(key) {
+                    Some(v) => Some(v.to_owned()),
+                    None if request.optional => None,
+                    None => Some(setting(key)?.to_owned()),
+                },
+                None => interpolate(&request.path, lookup)?,
             };
-            let path = Path::new(raw);
-            if !path.is_absolute() {
+            let Some(raw) = raw else {
+                if request.optional {
+                    tracing::debug!(plugin, mount = %request.mount, "optional directory left out: a setting it names is unset");
+                    continue;
+                }
+                let missing = crate::manifest::variables(&request.path)?
+                    .into_iter()
+                    .find(|k| lookup(k).is_none())
+                    .unwrap_or_default();
                 return Err(Error::invalid(format!(
-                    "plugin `{plugin}`: directory `{raw}` must be an absolute path"
+                    "plugin `{plugin}` needs the setting `{missing}` for directory {}: set it \
+                     in the configuration file or with -o {missing}=VALUE",
+                    request.mount
                 )));
-            }
-            let wanted = normalize(path);
-            let granted = |p: &Path| {
-                self.dirs.iter().any(|g| {
-                    let root = normalize(&g.path);
-                    p.starts_with(&root) && g.access >= request.access
-                })
             };
-            if !granted(&wanted) {
-                return Err(denied(
-                    plugin,
-                    format!(
-                        "{} access to {}, which is not granted; {hint} (dirs = [{{ path = \"{}\", access = \"{}\" }}])",
-                        request.access,
-                        wanted.display(),
-                        wanted.display(),
-                        request.access
-                    ),
-                ));
+            match self.dir(plugin, request, &raw, hint)? {
+                Some(real) => dirs.push((real, request.mount.clone(), request.access)),
+                None => {
+                    tracing::debug!(plugin, mount = %request.mount, path = raw, "optional directory left out: missing or not granted")
+                }
             }
-            if request.access == Access::ReadWrite && !wanted.exists() {
-                std::fs::create_dir_all(&wanted).map_err(|e| {
-                    Error::io(
-                        format!("cannot create {} for plugin `{plugin}`", wanted.display()),
-                        e,
-                    )
-                })?;
-            }
-            // Symbolic links must not lead out of the grant.
-            let real = wanted.canonicalize().map_err(|e| {
-                Error::io(
-                    format!(
-                        "cannot open directory {} for plugin `{plugin}`",
-                        wanted.display()
-                    ),
-                    e,
-                )
-            })?;
-            // Compared with the grants' real paths, so that neither side's links mislead.
-            let granted_real = self.dirs.iter().any(|g| {
-                g.path
-                    .canonicalize()
-                    .is_ok_and(|root| real.starts_with(root) && g.access >= request.access)
-            });
-            if !granted_real {
-                return Err(denied(
-                    plugin,
-                    format!(
-                        "{} which resolves to {}, outside its grants",
-                        wanted.display(),
-                        real.display()
-                    ),
-                ));
-            }
-            dirs.push((real, request.mount.clone(), request.access));
         }
 
         let limit = |what: &str, requested: Option<u64>, granted: Option<u64>, default: u64| {
@@ -308,6 +286,88 @@ impl Grants {
             )?),
         };
         Ok(Capabilities { http, dirs, limits })
+    }
+
+    /// Checks one directory request for `raw` (its host path): the real directory to give,
+    /// `None` for an optional one that is missing or not granted.
+    fn dir(
+        &self,
+        plugin: &str,
+        request: &DirRequest,
+        raw: &str,
+        hint: &str,
+    ) -> Result<Option<PathBuf>> {
+        let path = Path::new(raw);
+        if !path.is_absolute() {
+            return Err(Error::invalid(format!(
+                "plugin `{plugin}`: directory `{raw}` must be an absolute path"
+            )));
+        }
+        let wanted = normalize(path);
+        let granted = |p: &Path| {
+            self.dirs.iter().any(|g| {
+                let root = normalize(&g.path);
+                p.starts_with(&root) && g.access >= request.access
+            })
+        };
+        if !granted(&wanted) {
+            if request.optional {
+                return Ok(None);
+            }
+            return Err(denied(
+                plugin,
+                format!(
+                    "{} access to {}, which is not granted; {hint} (dirs = [{{ path = \"{}\", access = \"{}\" }}])",
+                    request.access,
+                    wanted.display(),
+                    wanted.display(),
+                    request.access
+                ),
+            ));
+        }
+        if request.optional && !wanted.is_dir() {
+            return Ok(None);
+        }
+        if request.access == Access::ReadWrite && !wanted.exists() {
+            std::fs::create_dir_all(&wanted).map_err(|e| {
+                Error::io(
+                    format!("cannot create {} for plugin `{plugin}`", wanted.display()),
+                    e,
+                )
+            })?;
+        }
+        // Symbolic links must not lead out of the grant.
+        let real = wanted.canonicalize().map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot open directory {} for plugin `{plugin}`",
+                    wanted.display()
+                ),
+                e,
+            )
+        })?;
+        // Compared with the grants' real paths, so that neither side's links mislead.
+        if !self.covers_real(&real, request.access) {
+            return Err(denied(
+                plugin,
+                format!(
+                    "{} which resolves to {}, outside its grants",
+                    wanted.display(),
+                    real.display()
+                ),
+            ));
+        }
+        Ok(Some(real))
+    }
+
+    /// Whether `real` (a canonical path) lies inside a grant of at least `access`, comparing
+    /// with the grants' canonical paths.
+    pub fn covers_real(&self, real: &Path, access: Access) -> bool {
+        self.dirs.iter().any(|g| {
+            g.path
+                .canonicalize()
+                .is_ok_and(|root| real.starts_with(root) && g.access >= access)
+        })
     }
 }
 
@@ -359,7 +419,7 @@ mod tests {
     fn http_from_config_must_be_granted() {
         let m = manifest("[capabilities]\nhttp = [\"config:url\"]");
         let config = cfg(&[("url", "http://127.0.0.1:8000/repo")]);
-        let e = Grants::default().resolve(&m, &config).unwrap_err();
+        let e = Grants::default().resolve(&m, &config, "").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Denied);
         assert!(
             e.to_string()
@@ -370,10 +430,10 @@ mod tests {
             http: vec!["127.0.0.1:8000".into()],
             ..Grants::default()
         };
-        let caps = grants.resolve(&m, &config).unwrap();
+        let caps = grants.resolve(&m, &config, "").unwrap();
         assert_eq!(caps.http, ["127.0.0.1:8000"]);
         assert_eq!(caps.limits, Limits::default());
-        let e = grants.resolve(&m, &[]).unwrap_err().to_string();
+        let e = grants.resolve(&m, &[], "").unwrap_err().to_string();
         assert!(e.contains("needs the setting `url`"), "{e}");
     }
 
@@ -394,7 +454,7 @@ mod tests {
         };
         let inside = root.join("new/repo");
         let caps = grants
-            .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]))
+            .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]), "")
             .unwrap();
         assert!(
             inside.is_dir(),
@@ -403,14 +463,16 @@ mod tests {
         assert_eq!(caps.dirs[0].1, "/repo");
 
         let escape = format!("{}/../elsewhere", root.display());
-        let e = grants.resolve(&m, &cfg(&[("path", &escape)])).unwrap_err();
+        let e = grants
+            .resolve(&m, &cfg(&[("path", &escape)]), "")
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Denied);
         assert!(!tmp.path().join("elsewhere").exists());
 
         std::os::unix::fs::symlink(tmp.path(), root.join("link")).unwrap();
         let via_link = format!("{}/link", root.display());
         let e = grants
-            .resolve(&m, &cfg(&[("path", &via_link)]))
+            .resolve(&m, &cfg(&[("path", &via_link)]), "")
             .unwrap_err();
         assert!(e.to_string().contains("outside its grants"), "{e}");
 
@@ -422,7 +484,7 @@ mod tests {
             ..Grants::default()
         };
         let e = read_only
-            .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]))
+            .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]), "")
             .unwrap_err();
         assert!(e.to_string().contains("read-write access"), "{e}");
     }
@@ -430,7 +492,7 @@ mod tests {
     #[test]
     fn limits_are_capped_by_grants() {
         let m = manifest("[limits]\nmemory-mib = 512");
-        let e = Grants::default().resolve(&m, &[]).unwrap_err();
+        let e = Grants::default().resolve(&m, &[], "").unwrap_err();
         assert!(
             e.to_string()
                 .contains("memory-mib = 512, more than the 256 granted"),
@@ -440,6 +502,74 @@ mod tests {
             memory_mib: Some(1024),
             ..Grants::default()
         };
-        assert_eq!(grants.resolve(&m, &[]).unwrap().limits.memory, 512 << 20);
+        assert_eq!(
+            grants.resolve(&m, &[], "").unwrap().limits.memory,
+            512 << 20
+        );
+    }
+
+    #[test]
+    fn optional_dirs_are_left_out_and_host_root_prefixes_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = tmp.path().join("node");
+        std::fs::create_dir_all(node.join("var/lib/kubelet")).unwrap();
+        std::fs::create_dir_all(node.join("var/log/pods")).unwrap();
+        let m = Manifest::parse(
+            r#"
+            name = "k"
+            version = "1"
+            world = "cairn:plugin/volume-discovery@0.1.0"
+            [[config]]
+            key = "root"
+            [[capabilities.dirs]]
+            mount = "/var/lib/kubelet"
+            path = "${host-root}/var/lib/kubelet"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/var/snap/microk8s"
+            path = "${host-root}/var/snap/microk8s"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/kubelet-root"
+            path = "${host-root}${root}"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/var/log/pods"
+            path = "${host-root}/var/log/pods"
+            optional = true
+            "#,
+        )
+        .unwrap();
+        let host_root = node.to_str().unwrap();
+        // Nothing granted: every optional directory is left out, nothing is refused.
+        let caps = Grants::default().resolve(&m, &[], host_root).unwrap();
+        assert!(caps.dirs.is_empty());
+        let grants = Grants {
+            dirs: vec![DirGrant {
+                path: node.join("var/lib"),
+                access: Access::ReadOnly,
+            }],
+            ..Grants::default()
+        };
+        let caps = grants.resolve(&m, &[], &format!("{host_root}/")).unwrap();
+        let mounts: Vec<&str> = caps.dirs.iter().map(|d| d.1.as_str()).collect();
+        assert_eq!(
+            mounts,
+            ["/var/lib/kubelet"],
+            "missing, unset and ungranted are left out"
+        );
+        assert_eq!(
+            caps.dirs[0].0,
+            node.join("var/lib/kubelet").canonicalize().unwrap()
+        );
+
+        // The same request, not optional, is refused when not granted.
+        let mut strict = m.clone();
+        for d in &mut strict.capabilities.dirs {
+            d.optional = false;
+        }
+        let e = grants.resolve(&strict, &[], host_root).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Denied);
+        assert!(e.to_string().contains("var/snap/microk8s"), "{e}");
     }
 }

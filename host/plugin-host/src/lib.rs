@@ -12,6 +12,7 @@
 
 mod bindings;
 pub mod catalog;
+pub mod discovery;
 pub mod grants;
 pub mod manifest;
 mod runtime;
@@ -20,6 +21,7 @@ pub mod storage;
 pub mod world;
 
 pub use catalog::{Installed, PluginStore};
+pub use discovery::{Target, VolumeKind, discover};
 pub use grants::{Capabilities, DirGrant, Grants, Limits};
 pub use manifest::{Access, Manifest};
 pub use runtime::{Plugin, Runtime, digest};

@@ -16,6 +16,10 @@
 //! mount = "/repo"            # where the plugin sees it
 //! path = "config:path"       # an absolute host path, or a setting that holds one
 //! access = "read-write"      # or "read-only" (the default)
+//! [[capabilities.dirs]]
+//! mount = "/var/lib/kubelet"
+//! path = "${host-root}/var/lib/kubelet"   # `${host-root}` and `${SETTING}` are replaced
+//! optional = true            # skipped (not refused) when missing, not granted, or unset
 //!
 //! [limits]                   # what it needs per instance and per call
 //! memory-mib = 128
@@ -93,10 +97,63 @@ pub struct DirRequest {
     /// Where the plugin sees it (an absolute guest path such as `/repo`).
     pub mount: String,
     /// The host directory: an absolute path, or `config:KEY` for the path in setting `KEY`.
+    /// `${host-root}` is replaced by the prefix under which the node's file system is seen
+    /// (`--host-root`, empty by default) and `${KEY}` by setting `KEY`.
     pub path: String,
     /// How it may be used.
     #[serde(default)]
     pub access: Access,
+    /// When true, a directory that does not exist, is not granted, or names an unset setting
+    /// is left out instead of stopping the plugin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// The variable `${host-root}` in directory paths.
+pub const HOST_ROOT: &str = "host-root";
+
+/// The names of the `${NAME}` variables in `path`.
+///
+/// # Errors
+/// When a `${` is not closed or a name is empty.
+pub(crate) fn variables(path: &str) -> Result<Vec<&str>> {
+    let mut names = Vec::new();
+    let mut rest = path;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            Error::invalid(format!("`{path}` has a `${{` without its closing `}}`"))
+        })?;
+        if end == 0 {
+            return Err(Error::invalid(format!("`{path}` has an empty `${{}}`")));
+        }
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    Ok(names)
+}
+
+/// `path` with every `${NAME}` replaced by `value(NAME)`; `None` when a value is missing.
+pub(crate) fn interpolate<'a>(
+    path: &str,
+    value: impl Fn(&str) -> Option<&'a str>,
+) -> Result<Option<String>> {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            Error::invalid(format!("`{path}` has a `${{` without its closing `}}`"))
+        })?;
+        match value(&after[..end]) {
+            Some(v) => out.push_str(v),
+            None => return Ok(None),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
 }
 
 /// How a directory may be used.
@@ -195,12 +252,19 @@ impl Manifest {
                     dir.mount
                 ));
             }
+            let names = variables(&dir.path).map_err(|e| e.context("invalid plugin manifest"))?;
+            for name in &names {
+                if *name != HOST_ROOT {
+                    self.check_declared(name, "capabilities.dirs")?;
+                }
+            }
             match config_ref(&dir.path) {
                 Some(key) => self.check_declared(key, "capabilities.dirs")?,
-                None if Path::new(&dir.path).is_absolute() => {}
+                None if dir.path.starts_with('/') || dir.path.starts_with("${") => {}
                 None => {
                     return bad(format!(
-                        "directory path `{}` must be absolute or `config:KEY`",
+                        "directory path `{}` must be absolute, start with `${{host-root}}` or \
+                         `${{KEY}}`, or be `config:KEY`",
                         dir.path
                     ));
                 }
@@ -325,11 +389,40 @@ mod tests {
             (REST.replace("config:url", "config:nope"), "`nope`"),
             (REST.replace("\"/repo\"", "\"repo\""), "mount `repo`"),
             (REST.replace("\"/srv/x\"", "\"srv\""), "path `srv`"),
+            (REST.replace("\"/srv/x\"", "\"${nope}/x\""), "`nope`"),
+            (REST.replace("\"/srv/x\"", "\"${url/x\""), "closing"),
             (REST.replace("127.0.0.1:9000", "no port"), "no port"),
             (format!("{REST}\nsurprise = 1"), "surprise"),
         ] {
             let e = Manifest::parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod interpolation {
+    use super::*;
+
+    #[test]
+    fn replaces_variables_and_reports_missing_ones() {
+        let value = |name: &str| match name {
+            "host-root" => Some("/host"),
+            "root" => Some("/srv/kubelet"),
+            _ => None,
+        };
+        assert_eq!(
+            interpolate("${host-root}/var/lib/kubelet", value).unwrap(),
+            Some("/host/var/lib/kubelet".to_owned())
+        );
+        assert_eq!(
+            interpolate("${host-root}${root}", value).unwrap(),
+            Some("/host/srv/kubelet".to_owned())
+        );
+        assert_eq!(interpolate("${host-root}${unset}", value).unwrap(), None);
+        assert_eq!(
+            variables("${host-root}/a/${b}").unwrap(),
+            ["host-root", "b"]
+        );
     }
 }

@@ -190,16 +190,20 @@ impl PluginBackend {
     }
 
     fn error(&self, what: &str, e: WitError) -> Error {
-        let plugin = &self.name;
-        let (kind, msg) = match e {
-            WitError::NotFound(m) => (ErrorKind::NotFound, m),
-            WitError::AlreadyExists(m) => (ErrorKind::AlreadyExists, m),
-            WitError::Denied(m) => (ErrorKind::Denied, m),
-            WitError::InvalidConfig(m) => (ErrorKind::InvalidInput, m),
-            WitError::Unavailable(m) | WitError::Other(m) => (ErrorKind::Backend, m),
-        };
-        Error::new(kind, format!("plugin `{plugin}` {what}: {msg}"))
+        plugin_error(&self.name, what, e)
     }
+}
+
+/// A plugin's error as the engine's, naming the plugin and what it was doing.
+pub(crate) fn plugin_error(plugin: &str, what: &str, e: WitError) -> Error {
+    let (kind, msg) = match e {
+        WitError::NotFound(m) => (ErrorKind::NotFound, m),
+        WitError::AlreadyExists(m) => (ErrorKind::AlreadyExists, m),
+        WitError::Denied(m) => (ErrorKind::Denied, m),
+        WitError::InvalidConfig(m) => (ErrorKind::InvalidInput, m),
+        WitError::Unavailable(m) | WitError::Other(m) => (ErrorKind::Backend, m),
+    };
+    Error::new(kind, format!("plugin `{plugin}` {what}: {msg}"))
 }
 
 impl Backend for PluginBackend {

@@ -17,6 +17,8 @@ pub struct SnapshotFilter {
     pub paths: Vec<String>,
     /// Any of these apps.
     pub apps: Vec<String>,
+    /// Any of these volume identities.
+    pub volumes: Vec<String>,
 }
 
 impl SnapshotFilter {
@@ -26,6 +28,11 @@ impl SnapshotFilter {
             && self.tags.iter().all(|t| snap.tags.contains(t))
             && self.paths.iter().all(|p| snap.paths.contains(p))
             && (self.apps.is_empty() || snap.app.as_ref().is_some_and(|a| self.apps.contains(a)))
+            && (self.volumes.is_empty()
+                || snap
+                    .volume
+                    .as_ref()
+                    .is_some_and(|v| self.volumes.contains(v)))
     }
 }
 

@@ -4,8 +4,9 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use cairn_repo::ops::backup::{BackupOptions, BackupSource, ParentChoice, backup};
-use cairn_repo::{Compression, Error, FileType};
+use cairn_plugin_host::Target;
+use cairn_repo::ops::backup::{BackupOptions, BackupOutcome, BackupSource, ParentChoice, backup};
+use cairn_repo::{Compression, Error, ErrorKind, FileType, IndexedRepository};
 
 use crate::Outcome;
 use crate::args::{BackupArgs, CompressionArg};
@@ -66,6 +67,9 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
         );
     }
 
+    if !args.volume.is_empty() || args.all_discovered {
+        return volumes(ctx, &repo, &args, opts);
+    }
     let source = if args.stdin_from_command {
         let (prog, rest) = args
             .command
@@ -113,12 +117,37 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
     let result = backup(&repo, source, &opts, &progress, &ctx.cancel);
     progress.finish();
     let outcome = result?;
+    report(ctx, &outcome, args.dry_run, None)?;
+    if outcome
+        .snapshot
+        .summary
+        .as_ref()
+        .is_some_and(|s| s.errors > 0)
+    {
+        tracing::warn!(
+            "{} entries could not be read; the snapshot is incomplete",
+            outcome.snapshot.summary.as_ref().map_or(0, |s| s.errors)
+        );
+        return Ok(Outcome::Incomplete);
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Prints what one backup did: a summary line (JSON) or a few lines of text.
+fn report(
+    ctx: &Ctx,
+    outcome: &BackupOutcome,
+    dry_run: bool,
+    volume: Option<&Target>,
+) -> Result<()> {
     let s = outcome.snapshot.summary.clone().unwrap_or_default();
     if ctx.global.json {
         output::json(&serde_json::json!({
             "message_type": "summary",
             "snapshot_id": outcome.id,
-            "dry_run": args.dry_run,
+            "dry_run": dry_run,
+            "volume": volume.map(|t| &t.identity),
+            "app": outcome.snapshot.app,
             "parent": outcome.snapshot.parent,
             "files_new": s.files_new,
             "files_changed": s.files_changed,
@@ -164,12 +193,83 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
             None => output::line("dry run: nothing was saved")?,
         }
     }
-    if s.errors > 0 {
-        tracing::warn!(
-            "{} entries could not be read; the snapshot is incomplete",
-            s.errors
-        );
-        return Ok(Outcome::Incomplete);
+    Ok(())
+}
+
+/// Backs up discovered volumes, one snapshot each: `--volume IDENTITY` or `--all-discovered`.
+/// A volume that fails does not stop the others; the command fails at the end naming them.
+fn volumes(
+    ctx: &Ctx,
+    repo: &IndexedRepository,
+    args: &BackupArgs,
+    opts: BackupOptions,
+) -> Result<Outcome> {
+    let file = ctx.config_file()?;
+    let found = ctx.discover(&file, &args.discovery)?;
+    let mut chosen: Vec<&Target> = Vec::new();
+    for identity in &args.volume {
+        match found.iter().find(|t| t.identity == *identity) {
+            Some(t) => chosen.push(t),
+            None => bail!(
+                "no volume `{identity}` was discovered on this node; `cairn discover` lists \
+                 what is"
+            ),
+        }
     }
-    Ok(Outcome::Ok)
+    if args.all_discovered {
+        chosen = found.iter().collect();
+    }
+    let mut failed = Vec::new();
+    let mut incomplete = false;
+    for target in chosen {
+        if !target.kind.has_files() {
+            tracing::warn!(
+                "{} is a block volume: it is not backed up as files",
+                target.identity
+            );
+            continue;
+        }
+        let mut opts = opts.clone();
+        opts.app = Some(target.app.clone());
+        opts.volume = Some(target.identity.clone());
+        if !ctx.global.quiet {
+            tracing::info!(
+                "backing up {} from {}",
+                target.identity,
+                target.path.display()
+            );
+        }
+        let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
+        let result = backup(
+            repo,
+            BackupSource::Volume(target.path.clone()),
+            &opts,
+            &progress,
+            &ctx.cancel,
+        );
+        progress.finish();
+        match result {
+            Ok(outcome) => {
+                report(ctx, &outcome, args.dry_run, Some(target))?;
+                incomplete |= outcome
+                    .snapshot
+                    .summary
+                    .as_ref()
+                    .is_some_and(|s| s.errors > 0);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e.into()),
+            Err(e) => {
+                tracing::error!("{}: {e}", target.identity);
+                failed.push(target.identity.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("the backup of {} failed", failed.join(", "));
+    }
+    Ok(if incomplete {
+        Outcome::Incomplete
+    } else {
+        Outcome::Ok
+    })
 }

@@ -14,6 +14,9 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
         Some((s, p)) => (s, p.to_owned()),
         None => (args.snapshot.as_str(), String::new()),
     };
+    if let Some(m) = &args.marker {
+        crate::marker::check(m)?;
+    }
     let repo = ctx.open()?;
     let _lock = ctx.lock(&repo, false)?;
     let (id, snap) = super::find(&repo, spec, &args.filter)?;
@@ -63,10 +66,18 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     }
     if s.warnings > 0 {
         tracing::warn!(
-            "{} problems while restoring (see the warnings above)",
-            s.warnings
+            "{} problems while restoring (see the warnings above){}",
+            s.warnings,
+            if args.marker.is_some() {
+                "; no marker was written"
+            } else {
+                ""
+            }
         );
         return Ok(Outcome::Incomplete);
+    }
+    if let Some(m) = &args.marker {
+        crate::marker::write(&args.target, m, &id.to_string())?;
     }
     Ok(Outcome::Ok)
 }

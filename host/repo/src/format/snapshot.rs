@@ -27,6 +27,11 @@ pub struct Snapshot {
     /// Stable app identity (`namespace/app/volume`), when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// For a discovered volume: its stable identity (`k8s/<namespace>/<pvc>`). The snapshot's
+    /// tree is then the volume's contents, and its chain follows the identity across hosts
+    /// and paths (a pod recreated elsewhere continues it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
     /// The snapshot this one was compared against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Id>,
@@ -87,8 +92,23 @@ pub struct Summary {
 impl Eq for Summary {}
 
 impl Snapshot {
-    /// The snapshot's paths as the key parent selection and grouping use.
-    pub fn same_source(&self, hostname: &str, paths: &[String], app: Option<&str>) -> bool {
-        self.hostname == hostname && self.paths == paths && self.app.as_deref() == app
+    /// Whether this snapshot is of the same source, the key of parent selection: the same
+    /// volume identity for a volume, else the same host, paths and app.
+    pub fn same_source(
+        &self,
+        hostname: &str,
+        paths: &[String],
+        app: Option<&str>,
+        volume: Option<&str>,
+    ) -> bool {
+        match volume {
+            Some(v) => self.volume.as_deref() == Some(v),
+            None => {
+                self.volume.is_none()
+                    && self.hostname == hostname
+                    && self.paths == paths
+                    && self.app.as_deref() == app
+            }
+        }
     }
 }

@@ -59,6 +59,8 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     /// App identity.
     pub app: Option<String>,
+    /// The volume identity, for [`BackupSource::Volume`].
+    pub volume: Option<String>,
     /// Exclude globs: with a `/`, matched against the absolute path; without, against the name.
     pub excludes: Vec<String>,
     /// Do not cross into other filesystems (mount points are kept as empty directories).
@@ -90,6 +92,11 @@ impl BackupOptions {
 pub enum BackupSource {
     /// Files and directories (absolute or relative to the working directory).
     Paths(Vec<PathBuf>),
+    /// The contents of one volume's directory: the snapshot's tree is the directory itself,
+    /// so a restore puts its files straight into the target. Set
+    /// [`BackupOptions::volume`] to the volume's identity: the parent is found by it, wherever
+    /// the directory is now.
+    Volume(PathBuf),
     /// One stream stored as a file named `filename`. `finish` runs after the stream ends and
     /// may fail the backup (e.g. the producing command exited non-zero): then no snapshot is saved.
     Stream {
@@ -510,11 +517,14 @@ fn find_parent(
     Ok(match &opts.parent {
         ParentChoice::None => None,
         ParentChoice::Snapshot(id) => Some((*id, repo.load_file(FileType::Snapshot, id)?)),
-        ParentChoice::Latest => repo
-            .snapshots()?
-            .into_iter()
-            .rev()
-            .find(|(_, s)| s.same_source(&opts.actor.hostname, paths, opts.app.as_deref())),
+        ParentChoice::Latest => repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+            s.same_source(
+                &opts.actor.hostname,
+                paths,
+                opts.app.as_deref(),
+                opts.volume.as_deref(),
+            )
+        }),
     })
 }
 
@@ -633,6 +643,26 @@ fn run_backup(
             });
             (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
         }
+        BackupSource::Volume(dir) => {
+            let dir = clean_absolute(&dir)?;
+            let meta = std::fs::symlink_metadata(&dir)
+                .map_err(|e| Error::io(format!("cannot read volume {}", dir.display()), e))?;
+            if !meta.is_dir() {
+                return Err(Error::invalid(format!(
+                    "volume {} is not a directory",
+                    dir.display()
+                )));
+            }
+            if opts.volume.is_none() {
+                return Err(Error::invalid(
+                    "a volume backup needs the volume's identity",
+                ));
+            }
+            let shown = vec![dir.to_string_lossy().into_owned()];
+            let parent = find_parent(repo, opts, &shown)?;
+            let result = run.save_dir(&dir, meta.dev(), parent.as_ref().map(|p| p.1.tree));
+            (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
+        }
         BackupSource::Stream {
             filename,
             reader,
@@ -691,6 +721,7 @@ fn run_backup(
         paths,
         tags,
         app: opts.app.clone(),
+        volume: opts.volume.clone(),
         parent,
         tree,
         excludes: opts.excludes.clone(),

@@ -247,6 +247,10 @@ pub struct GroupKey {
     /// Tags, when grouped by tags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// The volume identity: snapshots of a discovered volume form one group per identity
+    /// (in place of host and paths, which change when a pod moves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
 }
 
 /// A snapshot kept, and why.
@@ -272,11 +276,13 @@ pub struct GroupDecision {
 }
 
 fn key_of(s: &Snapshot, g: GroupBy) -> GroupKey {
+    let located = s.volume.is_none();
     GroupKey {
-        hostname: g.host.then(|| s.hostname.clone()),
-        paths: g.paths.then(|| s.paths.clone()),
+        hostname: (g.host && located).then(|| s.hostname.clone()),
+        paths: (g.paths && located).then(|| s.paths.clone()),
         app: g.app.then(|| s.app.clone()),
         tags: g.tags.then(|| s.tags.clone()),
+        volume: s.volume.clone(),
     }
 }
 

@@ -14,6 +14,7 @@ fn snap(time: &str, host: &str, tags: &[&str]) -> (Id, Snapshot) {
         paths: vec!["/data".into()],
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         app: None,
+        volume: None,
         parent: None,
         tree: Id::default(),
         excludes: Vec::new(),

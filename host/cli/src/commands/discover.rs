@@ -1,0 +1,57 @@
+//! `cairn discover`
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::Outcome;
+use crate::args::DiscoverArgs;
+use crate::discovery::Apps;
+use crate::output;
+use crate::settings::Ctx;
+
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    target: &'a cairn_plugin_host::Target,
+    /// The configured apps that cover it.
+    apps: Vec<&'a str>,
+}
+
+pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
+    let file = ctx.config_file()?;
+    let apps = Apps::new(&file)?;
+    let targets = ctx.discover(&file, &args.source)?;
+    let shown: Vec<Shown> = targets
+        .iter()
+        .map(|t| Shown {
+            target: t,
+            apps: apps.covering(t),
+        })
+        .filter(|s| !args.unprotected || s.apps.is_empty())
+        .collect();
+    if ctx.global.json {
+        output::json(&shown)?;
+        return Ok(Outcome::Ok);
+    }
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|s| {
+            vec![
+                s.target.identity.clone(),
+                s.target.app.clone(),
+                s.target.kind.name().to_owned(),
+                s.target.path.display().to_string(),
+            ]
+        })
+        .collect();
+    output::table(&["IDENTITY", "APP", "KIND", "PATH"], &rows)?;
+    if !ctx.global.quiet {
+        let what = if args.unprotected {
+            "unprotected volumes"
+        } else {
+            "volumes"
+        };
+        tracing::info!("{} {what}", shown.len());
+    }
+    Ok(Outcome::Ok)
+}
