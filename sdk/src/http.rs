@@ -8,7 +8,7 @@ use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
-use wasip2::io::streams::StreamError;
+use wasip2::io::streams::{InputStream, StreamError};
 
 use crate::{Error, Result};
 
@@ -108,6 +108,88 @@ impl std::fmt::Display for Url {
 /// failures and timeouts, [`Error::Other`] for protocol errors. HTTP error statuses are not
 /// errors here: look at [`Response::status`].
 pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> Result<Response> {
+    let mut streamed = open(method, url, headers, body)?;
+    let mut all = Vec::new();
+    while let Some(chunk) = streamed.body.next_chunk()? {
+        all.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status: streamed.status,
+        headers: std::mem::take(&mut streamed.headers),
+        body: all,
+    })
+}
+
+/// A response whose body is read chunk by chunk (for bodies too large to hold).
+pub struct Streamed {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: BodyReader,
+}
+
+/// The body of a [`Streamed`] response.
+pub struct BodyReader {
+    url: String,
+    // Declared before `body`: a stream must go before the body it belongs to.
+    stream: Option<InputStream>,
+    body: Option<IncomingBody>,
+    expected: Option<u64>,
+    read: u64,
+}
+
+impl BodyReader {
+    /// The next chunk (up to a mebibyte), `None` at the end of the body.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the connection fails or ends before the `content-length`
+    /// the server announced: a truncated body is never taken for a whole one.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(stream) = &self.stream else {
+            return Ok(None);
+        };
+        match stream.blocking_read(1 << 20) {
+            Ok(chunk) => {
+                self.read += chunk.len() as u64;
+                Ok(Some(chunk))
+            }
+            Err(StreamError::Closed) => {
+                self.stream = None;
+                if let Some(body) = self.body.take() {
+                    IncomingBody::finish(body);
+                }
+                match self.expected {
+                    Some(n) if n != self.read => Err(Error::Unavailable(format!(
+                        "{} ended the body after {} of {n} bytes",
+                        self.url, self.read
+                    ))),
+                    _ => Ok(None),
+                }
+            }
+            Err(StreamError::LastOperationFailed(e)) => Err(Error::Unavailable(format!(
+                "reading the body from {} failed after {} bytes: {}",
+                self.url,
+                self.read,
+                e.to_debug_string()
+            ))),
+        }
+    }
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        drop(self.stream.take());
+        drop(self.body.take());
+    }
+}
+
+/// Sends one request and returns the response with its body still to read.
+///
+/// # Errors
+/// As [`send`].
+pub fn open(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> Result<Streamed> {
     let fields = Fields::new();
     let has_body = !body.is_empty() || !matches!(method, "GET" | "HEAD" | "DELETE");
     if has_body {
@@ -169,15 +251,29 @@ pub fn send(method: &str, url: &Url, headers: &[(&str, &[u8])], body: &[u8]) -> 
         return Err(e);
     }
     let headers = response.headers().entries();
+    // A HEAD answer (and 204, 304) announces a length it does not send.
+    let bodiless = matches!(method, Method::Head) || status == 204 || status == 304;
+    let expected = headers
+        .iter()
+        .filter(|_| !bodiless)
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok());
     let incoming = response
         .consume()
         .map_err(|()| Error::Other(format!("cannot read the body from {url}")))?;
-    let body = read_body(&incoming, url)?;
-    IncomingBody::finish(incoming);
-    Ok(Response {
+    let stream = incoming
+        .stream()
+        .map_err(|()| Error::Other(format!("cannot read the body from {url}")))?;
+    Ok(Streamed {
         status,
         headers,
-        body,
+        body: BodyReader {
+            url: url.to_string(),
+            stream: Some(stream),
+            body: Some(incoming),
+            expected,
+            read: 0,
+        },
     })
 }
 
@@ -204,20 +300,6 @@ fn write_body(outgoing: OutgoingBody, mut body: &[u8], url: &Url) -> Result<()> 
         }
     }
     OutgoingBody::finish(outgoing, None).map_err(|e| failure(url, &e))
-}
-
-fn read_body(incoming: &IncomingBody, url: &Url) -> Result<Vec<u8>> {
-    let stream = incoming
-        .stream()
-        .map_err(|()| Error::Other(format!("cannot read the body from {url}")))?;
-    let mut body = Vec::new();
-    loop {
-        match stream.blocking_read(1 << 20) {
-            Ok(chunk) => body.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => return Ok(body),
-            Err(e) => return Err(stream_error(url, e)),
-        }
-    }
 }
 
 fn stream_error(url: &Url, e: StreamError) -> Error {

@@ -72,12 +72,15 @@
 //! `plugin.toml` next to it and `cairn plugin install` it: docs/PLUGINS.md walks through it.
 //!
 //! Features: `storage` (default) for the storage-backend world, `discovery` for the
-//! volume-discovery world ([`discovery`]), `http` for [`http`], a small blocking client over
-//! `wasi:http` that reaches only the authorities the operator granted.
+//! volume-discovery world ([`discovery`]), `hook` for the hook world ([`hook`]), `http` for
+//! [`http`], a small blocking client over `wasi:http` that reaches only the authorities the
+//! operator granted.
 
 mod config;
 #[cfg(feature = "discovery")]
 pub mod discovery;
+#[cfg(feature = "hook")]
+pub mod hook;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod log;

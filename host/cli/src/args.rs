@@ -269,9 +269,17 @@ pub struct BackupArgs {
     /// snapshot, and its app and identity are recorded.
     #[arg(long, value_name = "IDENTITY", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "app"])]
     pub volume: Vec<String>,
-    /// Back up every discovered volume (block devices are skipped).
+    /// Back up every discovered volume (block devices are skipped); a volume an app covers is
+    /// backed up in that app's run (its hooks, its repository).
     #[arg(long, conflicts_with_all = ["paths", "stdin", "stdin_from_command", "app", "volume"])]
     pub all_discovered: bool,
+    /// Back up this configured app (repeatable): its hooks run around the backup of its
+    /// discovered volumes, into its repository.
+    #[arg(long, value_name = "APP", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "app", "volume", "all_discovered"])]
+    pub for_app: Vec<String>,
+    /// Back up every configured app.
+    #[arg(long, conflicts_with_all = ["paths", "stdin", "stdin_from_command", "app", "volume", "all_discovered", "for_app"])]
+    pub all_apps: bool,
     #[command(flatten)]
     pub discovery: DiscoverySource,
     /// App identity to record, e.g. `namespace/app/volume`.
@@ -286,8 +294,9 @@ pub struct BackupArgs {
     /// Do not cross filesystem boundaries.
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
-    /// Compare against this snapshot (default: latest with the same host, paths and app).
-    #[arg(long, value_name = "SNAPSHOT")]
+    /// Compare against this snapshot (default: latest with the same host, paths and app; for
+    /// a volume, the latest of its identity).
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["volume", "all_discovered", "for_app", "all_apps"])]
     pub parent: Option<String>,
     /// Read every file, ignoring any parent snapshot.
     #[arg(long, conflicts_with = "parent")]
@@ -437,6 +446,9 @@ pub struct RestoreArgs {
     /// waits for it).
     #[arg(long, value_name = "ID")]
     pub marker: Option<String>,
+    /// Run this configured app's pre-restore and post-restore hooks around the restore.
+    #[arg(long, value_name = "APP")]
+    pub for_app: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -1,11 +1,9 @@
-//! Discovery in the CLI: the configured discovery plugin instances run over this node, and
-//! the apps of the configuration file that cover what they find.
+//! Discovery in the CLI: the configured discovery plugin instances, run over this node.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use cairn_plugin_host::{Target, World, discover};
-use globset::{GlobBuilder, GlobMatcher};
 
 use crate::args::DiscoverySource;
 use crate::plugins::ConfigFile;
@@ -73,50 +71,5 @@ impl Ctx {
             );
         }
         Ok(found.into_values().collect())
-    }
-}
-
-/// The configured apps, each with its volume selectors compiled.
-pub struct Apps {
-    apps: Vec<(String, Vec<GlobMatcher>)>,
-}
-
-impl Apps {
-    /// The apps of `file`.
-    ///
-    /// # Errors
-    /// When a selector is not a valid glob (the message names the app).
-    pub fn new(file: &ConfigFile) -> Result<Apps> {
-        let mut apps = Vec::new();
-        for (name, app) in &file.apps {
-            let globs = app
-                .volumes
-                .iter()
-                .map(|g| {
-                    GlobBuilder::new(g)
-                        .literal_separator(true)
-                        .build()
-                        .map(|g| g.compile_matcher())
-                        .map_err(|e| anyhow!("app `{name}`: volume selector `{g}` is invalid: {e}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            apps.push((name.clone(), globs));
-        }
-        Ok(Apps { apps })
-    }
-
-    /// The apps that cover `target`.
-    pub fn covering(&self, target: &Target) -> Vec<&str> {
-        self.apps
-            .iter()
-            .filter(|(name, globs)| {
-                if globs.is_empty() {
-                    *name == target.app
-                } else {
-                    globs.iter().any(|g| g.is_match(&target.identity))
-                }
-            })
-            .map(|(name, _)| name.as_str())
-            .collect()
     }
 }

@@ -2,6 +2,7 @@
 //! the outcome to restic's exit codes (0 ok, 1 fatal, 3 incomplete snapshot, 10 no repository,
 //! 11 locked, 12 wrong password, 130 interrupted).
 
+mod apps;
 mod args;
 mod commands;
 mod discovery;
@@ -11,6 +12,7 @@ mod output;
 mod plugins;
 mod progress;
 mod settings;
+mod sinks;
 
 use std::process::ExitCode;
 use std::sync::Arc;

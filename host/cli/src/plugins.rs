@@ -31,6 +31,7 @@ use cairn_plugin_host::{
 };
 use serde::Deserialize;
 
+use crate::apps::App;
 use crate::env_vars::EnvVars;
 use crate::settings::{Ctx, xdg_dir};
 
@@ -41,19 +42,9 @@ pub struct ConfigFile {
     /// Plugin instances by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, Instance>,
-    /// Apps by name.
+    /// Apps by name (`crate::apps`).
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
-}
-
-/// An app: the discovered volumes it covers.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct App {
-    /// Globs over volume identities (`*` stays within one `/` part, `**` crosses them);
-    /// empty: the volumes discovery assigns to the app's name.
-    #[serde(default)]
-    pub volumes: Vec<String>,
 }
 
 /// One plugin instance: which plugin, its settings, its grants.
@@ -176,12 +167,31 @@ impl Ctx {
     ) -> Result<Ready> {
         let instance = file.plugins.get(name);
         let plugin_name = instance.and_then(|i| i.plugin.as_deref()).unwrap_or(name);
+        let empty = Instance::default();
+        let instance = instance.unwrap_or(&empty);
+        self.prepare(
+            runtime,
+            plugin_name,
+            &instance.config,
+            &instance.grant,
+            options,
+        )
+    }
+
+    /// Installed plugin `plugin_name` with settings `settings` (then `-o` when `options`)
+    /// and `grants`, ready to run.
+    pub fn prepare(
+        &self,
+        runtime: &Runtime,
+        plugin_name: &str,
+        settings: &BTreeMap<String, toml::Value>,
+        grants: &Grants,
+        options: bool,
+    ) -> Result<Ready> {
         let plugin = self.plugin_store()?.load(runtime, plugin_name)?;
         let mut config = Vec::new();
-        if let Some(i) = instance {
-            for (k, v) in &i.config {
-                config.push((k.clone(), setting_value(k, v)?));
-            }
+        for (k, v) in settings {
+            config.push((k.clone(), setting_value(k, v)?));
         }
         if options {
             for (k, v) in self.options()? {
@@ -192,7 +202,6 @@ impl Ctx {
         plugin
             .manifest
             .check_config(config.iter().map(|(k, _)| k.as_str()))?;
-        let grants = instance.map(|i| i.grant.clone()).unwrap_or_default();
         let host_root = self.global.host_root.as_deref().unwrap_or("");
         let caps = grants.resolve(&plugin.manifest, &config, host_root)?;
         Ok(Ready {

@@ -132,7 +132,9 @@ pub(crate) struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: AllowList,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    /// Where a hook's sink files go (none: `sink.open` is denied).
+    pub(crate) sinks: Option<Arc<dyn crate::hooks::Sinks>>,
     pub(crate) memory: MemoryCap,
     output: MemoryOutputPipe,
     /// Epoch ticks spent in guest code during the current call, and the budget.
@@ -173,6 +175,7 @@ impl State {
                 plugin: plugin.clone(),
             },
             table: ResourceTable::new(),
+            sinks: None,
             memory: MemoryCap {
                 limit: caps.limits.memory,
                 used: 0,

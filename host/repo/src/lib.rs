@@ -30,7 +30,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::config::{ChunkerParams, Config};
 pub use format::keyfile::KdfParams;
 pub use format::pack::{BlobType, Compression};
-pub use format::snapshot::{Snapshot, Summary};
+pub use format::snapshot::{HookRun, Snapshot, Summary};
 pub use format::tree::{Name, Node, NodeKind, Tree};
 pub use id::Id;
 pub use indexed::IndexedRepository;

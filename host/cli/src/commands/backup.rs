@@ -4,15 +4,16 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use cairn_plugin_host::Target;
 use cairn_repo::ops::backup::{BackupOptions, BackupOutcome, BackupSource, ParentChoice, backup};
-use cairn_repo::{Compression, Error, ErrorKind, FileType, IndexedRepository};
+use cairn_repo::{Compression, Error, FileType};
 
 use crate::Outcome;
 use crate::args::{BackupArgs, CompressionArg};
 use crate::output;
 use crate::progress::{Mode, Progress};
 use crate::settings::Ctx;
+
+mod volumes;
 
 fn read_exclude_files(args: &BackupArgs) -> Result<Vec<String>> {
     let mut out = args.exclude.clone();
@@ -29,11 +30,8 @@ fn read_exclude_files(args: &BackupArgs) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
-    let excludes = read_exclude_files(&args)?;
-    let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false)?;
-    let repo = repo.to_indexed()?;
+/// The options every backup of this command shares (the parent is chosen per source).
+fn options(ctx: &Ctx, args: &BackupArgs) -> Result<BackupOptions> {
     let mut actor = ctx.actor();
     if let Some(h) = &args.host {
         actor.hostname = h.clone();
@@ -45,7 +43,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
     );
     opts.tags = args.tag.iter().filter(|t| !t.is_empty()).cloned().collect();
     opts.app = args.app.clone();
-    opts.excludes = excludes;
+    opts.excludes = read_exclude_files(args)?;
     opts.one_file_system = args.one_file_system;
     opts.dry_run = args.dry_run;
     opts.compression = match args.compression {
@@ -53,22 +51,31 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
         CompressionArg::Auto => Compression::Auto,
         CompressionArg::Max => Compression::Max,
     };
-    opts.parent = if args.force {
-        ParentChoice::None
-    } else if let Some(p) = &args.parent {
-        ParentChoice::Snapshot(repo.find_id(FileType::Snapshot, p)?)
-    } else {
-        ParentChoice::Latest
-    };
+    if args.force {
+        opts.parent = ParentChoice::None;
+    }
     if let Some(t) = &args.time {
         opts.time = Some(
             t.parse()
                 .map_err(|e| anyhow!("--time `{t}` is not an RFC 3339 time: {e}"))?,
         );
     }
+    Ok(opts)
+}
 
-    if !args.volume.is_empty() || args.all_discovered {
-        return volumes(ctx, &repo, &args, opts);
+pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
+    let mut opts = options(ctx, &args)?;
+    if !args.volume.is_empty() || args.all_discovered || !args.for_app.is_empty() || args.all_apps {
+        return volumes::run(ctx, &args, opts);
+    }
+    let repo = ctx.open()?;
+    let _lock = ctx.lock(&repo, false)?;
+    let repo = repo.to_indexed()?;
+    if !args.force {
+        opts.parent = match &args.parent {
+            Some(p) => ParentChoice::Snapshot(repo.find_id(FileType::Snapshot, p)?),
+            None => ParentChoice::Latest,
+        };
     }
     let source = if args.stdin_from_command {
         let (prog, rest) = args
@@ -134,11 +141,11 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
 }
 
 /// Prints what one backup did: a summary line (JSON) or a few lines of text.
-fn report(
+pub(super) fn report(
     ctx: &Ctx,
     outcome: &BackupOutcome,
     dry_run: bool,
-    volume: Option<&Target>,
+    volume: Option<&str>,
 ) -> Result<()> {
     let s = outcome.snapshot.summary.clone().unwrap_or_default();
     if ctx.global.json {
@@ -146,7 +153,7 @@ fn report(
             "message_type": "summary",
             "snapshot_id": outcome.id,
             "dry_run": dry_run,
-            "volume": volume.map(|t| &t.identity),
+            "volume": volume,
             "app": outcome.snapshot.app,
             "parent": outcome.snapshot.parent,
             "files_new": s.files_new,
@@ -194,82 +201,4 @@ fn report(
         }
     }
     Ok(())
-}
-
-/// Backs up discovered volumes, one snapshot each: `--volume IDENTITY` or `--all-discovered`.
-/// A volume that fails does not stop the others; the command fails at the end naming them.
-fn volumes(
-    ctx: &Ctx,
-    repo: &IndexedRepository,
-    args: &BackupArgs,
-    opts: BackupOptions,
-) -> Result<Outcome> {
-    let file = ctx.config_file()?;
-    let found = ctx.discover(&file, &args.discovery)?;
-    let mut chosen: Vec<&Target> = Vec::new();
-    for identity in &args.volume {
-        match found.iter().find(|t| t.identity == *identity) {
-            Some(t) => chosen.push(t),
-            None => bail!(
-                "no volume `{identity}` was discovered on this node; `cairn discover` lists \
-                 what is"
-            ),
-        }
-    }
-    if args.all_discovered {
-        chosen = found.iter().collect();
-    }
-    let mut failed = Vec::new();
-    let mut incomplete = false;
-    for target in chosen {
-        if !target.kind.has_files() {
-            tracing::warn!(
-                "{} is a block volume: it is not backed up as files",
-                target.identity
-            );
-            continue;
-        }
-        let mut opts = opts.clone();
-        opts.app = Some(target.app.clone());
-        opts.volume = Some(target.identity.clone());
-        if !ctx.global.quiet {
-            tracing::info!(
-                "backing up {} from {}",
-                target.identity,
-                target.path.display()
-            );
-        }
-        let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
-        let result = backup(
-            repo,
-            BackupSource::Volume(target.path.clone()),
-            &opts,
-            &progress,
-            &ctx.cancel,
-        );
-        progress.finish();
-        match result {
-            Ok(outcome) => {
-                report(ctx, &outcome, args.dry_run, Some(target))?;
-                incomplete |= outcome
-                    .snapshot
-                    .summary
-                    .as_ref()
-                    .is_some_and(|s| s.errors > 0);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e.into()),
-            Err(e) => {
-                tracing::error!("{}: {e}", target.identity);
-                failed.push(target.identity.clone());
-            }
-        }
-    }
-    if !failed.is_empty() {
-        bail!("the backup of {} failed", failed.join(", "));
-    }
-    Ok(if incomplete {
-        Outcome::Incomplete
-    } else {
-        Outcome::Ok
-    })
 }

@@ -4,8 +4,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::Outcome;
+use crate::apps::Apps;
 use crate::args::DiscoverArgs;
-use crate::discovery::Apps;
 use crate::output;
 use crate::settings::Ctx;
 

@@ -1,11 +1,15 @@
 //! `cairn restore`
 
-use anyhow::Result;
+use anyhow::{Result, anyhow, bail};
+use cairn_plugin_host::Phase;
+use cairn_repo::HookRun;
 use cairn_repo::ops::restore::{Overwrite, RestoreOptions, restore};
 
 use crate::Outcome;
+use crate::apps::AppHooks;
 use crate::args::{OverwriteArg, RestoreArgs};
 use crate::output;
+use crate::plugins::ConfigFile;
 use crate::progress::{Mode, Progress};
 use crate::settings::Ctx;
 
@@ -17,7 +21,23 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     if let Some(m) = &args.marker {
         crate::marker::check(m)?;
     }
-    let repo = ctx.open()?;
+    let file = match &args.for_app {
+        Some(_) => ctx.config_file()?,
+        None => ConfigFile::default(),
+    };
+    let app = match &args.for_app {
+        Some(name) => {
+            let app = file.apps.get(name).ok_or_else(|| {
+                anyhow!("no app `{name}` in the configuration file ([apps.{name}])")
+            })?;
+            Some((name.as_str(), app, AppHooks::load(ctx, name, app)?))
+        }
+        None => None,
+    };
+    let repo = match &app {
+        Some((_, app, _)) => ctx.open_app(app)?,
+        None => ctx.open()?,
+    };
     let _lock = ctx.lock(&repo, false)?;
     let (id, snap) = super::find(&repo, spec, &args.filter)?;
     let repo = repo.to_indexed()?;
@@ -34,9 +54,43 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
         OverwriteArg::Never => Overwrite::Never,
     };
     opts.owner = nix::unistd::geteuid().is_root();
+    let targets: Vec<String> = snap.volume.clone().into_iter().collect();
+    let mut runs = Vec::new();
+    if let Some((name, _, hooks)) = &app {
+        let (pre, failure) = hooks.run(Phase::PreRestore, &targets, None, None);
+        runs.extend(pre);
+        if let Some(why) = failure {
+            let (post, _) = hooks.run(
+                Phase::PostRestore,
+                &targets,
+                Some((false, Some(why.clone()))),
+                None,
+            );
+            runs.extend(post);
+            hook_report(ctx, &runs)?;
+            bail!("app `{name}`: a pre-restore hook failed, nothing was restored: {why}");
+        }
+    }
     let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
     let result = restore(&repo, snap.tree, &opts, &progress, &ctx.cancel);
     progress.finish();
+    if let Some((name, _, hooks)) = &app {
+        let outcome = match &result {
+            Ok(s) if s.warnings == 0 => (true, None),
+            Ok(s) => (
+                false,
+                Some(format!("{} problems while restoring", s.warnings)),
+            ),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        let (post, failure) = hooks.run(Phase::PostRestore, &targets, Some(outcome), None);
+        runs.extend(post);
+        hook_report(ctx, &runs)?;
+        if let Some(why) = failure {
+            result?;
+            bail!("app `{name}`: a post-restore hook failed: {why}");
+        }
+    }
     let s = result?;
     if ctx.global.json {
         let mut v = serde_json::to_value(&s)?;
@@ -80,4 +134,25 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
         crate::marker::write(&args.target, m, &id.to_string())?;
     }
     Ok(Outcome::Ok)
+}
+
+/// The hooks that ran around the restore: one `hooks` line with `--json`, else one log line each.
+fn hook_report(ctx: &Ctx, runs: &[HookRun]) -> Result<()> {
+    if ctx.global.json {
+        output::json(&serde_json::json!({ "message_type": "hooks", "hooks": runs }))?;
+    } else if !ctx.global.quiet {
+        for r in runs {
+            let state = if r.success { "ok" } else { "failed" };
+            tracing::info!(
+                "hook {} {}: {state}{}",
+                r.hook,
+                r.phase,
+                r.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }

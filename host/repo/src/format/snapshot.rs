@@ -86,6 +86,26 @@ pub struct Summary {
     pub errors: u64,
     /// Wall time in seconds.
     pub duration_seconds: f64,
+    /// The app's hooks that ran before this snapshot was read (pre-backup).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRun>,
+}
+
+/// What one hook did in one phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRun {
+    /// The hook (its plugin's name).
+    pub hook: String,
+    /// The phase (`pre-backup`).
+    pub phase: String,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Its one-line report, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Details it reported.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub details: std::collections::BTreeMap<String, String>,
 }
 
 // `f64` has no `Eq`; durations are never NaN.

@@ -61,6 +61,8 @@ pub struct BackupOptions {
     pub app: Option<String>,
     /// The volume identity, for [`BackupSource::Volume`].
     pub volume: Option<String>,
+    /// Hooks that ran before the backup, recorded in the summary.
+    pub hooks: Vec<crate::format::snapshot::HookRun>,
     /// Exclude globs: with a `/`, matched against the absolute path; without, against the name.
     pub excludes: Vec<String>,
     /// Do not cross into other filesystems (mount points are kept as empty directories).
@@ -743,6 +745,7 @@ fn run_backup(
             total_bytes_processed: c(&counts.bytes),
             errors: c(&counts.errors),
             duration_seconds: start.elapsed().as_secs_f64(),
+            hooks: opts.hooks.clone(),
         }),
         original: None,
     };
