@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -14,7 +13,7 @@ use cairn_repo::{Error, ErrorKind, Result};
 use crate::bindings::discovery::exports::cairn::plugin::discovery as wit;
 use crate::bindings::discovery::{VolumeDiscovery, VolumeDiscoveryPre};
 use crate::grants::{Capabilities, normalize};
-use crate::runtime::{Plugin, Runtime, guarded};
+use crate::runtime::{Plugin, Runtime, one_shot};
 use crate::world::World;
 
 /// What kind of volume a target is.
@@ -144,25 +143,24 @@ pub fn discover(
     }
     let pre = VolumeDiscoveryPre::new(plugin.pre.clone())
         .map_err(|e| Error::invalid(format!("plugin `{name}` is not a discovery plugin: {e:#}")))?;
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the plugin runtime", e))?;
     let request = wit::Request {
         config: config.to_vec(),
         inventory: inventory.map(str::to_owned),
     };
-    let answer = tokio.block_on(async {
-        let mut store = runtime.store(Arc::from(name), caps)?;
-        guarded(&mut store, &caps.limits, "discovery", async |store| {
+    let answer = one_shot(
+        runtime,
+        name,
+        caps,
+        "discovery",
+        |_| {},
+        async |store| {
             let bindings: VolumeDiscovery = pre.instantiate_async(&mut *store).await?;
             bindings
                 .cairn_plugin_discovery()
                 .call_discover(&mut *store, &request)
                 .await
-        })
-        .await
-    })?;
+        },
+    )?;
     let found = answer.map_err(|e| crate::storage::plugin_error(name, "discovering volumes", e))?;
     let mut targets = BTreeMap::new();
     for t in found {

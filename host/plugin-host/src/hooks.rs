@@ -15,7 +15,7 @@ use crate::bindings::hook::cairn::plugin::sink::{Host as SinkHost, HostFileSink}
 use crate::bindings::hook::exports::cairn::plugin::hooks as wit;
 use crate::bindings::hook::{Hook, HookPre};
 use crate::grants::Capabilities;
-use crate::runtime::{Plugin, Runtime, guarded};
+use crate::runtime::{Plugin, Runtime, one_shot};
 use crate::sandbox::State;
 use crate::world::World;
 
@@ -163,10 +163,6 @@ pub fn run_hook(
     }
     let pre = HookPre::new(plugin.pre.clone())
         .map_err(|e| Error::invalid(format!("plugin `{name}` is not a hook: {e:#}")))?;
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the plugin runtime", e))?;
     let request = wit::Context {
         app: context.app.clone(),
         phase: context.phase,
@@ -178,17 +174,19 @@ pub fn run_hook(
         config: config.to_vec(),
     };
     let what = phase_name(context.phase);
-    let answer = tokio.block_on(async {
-        let mut store = runtime.store(Arc::from(name), caps)?;
-        store.data_mut().sinks = sinks;
-        guarded(&mut store, &caps.limits, what, async |store| {
+    let answer = one_shot(
+        runtime,
+        name,
+        caps,
+        what,
+        |state| state.sinks = sinks,
+        async |store| {
             let bindings: Hook = pre.instantiate_async(&mut *store).await?;
             bindings
                 .cairn_plugin_hooks()
                 .call_run(&mut *store, &request)
                 .await
-        })
-        .await
-    })?;
+        },
+    )?;
     answer.map_err(|e| crate::storage::plugin_error(name, &format!("in {what}"), e))
 }

@@ -232,6 +232,28 @@ fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
+/// Runs `call` once in a fresh store for plugin instance `name` holding `caps` (after
+/// `prepare` adjusted its state), on a runtime of its own, under the plugin's limits: for
+/// plugins called once per operation (discovery, hooks).
+pub(crate) fn one_shot<R>(
+    runtime: &Runtime,
+    name: &str,
+    caps: &Capabilities,
+    what: &str,
+    prepare: impl FnOnce(&mut State),
+    call: impl AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<R>,
+) -> Result<R> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the plugin runtime", e))?;
+    tokio.block_on(async {
+        let mut store = runtime.store(Arc::from(name), caps)?;
+        prepare(store.data_mut());
+        guarded(&mut store, &caps.limits, what, call).await
+    })
+}
+
 /// Runs one call into a plugin under its limits: the CPU budget (epoch ticks spent in guest
 /// code) and the wall-clock timeout, which also covers a guest blocked in a host call.
 ///
