@@ -64,6 +64,19 @@ pub trait Discovery: 'static {
     fn discover(config: Config, inventory: Option<String>) -> Result<Vec<Target>>;
 }
 
+/// The names of the entries of directory `dir`, sorted; none when it cannot be read (a
+/// layout that is not there, or not granted, is simply empty).
+pub fn entries(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Calls `T` (the [`export_discovery!`](crate::export_discovery) macro implements the
 /// generated `Guest` trait through it).
 #[doc(hidden)]

@@ -167,7 +167,7 @@ fn kubelet_finds_every_volume_type_without_an_inventory() {
     // The text listing shows the same, one line per volume.
     let text = env.run(&["discover"]);
     let out = text.ok();
-    assert_eq!(out.lines().count(), 1 + 9, "{out}");
+    assert_eq!(out.lines().count(), 2 + 9, "{out}"); // header and rule, then one per volume
     assert!(
         out.contains("k8s/shop/web/cache") && out.contains("empty-dir"),
         "{out}"

@@ -3,7 +3,9 @@
 mod azure;
 mod commands;
 mod copy;
+mod discovery;
 mod errors;
+mod hooks;
 mod interrupt;
 mod lifecycle;
 mod plugins;

@@ -257,7 +257,7 @@ pub enum CompressionArg {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Files and directories to back up.
-    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command"])]
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps"])]
     pub paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable; or comma-separated).
     #[arg(long, value_delimiter = ',')]

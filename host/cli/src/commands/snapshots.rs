@@ -36,12 +36,21 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<Outcome> {
                     .as_ref()
                     .map(|x| output::bytes(x.total_bytes_processed))
                     .unwrap_or_default(),
-                s.paths.join(" "),
+                // A volume's identity says more than the path it had on one node.
+                s.volume.clone().unwrap_or_else(|| s.paths.join(" ")),
             ]
         })
         .collect();
     output::table(
-        &["ID", "Time", "Host", "App", "Tags", "Size", "Paths"],
+        &[
+            "ID",
+            "Time",
+            "Host",
+            "App",
+            "Tags",
+            "Size",
+            "Paths / volume",
+        ],
         &rows,
     )?;
     output::line(format!("{} snapshots", snaps.len()))?;
