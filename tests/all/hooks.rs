@@ -392,3 +392,59 @@ grant = {{ http = ["127.0.0.1:{port}"] }}
     assert_eq!(app["success"], true);
     assert_eq!(app["hooks"][0]["success"], false);
 }
+
+/// An app with its own repository and password: its volumes go there, and nowhere else.
+#[test]
+fn an_app_backs_up_into_its_own_repository() {
+    let mut env = TestEnv::with_plugins();
+    env.install_plugin("kubelet").ok();
+    let node = Node::new(env.path("node"));
+    node.pod("/var/lib/kubelet", "shop", "web-0", UID_SHOP, true)
+        .volume("kubernetes.io~empty-dir", "cache", "c.bin");
+    node.pod("/var/lib/kubelet", "blog", "ghost-0", UID_BLOG, true)
+        .volume("kubernetes.io~empty-dir", "content", "post.md");
+    env.envs
+        .push(("CAIRN_HOST_ROOT".into(), node.root.clone().into()));
+    let blog_repo = env.path("blog-repo");
+    let blog_pass = env.path("blog.pass");
+    std::fs::write(&blog_pass, "blog's own password\n").unwrap();
+    env.configure(&format!(
+        "[plugins.kubelet.grant]\ndirs = [{{ path = \"{}\" }}]\n\
+         [apps.shop]\nvolumes = [\"k8s/shop/**\"]\n\
+         [apps.blog]\nrepository = \"{}\"\npassword-file = \"{}\"\n",
+        node.root.display(),
+        blog_repo.display(),
+        blog_pass.display()
+    ));
+    env.init().ok();
+    env.init_with(&[
+        "-r",
+        blog_repo.to_str().unwrap(),
+        "--password-file",
+        blog_pass.to_str().unwrap(),
+    ])
+    .ok();
+
+    env.run(&["backup", "--all-apps"]).ok();
+    assert_eq!(volumes(&env), ["k8s/shop/web-0/cache"]);
+    let blog = env
+        .run(&[
+            "snapshots".as_ref(),
+            "--json".as_ref(),
+            "-r".as_ref(),
+            blog_repo.as_os_str(),
+            "--password-file".as_ref(),
+            blog_pass.as_os_str(),
+        ])
+        .json();
+    let in_blog: Vec<&str> = blog
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["volume"].as_str().unwrap())
+        .collect();
+    assert_eq!(in_blog, ["k8s/blog/ghost-0/content"]);
+    // The default password does not open blog's repository.
+    let run = env.run(&["snapshots".as_ref(), "-r".as_ref(), blog_repo.as_os_str()]);
+    assert_eq!(run.code, 12, "{}", run.stderr);
+}
