@@ -276,6 +276,18 @@ grant = {{ http = ["127.0.0.1:{port}"] }}
         run.stderr
     );
     assert_eq!(volumes(&env), Vec::<String>::new());
+
+    // With `on-error = "continue"`, the volumes are backed up, and the cut-short dump is
+    // still not kept.
+    env.configure(&format!(
+        "[plugins.kubelet.grant]\ndirs = [{{ path = \"{}\" }}]\n\
+         [apps.shop]\nvolumes = [\"k8s/shop/**\"]\n[[apps.shop.hooks]]\nplugin = \"http-dump\"\n\
+         on-error = \"continue\"\nconfig = {{ url = \"{url2}/export\", file = \"export.bin\" }}\n\
+         grant = {{ http = [\"127.0.0.1:{port}\"] }}\n",
+        env.path("node").display()
+    ));
+    env.run(&["backup", "--for-app", "shop"]).ok();
+    assert_eq!(volumes(&env), ["k8s/shop/web-0/cache"]);
 }
 
 /// Each app's hooks run with that app's grants only: shop's hook cannot reach blog's server,
@@ -447,4 +459,32 @@ fn an_app_backs_up_into_its_own_repository() {
     // The default password does not open blog's repository.
     let run = env.run(&["snapshots".as_ref(), "-r".as_ref(), blog_repo.as_os_str()]);
     assert_eq!(run.code, 12, "{}", run.stderr);
+}
+
+/// An app may be only a dump: it needs no discovery plugin (backing up discovered volumes
+/// does, and says so).
+#[test]
+fn an_app_of_only_a_dump_needs_no_discovery() {
+    let server = AppServer::start(|_| Answer::Full(200, export(100_000)));
+    let env = TestEnv::with_plugins();
+    env.install_plugin("http-dump").ok();
+    env.configure(&format!(
+        "[apps.db]\n[[apps.db.hooks]]\nplugin = \"http-dump\"\n\
+         config = {{ url = \"{}/export\", file = \"db.sql\" }}\n\
+         grant = {{ http = [\"127.0.0.1:{}\"] }}\n",
+        server.url(),
+        server.port
+    ));
+    env.init().ok();
+    env.run(&["backup", "--for-app", "db"]).ok();
+    assert_eq!(volumes(&env), ["apps/db/db.sql"]);
+    let dump = restored(&env, "apps/db/db.sql");
+    assert_eq!(std::fs::read(dump.join("db.sql")).unwrap(), export(100_000));
+    let run = env.run(&["backup", "--all-discovered"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("no discovery plugin is configured"),
+        "{}",
+        run.stderr
+    );
 }

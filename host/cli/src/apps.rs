@@ -23,12 +23,14 @@ use anyhow::{Result, anyhow};
 use cairn_plugin_host::{
     Grants, HookContext, Phase, Runtime, Sinks, Target, hooks::phase_name, run_hook,
 };
+use cairn_repo::ops::backup::BackupOutcome;
 use cairn_repo::{HookRun, Repository};
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 
 use crate::plugins::{ConfigFile, Ready};
 use crate::settings::{Ctx, parse_duration, read_password};
+use crate::sinks::StreamSinks;
 
 /// An app.
 #[derive(Debug, Default, Deserialize)]
@@ -165,14 +167,16 @@ impl AppHooks {
 
     /// Runs every hook for `phase` in order. A pre phase stops at the first failing hook
     /// whose `on-error` is `fail` and returns its message as the error; a post phase runs
-    /// every hook whatever happens. Each run is reported.
+    /// every hook whatever happens. Each run is reported. With `sinks`, each hook gets fresh
+    /// sinks: the files it writes are kept only when it succeeds (a file that cannot be
+    /// kept fails the hook).
     pub fn run(
         &self,
         phase: Phase,
         targets: &[String],
         outcome: Option<(bool, Option<String>)>,
-        sinks: Option<Arc<dyn Sinks>>,
-    ) -> (Vec<HookRun>, Option<String>) {
+        sinks: Option<&dyn Fn() -> Arc<StreamSinks>>,
+    ) -> PhaseResult {
         let post = matches!(phase, Phase::PostBackup | Phase::PostRestore);
         let context = HookContext {
             app: self.app.clone(),
@@ -180,19 +184,27 @@ impl AppHooks {
             targets: targets.to_vec(),
             outcome,
         };
-        let mut runs = Vec::new();
-        let mut failure = None;
+        let mut done = PhaseResult::default();
+        let (runs, failure) = (&mut done.runs, &mut done.failure);
         for (ready, on_error) in &self.hooks {
             let name = ready.plugin.manifest.name.clone();
-            let result = run_hook(
+            let sink = sinks.map(|make| make());
+            let mut result = run_hook(
                 &self.runtime,
                 &ready.plugin,
                 &name,
                 &ready.config,
                 &ready.capabilities,
                 &context,
-                sinks.clone(),
-            );
+                sink.clone().map(|s| s as Arc<dyn Sinks>),
+            )
+            .map_err(|e| e.to_string());
+            for (identity, kept) in sink.map(|s| s.settle(result.is_ok())).unwrap_or_default() {
+                if let (Ok(_), Err(e)) = (&result, &kept) {
+                    result = Err(format!("{identity}: {e}"));
+                }
+                done.files.push((identity, kept));
+            }
             let run = match result {
                 Ok(report) => HookRun {
                     hook: name,
@@ -204,13 +216,13 @@ impl AppHooks {
                 Err(e) => {
                     tracing::warn!("app `{}`: {e}", self.app);
                     if *on_error == OnError::Fail && failure.is_none() {
-                        failure = Some(e.to_string());
+                        *failure = Some(e.clone());
                     }
                     HookRun {
                         hook: name,
                         phase: phase_name(phase).into(),
                         success: false,
-                        message: Some(e.to_string()),
+                        message: Some(e),
                         details: BTreeMap::new(),
                     }
                 }
@@ -220,8 +232,20 @@ impl AppHooks {
                 break;
             }
         }
-        (runs, failure)
+        done
     }
+}
+
+/// What one phase's hooks did.
+#[derive(Default)]
+pub struct PhaseResult {
+    /// Each hook's run, in order.
+    pub runs: Vec<HookRun>,
+    /// The first failure of a hook whose `on-error` is `fail`.
+    pub failure: Option<String>,
+    /// The files the hooks wrote: each one's volume identity and its snapshot (or why it was
+    /// not kept).
+    pub files: Vec<(String, cairn_repo::Result<BackupOutcome>)>,
 }
 
 impl Ctx {

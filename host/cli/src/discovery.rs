@@ -12,8 +12,14 @@ use crate::settings::Ctx;
 impl Ctx {
     /// Every target the discovery instances of `source` find (by default every configured
     /// instance of a discovery plugin), sorted by identity. An identity two instances both
-    /// report is an error: it would mix two volumes in one snapshot chain.
-    pub fn discover(&self, file: &ConfigFile, source: &DiscoverySource) -> Result<Vec<Target>> {
+    /// report is an error: it would mix two volumes in one snapshot chain. With no discovery
+    /// plugin configured: an error when `required`, else nothing (apps with hooks only).
+    pub fn discover(
+        &self,
+        file: &ConfigFile,
+        source: &DiscoverySource,
+        required: bool,
+    ) -> Result<Vec<Target>> {
         let runtime = self.plugin_runtime()?;
         let inventory = match &source.inventory {
             Some(path) => Some(
@@ -64,7 +70,9 @@ impl Ctx {
                 found.insert(t.identity.clone(), t);
             }
         }
-        if ran == 0 {
+        if ran == 0 && !required {
+            tracing::debug!("no discovery plugin is configured: no volumes");
+        } else if ran == 0 {
             bail!(
                 "no discovery plugin is configured: add a [plugins.NAME] instance of a \
                  volume-discovery plugin (e.g. plugin = \"kubelet\") to the configuration file"

@@ -20,7 +20,7 @@ struct Shown<'a> {
 pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
     let file = ctx.config_file()?;
     let apps = Apps::new(&file)?;
-    let targets = ctx.discover(&file, &args.source)?;
+    let targets = ctx.discover(&file, &args.source, true)?;
     let shown: Vec<Shown> = targets
         .iter()
         .map(|t| Shown {

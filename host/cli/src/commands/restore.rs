@@ -57,16 +57,16 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     let targets: Vec<String> = snap.volume.clone().into_iter().collect();
     let mut runs = Vec::new();
     if let Some((name, _, hooks)) = &app {
-        let (pre, failure) = hooks.run(Phase::PreRestore, &targets, None, None);
-        runs.extend(pre);
-        if let Some(why) = failure {
-            let (post, _) = hooks.run(
+        let pre = hooks.run(Phase::PreRestore, &targets, None, None);
+        runs.extend(pre.runs);
+        if let Some(why) = pre.failure {
+            let post = hooks.run(
                 Phase::PostRestore,
                 &targets,
                 Some((false, Some(why.clone()))),
                 None,
             );
-            runs.extend(post);
+            runs.extend(post.runs);
             hook_report(ctx, &runs)?;
             bail!("app `{name}`: a pre-restore hook failed, nothing was restored: {why}");
         }
@@ -83,10 +83,10 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
             ),
             Err(e) => (false, Some(e.to_string())),
         };
-        let (post, failure) = hooks.run(Phase::PostRestore, &targets, Some(outcome), None);
-        runs.extend(post);
+        let post = hooks.run(Phase::PostRestore, &targets, Some(outcome), None);
+        runs.extend(post.runs);
         hook_report(ctx, &runs)?;
-        if let Some(why) = failure {
+        if let Some(why) = post.failure {
             result?;
             bail!("app `{name}`: a post-restore hook failed: {why}");
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use cairn_plugin_host::{Phase, Target};
-use cairn_repo::ops::backup::{BackupOptions, BackupSource, backup};
+use cairn_repo::ops::backup::{BackupOptions, BackupOutcome, BackupSource, backup};
 use cairn_repo::{ErrorKind, HookRun, IndexedRepository};
 
 use crate::Outcome;
@@ -37,7 +37,8 @@ pub fn run(ctx: &Ctx, args: &BackupArgs, opts: BackupOptions) -> Result<Outcome>
             bail!("no app `{name}` in the configuration file ([apps.{name}])");
         }
     }
-    let found = ctx.discover(&file, &args.discovery)?;
+    let by_app = args.all_apps || !args.for_app.is_empty();
+    let found = ctx.discover(&file, &args.discovery, !by_app)?;
     let mut chosen: Vec<&Target> = Vec::new();
     for identity in &args.volume {
         match found.iter().find(|t| t.identity == *identity) {
@@ -133,24 +134,15 @@ fn app_run(
         tracing::info!("app `{name}`: {} volumes", targets.len());
     }
 
-    let sinks = StreamSinks::new(repo.clone(), opts.clone(), name, ctx.cancel.clone());
-    let (pre, failure) = hooks.run(Phase::PreBackup, &identities, None, Some(sinks.clone()));
-    let dumps = sinks.settle(failure.is_none());
-    let mut failure = failure;
-    for (identity, outcome) in &dumps {
-        match outcome {
-            Ok(o) => super::report(ctx, o, opts.dry_run, Some(identity))?,
-            Err(e) => {
-                tracing::error!("app `{name}`: {identity}: {e}");
-                failure.get_or_insert_with(|| format!("{identity}: {e}"));
-            }
-        }
-    }
+    let sinks = || StreamSinks::new(repo.clone(), opts.clone(), name, ctx.cancel.clone());
+    let pre = hooks.run(Phase::PreBackup, &identities, None, Some(&sinks));
+    files(ctx, name, &pre.files, opts.dry_run)?;
+    let mut failure = pre.failure.clone();
     if failure.is_none() {
         let mut inner = Tally::default();
         let run = Run {
             app: Some(name),
-            hooks: &pre,
+            hooks: &pre.runs,
         };
         volumes(ctx, &repo, targets, opts, &run, &mut inner);
         tally.incomplete |= inner.incomplete;
@@ -161,21 +153,11 @@ fn app_run(
         tracing::warn!("app `{name}`: its volumes were not backed up: a pre-backup hook failed");
     }
     let outcome = (failure.is_none(), failure.clone());
-    let post_sinks = StreamSinks::new(repo.clone(), opts.clone(), name, ctx.cancel.clone());
-    let (post, post_failure) = hooks.run(
-        Phase::PostBackup,
-        &identities,
-        Some(outcome),
-        Some(post_sinks.clone()),
-    );
-    for (identity, outcome) in post_sinks.settle(post_failure.is_none()) {
-        if let Err(e) = outcome {
-            tracing::error!("app `{name}`: {identity}: {e}");
-        }
-    }
-    let failure = failure.or(post_failure);
+    let post = hooks.run(Phase::PostBackup, &identities, Some(outcome), Some(&sinks));
+    files(ctx, name, &post.files, opts.dry_run)?;
+    let failure = failure.or(post.failure);
     if ctx.global.json {
-        let runs: Vec<&HookRun> = pre.iter().chain(&post).collect();
+        let runs: Vec<&HookRun> = pre.runs.iter().chain(&post.runs).collect();
         output::json(&serde_json::json!({
             "message_type": "app",
             "app": name,
@@ -187,6 +169,22 @@ fn app_run(
     }
     if let Some(why) = failure {
         bail!("app `{name}`: {why}");
+    }
+    Ok(())
+}
+
+/// Reports the files hooks wrote: a summary line for each kept, the reason for each not.
+fn files(
+    ctx: &Ctx,
+    app: &str,
+    files: &[(String, cairn_repo::Result<BackupOutcome>)],
+    dry_run: bool,
+) -> Result<()> {
+    for (identity, outcome) in files {
+        match outcome {
+            Ok(o) => super::report(ctx, o, dry_run, Some(identity))?,
+            Err(e) => tracing::error!("app `{app}`: {identity}: {e}"),
+        }
     }
     Ok(())
 }
