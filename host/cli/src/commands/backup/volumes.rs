@@ -82,10 +82,11 @@ pub fn run(ctx: &Ctx, args: &BackupArgs, opts: BackupOptions) -> Result<Outcome>
     }
 
     let mut tally = Tally::default();
+    let single = groups.len() == 1;
     for (app, targets) in groups {
         let result = match app {
             Some(name) => app_run(ctx, &file, name, &targets, &opts, &mut tally),
-            None => {
+            None => (|| {
                 let repo = ctx.open()?;
                 let _lock = ctx.lock(&repo, false)?;
                 let repo = repo.to_indexed()?;
@@ -95,9 +96,13 @@ pub fn run(ctx: &Ctx, args: &BackupArgs, opts: BackupOptions) -> Result<Outcome>
                 };
                 volumes(ctx, &repo, &targets, &opts, &run, &mut tally);
                 Ok(())
-            }
+            })(),
         };
         if let Err(e) = result {
+            // Alone, its error is the command's (and keeps its exit code: 10, 11, 12).
+            if single {
+                return Err(e);
+            }
             tracing::error!("{e:#}");
             tally
                 .failed
