@@ -112,8 +112,8 @@ print(f"| (f) a {size} export into the backup | wall s | CPU s | max RSS MiB | r
 print("|---|---:|---:|---:|---:|")
 r = res["f", "restic"][0]
 for tool, title in [("cairn-hook", "cairn, http-dump hook through the sink"),
-                    ("cairn-stdin", "cairn, curl | backup --stdin"),
-                    ("restic", "restic, curl | backup --stdin")]:
+                    ("cairn-stdin", "cairn, curl \\| backup --stdin"),
+                    ("restic", "restic, curl \\| backup --stdin")]:
     w, c, m = res["f", tool]
     print(f"| {title} | {w:.2f} | {c:.2f} | {m:.0f} | {r / w:.2f}× |")
 n = len(json.load(open(targets)))
