@@ -154,7 +154,11 @@ impl State {
             .stderr(output.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            // Calls run on the caller's thread (`block_on`), so a file operation may block it
+            // instead of hopping to tokio's blocking pool and back for each one: discovery
+            // over thousands of directories was mostly those hops.
+            .allow_blocking_current_thread(true);
         for (host, mount, access) in &caps.dirs {
             let perms = match access {
                 Access::ReadOnly => FsPerms::ReadOnly,
