@@ -109,25 +109,20 @@ impl Apps {
         Ok(Apps { apps })
     }
 
-    /// The apps that cover `target`.
+    /// The apps that cover `target`: its selectors match the identity, or, without
+    /// selectors, its name is the target's app.
     pub fn covering(&self, target: &Target) -> Vec<&str> {
         self.apps
             .iter()
-            .filter(|(name, _)| self.covers(name, target))
-            .map(|(name, _)| name.as_str())
-            .collect()
-    }
-
-    /// Whether app `name` covers `target`.
-    pub fn covers(&self, name: &str, target: &Target) -> bool {
-        self.apps.iter().any(|(n, globs)| {
-            n == name
-                && if globs.is_empty() {
-                    *n == target.app
+            .filter(|(name, globs)| {
+                if globs.is_empty() {
+                    *name == target.app
                 } else {
                     globs.iter().any(|g| g.is_match(&target.identity))
                 }
-        })
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
     }
 }
 

@@ -36,17 +36,17 @@ impl Ctx {
         };
         let mut found: BTreeMap<String, Target> = BTreeMap::new();
         let mut ran = 0;
+        let store = self.plugin_store()?;
         for name in &names {
-            let ready = self.instance(file, &runtime, name, false)?;
-            if ready.plugin.world != World::VolumeDiscovery {
-                if explicit {
-                    bail!(
-                        "plugin instance `{name}` is a {} plugin, not a discovery plugin",
-                        ready.plugin.world
-                    );
-                }
+            // Other instances are passed over by their manifest, before anything is loaded
+            // or granted; one named on the command line is checked by `discover` itself.
+            let plugin = file.plugins.get(name).and_then(|i| i.plugin.as_deref());
+            if !explicit
+                && store.get(plugin.unwrap_or(name))?.manifest.world() != World::VolumeDiscovery
+            {
                 continue;
             }
+            let ready = self.instance(file, &runtime, name, false)?;
             ran += 1;
             let targets = discover(
                 &runtime,

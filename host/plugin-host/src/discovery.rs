@@ -135,12 +135,7 @@ pub fn discover(
     caps: &Capabilities,
     inventory: Option<&str>,
 ) -> Result<Vec<Target>> {
-    if plugin.world != World::VolumeDiscovery {
-        return Err(Error::invalid(format!(
-            "plugin `{name}` is a {} plugin, not a discovery plugin",
-            plugin.world
-        )));
-    }
+    plugin.expect(World::VolumeDiscovery, name)?;
     let pre = VolumeDiscoveryPre::new(plugin.pre.clone())
         .map_err(|e| Error::invalid(format!("plugin `{name}` is not a discovery plugin: {e:#}")))?;
     let request = wit::Request {

@@ -175,18 +175,24 @@ impl Grants {
         host_root: &str,
     ) -> Result<Capabilities> {
         let plugin = manifest.name.as_str();
-        let setting = |key: &str| -> Result<&str> {
+        // A setting's value (the last pair wins); `${host-root}` in directory paths.
+        let lookup = |key: &str| -> Option<&str> {
+            if key == HOST_ROOT {
+                return Some(host_root.trim_end_matches('/'));
+            }
             config
                 .iter()
                 .rev()
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| v.as_str())
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "plugin `{plugin}` needs the setting `{key}`: set it in the configuration \
+        };
+        let setting = |key: &str| -> Result<&str> {
+            lookup(key).ok_or_else(|| {
+                Error::invalid(format!(
+                    "plugin `{plugin}` needs the setting `{key}`: set it in the configuration \
                          file or with -o {key}=VALUE"
-                    ))
-                })
+                ))
+            })
         };
         let hint = "add it to the plugin's `grant` table in the configuration file";
 
@@ -212,38 +218,24 @@ impl Grants {
 
         let mut dirs = Vec::new();
         for request in &manifest.capabilities.dirs {
-            let lookup = |key: &str| -> Option<&str> {
-                if key == HOST_ROOT {
-                    return Some(host_root.trim_end_matches('/'));
-                }
-                config
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.as_str())
+            // `config:KEY` is the path `${KEY}`.
+            let path = match config_ref(&request.path) {
+                Some(key) => format!("${{{key}}}"),
+                None => request.path.clone(),
             };
-            let raw = match config_ref(&request.path) {
-                Some(key) => match lookup(key) {
-                    Some(v) => Some(v.to_owned()),
-                    None if request.optional => None,
-                    None => Some(setting(key)?.to_owned()),
-                },
-                None => interpolate(&request.path, lookup)?,
-            };
-            let Some(raw) = raw else {
-                if request.optional {
+            let raw = match interpolate(&path, lookup)? {
+                Ok(raw) => raw,
+                Err(_) if request.optional => {
                     tracing::debug!(plugin, mount = %request.mount, "optional directory left out: a setting it names is unset");
                     continue;
                 }
-                let missing = crate::manifest::variables(&request.path)?
-                    .into_iter()
-                    .find(|k| lookup(k).is_none())
-                    .unwrap_or_default();
-                return Err(Error::invalid(format!(
-                    "plugin `{plugin}` needs the setting `{missing}` for directory {}: set it \
-                     in the configuration file or with -o {missing}=VALUE",
-                    request.mount
-                )));
+                Err(missing) => {
+                    return Err(Error::invalid(format!(
+                        "plugin `{plugin}` needs the setting `{missing}` for directory {}: set \
+                         it in the configuration file or with -o {missing}=VALUE",
+                        request.mount
+                    )));
+                }
             };
             match self.dir(plugin, request, &raw, hint)? {
                 Some(real) => dirs.push((real, request.mount.clone(), request.access)),

@@ -155,12 +155,7 @@ pub fn run_hook(
     context: &HookContext,
     sinks: Option<Arc<dyn Sinks>>,
 ) -> Result<Report> {
-    if plugin.world != World::Hook {
-        return Err(Error::invalid(format!(
-            "plugin `{name}` is a {} plugin, not a hook",
-            plugin.world
-        )));
-    }
+    plugin.expect(World::Hook, name)?;
     let pre = HookPre::new(plugin.pre.clone())
         .map_err(|e| Error::invalid(format!("plugin `{name}` is not a hook: {e:#}")))?;
     let request = wit::Context {

@@ -118,26 +118,23 @@ pub const HOST_ROOT: &str = "host-root";
 /// When a `${` is not closed or a name is empty.
 pub(crate) fn variables(path: &str) -> Result<Vec<&str>> {
     let mut names = Vec::new();
-    let mut rest = path;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| {
-            Error::invalid(format!("`{path}` has a `${{` without its closing `}}`"))
-        })?;
-        if end == 0 {
-            return Err(Error::invalid(format!("`{path}` has an empty `${{}}`")));
-        }
-        names.push(&after[..end]);
-        rest = &after[end + 1..];
-    }
+    interpolate(path, |name| {
+        names.push(name);
+        Some("")
+    })?
+    .ok();
     Ok(names)
 }
 
-/// `path` with every `${NAME}` replaced by `value(NAME)`; `None` when a value is missing.
-pub(crate) fn interpolate<'a>(
-    path: &str,
-    value: impl Fn(&str) -> Option<&'a str>,
-) -> Result<Option<String>> {
+/// `path` with every `${NAME}` replaced by `value(NAME)`; `Err(NAME)` for the first name
+/// without a value.
+///
+/// # Errors
+/// When a `${` is not closed or a name is empty.
+pub(crate) fn interpolate<'p, 'v>(
+    path: &'p str,
+    mut value: impl FnMut(&'p str) -> Option<&'v str>,
+) -> Result<std::result::Result<String, &'p str>> {
     let mut out = String::new();
     let mut rest = path;
     while let Some(start) = rest.find("${") {
@@ -146,14 +143,17 @@ pub(crate) fn interpolate<'a>(
         let end = after.find('}').ok_or_else(|| {
             Error::invalid(format!("`{path}` has a `${{` without its closing `}}`"))
         })?;
+        if end == 0 {
+            return Err(Error::invalid(format!("`{path}` has an empty `${{}}`")));
+        }
         match value(&after[..end]) {
             Some(v) => out.push_str(v),
-            None => return Ok(None),
+            None => return Ok(Err(&after[..end])),
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(Some(out))
+    Ok(Ok(out))
 }
 
 /// How a directory may be used.
@@ -413,13 +413,16 @@ mod interpolation {
         };
         assert_eq!(
             interpolate("${host-root}/var/lib/kubelet", value).unwrap(),
-            Some("/host/var/lib/kubelet".to_owned())
+            Ok("/host/var/lib/kubelet".to_owned())
         );
         assert_eq!(
             interpolate("${host-root}${root}", value).unwrap(),
-            Some("/host/srv/kubelet".to_owned())
+            Ok("/host/srv/kubelet".to_owned())
         );
-        assert_eq!(interpolate("${host-root}${unset}", value).unwrap(), None);
+        assert_eq!(
+            interpolate("${host-root}${unset}", value).unwrap(),
+            Err("unset")
+        );
         assert_eq!(
             variables("${host-root}/a/${b}").unwrap(),
             ["host-root", "b"]

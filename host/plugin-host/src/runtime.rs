@@ -57,6 +57,23 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+impl Plugin {
+    /// Checks that this plugin (instance `name`) implements `world`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] naming the instance and both worlds.
+    pub fn expect(&self, world: World, name: &str) -> Result<()> {
+        if self.world == world {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "plugin `{name}` is a {} plugin, not a {world} plugin",
+                self.world
+            )))
+        }
+    }
+}
+
 /// The digest of a plugin file, as `sha256:HEX`.
 pub fn digest(wasm: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(wasm)))

@@ -74,12 +74,7 @@ impl PluginBackend {
         caps: Capabilities,
         connections: usize,
     ) -> Result<PluginBackend> {
-        if plugin.world != crate::World::StorageBackend {
-            return Err(Error::invalid(format!(
-                "plugin `{name}` is a {} plugin, not a storage backend",
-                plugin.world
-            )));
-        }
+        plugin.expect(crate::World::StorageBackend, name)?;
         let pre = StorageBackendPre::new(plugin.pre.clone()).map_err(|e| {
             Error::invalid(format!("plugin `{name}` is not a storage backend: {e:#}"))
         })?;
