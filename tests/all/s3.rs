@@ -26,6 +26,15 @@ fn source(env: &TestEnv, files: u64, size: usize) -> std::path::PathBuf {
     src
 }
 
+/// `cairn backup --json SRC` running, its output piped.
+fn spawn_backup(env: &TestEnv, src: &std::path::Path) -> std::process::Child {
+    env.cmd(&["backup", "--json", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn init_backup_restore_check_round_trip() {
     let server = shared_seaweed();
@@ -132,12 +141,7 @@ fn server_killed_mid_backup_then_the_next_backup_resumes() {
     env.init_with(&["--pack-size", "1M"]).ok();
     let src = source(&env, 24, 4 << 20);
     let total: u64 = 24 * (4 << 20);
-    let mut backup = env
-        .cmd(&["backup", "--json", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut backup = spawn_backup(&env, &src);
     // Let some packs land, then kill the server.
     let backend = s3(&server.location("resume", "repo"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -272,4 +276,109 @@ fn https_with_a_private_ca() {
     let r = env.run(&["snapshots", "--ca-cert", bad.to_str().unwrap()]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("PEM"), "{}", r.stderr);
+}
+
+/// The highest resident set size a running process has reached, in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[test]
+fn large_packs_go_up_in_parts_with_bounded_memory() {
+    let server = shared_seaweed();
+    let location = server.location(&bucket("multipart"), "repo");
+    let env = TestEnv::at(&location);
+    let init = env.init_with(&["--pack-size", "512M", "--json"]).json();
+    assert_eq!(
+        init["atomic_create"], true,
+        "SeaweedFS refuses a conditional multipart completion too: {init}"
+    );
+    let src = env.path("big");
+    std::fs::create_dir_all(&src).unwrap();
+    let size = 320 << 20;
+    std::fs::write(src.join("file.bin"), random_bytes(size, 7)).unwrap();
+    let mut backup = spawn_backup(&env, &src);
+    let mut peak = 0;
+    while backup.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss(backup.id()).unwrap_or(0));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = backup.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One pack of the whole file, never held in memory: it went through a temporary file and
+    // up in 16 MiB parts.
+    let packs = s3(&location).list(FileType::Pack).unwrap();
+    assert!(
+        packs.iter().any(|(_, len)| *len > size as u64),
+        "one pack holds the file: {packs:?}"
+    );
+    assert!(
+        peak > 0 && peak < 200 << 20,
+        "a 320 MiB pack was uploaded with a peak RSS of {} MiB",
+        peak >> 20
+    );
+    let out = env.restore_verified("out");
+    let restored = out.join(src.strip_prefix("/").unwrap()).join("file.bin");
+    assert!(std::fs::read(restored).unwrap() == random_bytes(size, 7));
+    let check = env.run(&["check", "--read-data", "--json"]).json();
+    assert_eq!(check["errors"], 0, "{check}");
+}
+
+#[test]
+fn racing_multipart_uploads_never_replace_an_object() {
+    let server = shared_seaweed();
+    let location = server.location(&bucket("race-multipart"), "r");
+    let backend: Arc<dyn Backend> = Arc::new(s3(&location));
+    backend.create().unwrap();
+    let name = "cd".repeat(32);
+    // Each writer's pack outgrows memory, so each commit is a multipart upload.
+    let bodies: Vec<Vec<u8>> = (0..4).map(|t| random_bytes(40 << 20, 100 + t)).collect();
+    let barrier = Arc::new(Barrier::new(bodies.len()));
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|body| {
+                let (backend, barrier, name) = (backend.clone(), barrier.clone(), name.clone());
+                s.spawn(move || {
+                    let mut w = backend
+                        .writer(FileType::Pack)
+                        .unwrap()
+                        .expect("S3 streams packs");
+                    for piece in body.chunks(1 << 20) {
+                        w.write(piece).unwrap();
+                    }
+                    barrier.wait();
+                    match w.commit(&name) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+                            false
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<usize> = (0..results.len()).filter(|&i| results[i]).collect();
+    assert_eq!(won.len(), 1, "exactly one upload completes: {results:?}");
+    assert!(
+        backend.read(FileType::Pack, &name).unwrap() == bodies[won[0]],
+        "the winner's bytes stay"
+    );
+    // A later upload of the same name is refused as well, and leaves the object as it was.
+    let mut late = backend.writer(FileType::Pack).unwrap().unwrap();
+    late.write(&random_bytes(40 << 20, 999)).unwrap();
+    assert_eq!(
+        late.commit(&name).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert!(backend.read(FileType::Pack, &name).unwrap() == bodies[won[0]]);
 }

@@ -6,6 +6,7 @@
 
 mod cache;
 mod local;
+mod multipart;
 mod object;
 
 use std::sync::Arc;

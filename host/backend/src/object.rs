@@ -16,9 +16,12 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::multipart::{CreateOnlyConnector, PackWriter};
 use crate::what;
+use cairn_repo::backend::FileWriter;
 use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
 use futures::TryStreamExt;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -58,16 +61,30 @@ impl RemoteOptions {
     }
 }
 
+/// The connection to a store, shared by the backend and its pack writers.
+pub(crate) struct Remote {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The same store's multipart uploads, where it has them (S3).
+    pub(crate) multipart: Option<Arc<dyn MultipartStore>>,
+    pub(crate) rt: tokio::runtime::Runtime,
+    /// Where this is, for messages (never with credentials).
+    pub(crate) location: String,
+}
+
+/// Whether the store refuses a second create of one name, by either way of writing.
+#[derive(Debug, Clone, Copy)]
+struct Atomic {
+    put: bool,
+    multipart: bool,
+}
+
 /// A repository under a prefix of an object store.
 pub struct ObjectBackend {
-    store: Arc<dyn ObjectStore>,
+    remote: Arc<Remote>,
     prefix: Path,
-    location: String,
-    rt: tokio::runtime::Runtime,
-    /// Whether the store refuses a second create of one name: probed at init, and by every
-    /// process before its first write (a store that ignores `If-None-Match` would otherwise
-    /// replace objects silently).
-    atomic: OnceLock<bool>,
+    /// Probed at init, and by every process before its first write (a store that ignores
+    /// `If-None-Match` would otherwise replace objects silently).
+    atomic: OnceLock<Atomic>,
     /// Whether the store has a conditional put at all.
     conditional: bool,
     /// Concurrent uploads.
@@ -76,7 +93,7 @@ pub struct ObjectBackend {
 
 impl std::fmt::Debug for ObjectBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ObjectBackend({})", self.location)
+        write!(f, "ObjectBackend({})", self.remote.location)
     }
 }
 
@@ -178,11 +195,13 @@ impl ObjectBackend {
         if bucket.is_empty() {
             return Err(bad("no bucket"));
         }
-        let store = b
-            .with_bucket_name(&bucket)
-            .build()
-            .map_err(|e| Error::invalid(format!("cannot use {location}: {e}")))?;
-        Self::new(Arc::new(store), &prefix, location, true, opts)
+        let store = Arc::new(
+            b.with_bucket_name(&bucket)
+                .with_http_connector(CreateOnlyConnector)
+                .build()
+                .map_err(|e| Error::invalid(format!("cannot use {location}: {e}")))?,
+        );
+        Self::new(store.clone(), Some(store), &prefix, location, true, opts)
     }
 
     /// `az://CONTAINER/PREFIX`: Azure Blob Storage, with the account and credentials from the
@@ -210,7 +229,7 @@ impl ObjectBackend {
             .with_client_options(client(opts)?)
             .build()
             .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
-        Self::new(Arc::new(store), prefix, spec.to_owned(), true, opts)
+        Self::new(Arc::new(store), None, prefix, spec.to_owned(), true, opts)
     }
 
     /// `webdav+http(s)://HOST:PORT/PATH`: a WebDAV server. WebDAV has no conditional create, so
@@ -237,27 +256,34 @@ impl ObjectBackend {
             .with_client_options(client(opts)?.with_allow_http(true))
             .build()
             .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
-        Self::new(Arc::new(store), path, spec.to_owned(), false, opts)
+        Self::new(Arc::new(store), None, path, spec.to_owned(), false, opts)
     }
 
     /// The common part of every constructor. A store with a conditional put is probed before
     /// its first write; one without is checked before every write.
     fn new(
         store: Arc<dyn ObjectStore>,
+        multipart: Option<Arc<dyn MultipartStore>>,
         prefix: &str,
         location: impl Into<String>,
         conditional: bool,
         opts: &RemoteOptions,
     ) -> Result<Self> {
         Ok(Self {
-            store,
+            remote: Arc::new(Remote {
+                store,
+                multipart,
+                rt: runtime()?,
+                location: location.into(),
+            }),
             prefix: Path::from(prefix.trim_matches('/')),
-            location: location.into(),
-            rt: runtime()?,
             atomic: if conditional {
                 OnceLock::new()
             } else {
-                OnceLock::from(false)
+                OnceLock::from(Atomic {
+                    put: false,
+                    multipart: false,
+                })
             },
             conditional,
             connections: if opts.connections == 0 {
@@ -269,28 +295,98 @@ impl ObjectBackend {
     }
 
     fn path(&self, tpe: FileType, name: &str) -> Result<Path> {
-        if tpe == FileType::Config {
-            return Ok(self.prefix.clone().join("config"));
-        }
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid(format!(
-                "`{name}` is not a valid {tpe} name"
-            )));
-        }
-        let dir = self.prefix.clone().join(tpe.dir());
-        Ok(match tpe {
-            FileType::Pack => dir
-                .clone()
-                .join(&name[..2.min(name.len())])
-                .clone()
-                .join(name),
-            _ => dir.clone().join(name),
-        })
+        object_path(&self.prefix, tpe, name)
     }
 
+    /// Whether create-only writes are atomic here (probing once per process).
+    fn atomic(&self) -> Atomic {
+        *self
+            .atomic
+            .get_or_init(|| match self.probe_atomic_create() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(
+                        "could not find out whether {} enforces create-only writes: {e}",
+                        self.remote.location
+                    );
+                    Atomic {
+                        put: false,
+                        multipart: false,
+                    }
+                }
+            })
+    }
+
+    /// Whether the store refuses to replace an object with a conditional put (and with a
+    /// conditional multipart completion), found by trying.
+    fn probe_atomic_create(&self) -> Result<Atomic> {
+        let probe = self.prefix.clone().join(format!(
+            ".cairn-create-probe-{:016x}",
+            rand::random::<u64>()
+        ));
+        let remote = &self.remote;
+        let refused = |r: std::result::Result<(), object_store::Error>| match r {
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(true),
+            Ok(()) => Ok(false),
+            // A store without conditional writes says so.
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => Ok(false),
+            Err(e) => Err(remote.err("cannot write a probe object".into(), e)),
+        };
+        remote.rt.block_on(async {
+            remote
+                .create(&probe, b"1".to_vec(), true)
+                .await
+                .map_err(|e| remote.err("cannot write a probe object".into(), e))?;
+            let put = refused(remote.create(&probe, b"2".to_vec(), true).await);
+            let multipart = match (&put, &remote.multipart) {
+                (Ok(true), Some(_)) => {
+                    let spool = tempfile::tempfile().and_then(|mut f| {
+                        std::io::Write::write_all(&mut f, b"3")?;
+                        Ok(f)
+                    });
+                    match spool {
+                        Ok(f) => refused(remote.create_multipart(&probe, &f, 1, true).await),
+                        Err(_) => Ok(false),
+                    }
+                }
+                _ => Ok(false),
+            };
+            let _ = remote.store.delete(&probe).await;
+            Ok(Atomic {
+                put: put?,
+                multipart: multipart?,
+            })
+        })
+    }
+}
+
+/// Where a file of the repository under `prefix` is: `config`, `keys/NAME`, `data/XX/NAME` ….
+pub(crate) fn object_path(prefix: &Path, tpe: FileType, name: &str) -> Result<Path> {
+    if tpe == FileType::Config {
+        return Ok(prefix.clone().join("config"));
+    }
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::invalid(format!(
+            "`{name}` is not a valid {tpe} name"
+        )));
+    }
+    let dir = prefix.clone().join(tpe.dir());
+    Ok(match tpe {
+        FileType::Pack => dir.join(&name[..2.min(name.len())]).join(name),
+        _ => dir.join(name),
+    })
+}
+
+impl Remote {
     /// Our error for a store error: the kind, what we tried, where, and the store's own short
     /// reason (its S3 error code and message when it sent one), not the whole nested chain.
-    fn err(&self, what: String, e: object_store::Error) -> Error {
+    pub(crate) fn err(&self, what: String, e: object_store::Error) -> Error {
         let kind = match &e {
             object_store::Error::NotFound { .. } => ErrorKind::NotFound,
             object_store::Error::AlreadyExists { .. }
@@ -303,14 +399,15 @@ impl ObjectBackend {
         )
     }
 
-    /// Writes `data` to `path` unless something is there.
-    async fn create(
+    /// Writes `data` to `path` unless something is there: by the store's conditional put, or
+    /// (not `conditional`) by looking first.
+    pub(crate) async fn create(
         &self,
         path: &Path,
-        data: &[u8],
+        data: Vec<u8>,
         conditional: bool,
     ) -> std::result::Result<(), object_store::Error> {
-        let payload = PutPayload::from(data.to_vec());
+        let payload = PutPayload::from(data);
         if conditional {
             let opts = PutOptions {
                 mode: PutMode::Create,
@@ -318,60 +415,23 @@ impl ObjectBackend {
             };
             return self.store.put_opts(path, payload, opts).await.map(|_| ());
         }
+        self.refuse_existing(path).await?;
+        self.store.put(path, payload).await.map(|_| ())
+    }
+
+    /// `AlreadyExists` when something is at `path`.
+    pub(crate) async fn refuse_existing(
+        &self,
+        path: &Path,
+    ) -> std::result::Result<(), object_store::Error> {
         match self.store.head(path).await {
             Ok(_) => Err(object_store::Error::AlreadyExists {
                 path: path.to_string(),
                 source: "the object exists".into(),
             }),
-            Err(object_store::Error::NotFound { .. }) => {
-                self.store.put(path, payload).await.map(|_| ())
-            }
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    /// Whether create-only writes are atomic here (probing once per process).
-    fn is_atomic(&self) -> bool {
-        *self
-            .atomic
-            .get_or_init(|| match self.probe_atomic_create() {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(
-                        "could not find out whether {} enforces create-only writes: {e}",
-                        self.location
-                    );
-                    false
-                }
-            })
-    }
-
-    /// Whether the store refuses to replace an object with a conditional put, found by trying.
-    fn probe_atomic_create(&self) -> Result<bool> {
-        let probe = self.prefix.clone().join(format!(
-            ".cairn-create-probe-{:016x}",
-            rand::random::<u64>()
-        ));
-        self.rt.block_on(async {
-            self.create(&probe, b"1", true)
-                .await
-                .map_err(|e| self.err("cannot write a probe object".into(), e))?;
-            let second = self.create(&probe, b"2", true).await;
-            let _ = self.store.delete(&probe).await;
-            match second {
-                Err(
-                    object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. },
-                ) => Ok(true),
-                Ok(()) => Ok(false),
-                // A store without conditional put says so.
-                Err(
-                    object_store::Error::NotSupported { .. }
-                    | object_store::Error::NotImplemented { .. },
-                ) => Ok(false),
-                Err(e) => Err(self.err("cannot write a probe object".into(), e)),
-            }
-        })
     }
 }
 
@@ -407,12 +467,13 @@ fn no_such_bucket(e: &object_store::Error) -> bool {
 
 impl Backend for ObjectBackend {
     fn location(&self) -> String {
-        self.location.clone()
+        self.remote.location.clone()
     }
 
     fn guarantees(&self) -> Guarantees {
+        let atomic = self.atomic();
         Guarantees {
-            atomic_create: self.is_atomic(),
+            atomic_create: atomic.put && (atomic.multipart || self.remote.multipart.is_none()),
         }
     }
 
@@ -422,19 +483,20 @@ impl Backend for ObjectBackend {
 
     fn create(&self) -> Result<()> {
         let first = self
+            .remote
             .rt
-            .block_on(async { self.store.list(Some(&self.prefix)).try_next().await });
+            .block_on(async { self.remote.store.list(Some(&self.prefix)).try_next().await });
         match first {
             Ok(Some(o)) => {
                 return Err(Error::invalid(format!(
                     "{} is not empty (it holds {}); a repository is only created in an empty place",
-                    self.location, o.location
+                    self.remote.location, o.location
                 )));
             }
             Ok(None) => {}
             // The first write creates it, where the store allows that.
             Err(e) if no_such_bucket(&e) => {}
-            Err(e) => return Err(self.err("cannot list".into(), e)),
+            Err(e) => return Err(self.remote.err("cannot list".into(), e)),
         }
         if self.conditional {
             let probed = self.probe_atomic_create()?;
@@ -446,17 +508,18 @@ impl Backend for ObjectBackend {
     fn list(&self, tpe: FileType) -> Result<Vec<(String, u64)>> {
         if tpe == FileType::Config {
             let path = self.prefix.clone().join("config");
-            return match self.rt.block_on(self.store.head(&path)) {
+            return match self.remote.rt.block_on(self.remote.store.head(&path)) {
                 Ok(m) => Ok(vec![("config".into(), m.size)]),
                 Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-                Err(e) => Err(self.err("cannot read the config".into(), e)),
+                Err(e) => Err(self.remote.err("cannot read the config".into(), e)),
             };
         }
         let dir = self.prefix.clone().join(tpe.dir());
         let all: Vec<object_store::ObjectMeta> = self
+            .remote
             .rt
-            .block_on(self.store.list(Some(&dir)).try_collect())
-            .map_err(|e| self.err(format!("cannot list {}", tpe.dir()), e))?;
+            .block_on(self.remote.store.list(Some(&dir)).try_collect())
+            .map_err(|e| self.remote.err(format!("cannot list {}", tpe.dir()), e))?;
         Ok(all
             .into_iter()
             .filter_map(|m| {
@@ -468,22 +531,32 @@ impl Backend for ObjectBackend {
 
     fn read(&self, tpe: FileType, name: &str) -> Result<Vec<u8>> {
         let path = self.path(tpe, name)?;
-        self.rt
-            .block_on(async { self.store.get(&path).await?.bytes().await })
+        self.remote
+            .rt
+            .block_on(async { self.remote.store.get(&path).await?.bytes().await })
             .map(|b| b.to_vec())
-            .map_err(|e| self.err(format!("cannot read {}", what(tpe, name)), e))
+            .map_err(|e| {
+                self.remote
+                    .err(format!("cannot read {}", what(tpe, name)), e)
+            })
     }
 
     fn read_range(&self, tpe: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let path = self.path(tpe, name)?;
         let data = self
+            .remote
             .rt
             .block_on(async {
-                match self.store.get_range(&path, offset..offset + length).await {
+                match self
+                    .remote
+                    .store
+                    .get_range(&path, offset..offset + length)
+                    .await
+                {
                     // Some servers answer a range that covers the whole object with the whole
                     // object (200, not 206), which the client refuses; take it and cut.
                     Err(e) if e.to_string().contains("non-partial response") => {
-                        let all = self.store.get(&path).await?.bytes().await?;
+                        let all = self.remote.store.get(&path).await?.bytes().await?;
                         let end = usize::try_from(offset + length)
                             .unwrap_or(usize::MAX)
                             .min(all.len());
@@ -492,7 +565,10 @@ impl Backend for ObjectBackend {
                     r => r,
                 }
             })
-            .map_err(|e| self.err(format!("cannot read {}", what(tpe, name)), e))?;
+            .map_err(|e| {
+                self.remote
+                    .err(format!("cannot read {}", what(tpe, name)), e)
+            })?;
         if data.len() as u64 != length {
             return Err(Error::corrupt(format!(
                 "{tpe} {name} is truncated: wanted {length} bytes at offset {offset}, got {}",
@@ -504,15 +580,41 @@ impl Backend for ObjectBackend {
 
     fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(tpe, name)?;
-        self.rt
-            .block_on(self.create(&path, data, self.conditional && self.is_atomic()))
-            .map_err(|e| self.err(format!("cannot write {}", what(tpe, name)), e))
+        self.remote
+            .rt
+            .block_on(self.remote.create(
+                &path,
+                data.to_vec(),
+                self.conditional && self.atomic().put,
+            ))
+            .map_err(|e| {
+                self.remote
+                    .err(format!("cannot write {}", what(tpe, name)), e)
+            })
+    }
+
+    fn writer(&self, tpe: FileType) -> Result<Option<Box<dyn FileWriter>>> {
+        if tpe != FileType::Pack || self.remote.multipart.is_none() {
+            return Ok(None);
+        }
+        let atomic = self.atomic();
+        let prefix = self.prefix.clone();
+        Ok(Some(Box::new(PackWriter::new(
+            self.remote.clone(),
+            prefix,
+            self.conditional && atomic.put,
+            self.conditional && atomic.multipart,
+        ))))
     }
 
     fn remove(&self, tpe: FileType, name: &str) -> Result<()> {
         let path = self.path(tpe, name)?;
-        self.rt
-            .block_on(self.store.delete(&path))
-            .map_err(|e| self.err(format!("cannot remove {}", what(tpe, name)), e))
+        self.remote
+            .rt
+            .block_on(self.remote.store.delete(&path))
+            .map_err(|e| {
+                self.remote
+                    .err(format!("cannot remove {}", what(tpe, name)), e)
+            })
     }
 }
