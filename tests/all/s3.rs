@@ -214,7 +214,47 @@ fn local_cache_of_small_files() {
     };
     assert_eq!(files("snapshots").len(), 2);
     assert!(!files("index").is_empty() && files("keys").len() == 1);
-    assert!(files("data").is_empty(), "packs are not cached");
+    // Tree packs are cached (the backup read its parent's trees), and only they.
+    let tree_packs: Vec<String> = env
+        .run(&["list", "packs", "--no-cache"])
+        .ok()
+        .lines()
+        .filter(|id| {
+            let header = env.run(&["cat", "pack", id, "--no-cache"]).json();
+            header["blobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["type"] == "tree")
+        })
+        .map(str::to_owned)
+        .collect();
+    env.run(&["ls", &env.snapshot_ids()[0], "--cache-dir", c])
+        .ok();
+    let cached_packs: Vec<String> = files("data")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    assert!(!cached_packs.is_empty(), "tree packs are cached");
+    for p in &cached_packs {
+        assert!(
+            tree_packs.contains(p),
+            "{p} is not a tree pack: {tree_packs:?}"
+        );
+    }
+    // A damaged tree pack in the cache is noticed and fetched again.
+    let tree_pack = files("data")[0].clone();
+    std::fs::write(&tree_pack, b"garbage").unwrap();
+    let ls = env
+        .run(&["ls", &env.snapshot_ids()[0], "--cache-dir", c])
+        .ok()
+        .to_owned();
+    assert!(ls.contains("text.txt"), "{ls}");
+    assert_eq!(
+        cairn_repo::Id::hash_of(&std::fs::read(&tree_pack).unwrap()).to_hex(),
+        tree_pack.file_name().unwrap().to_str().unwrap(),
+        "the tree pack was healed"
+    );
     // A damaged cache entry is noticed (hash ≠ name) and fetched again.
     let snap = files("snapshots")[0].clone();
     std::fs::write(&snap, b"garbage").unwrap();

@@ -1,26 +1,38 @@
 //! A local cache in front of a remote store, for what is small, immutable and read often:
-//! key slots, snapshots and index files (named by the hash of their bytes).
+//! key slots, snapshots, index files and packs of tree blobs (all named by the hash of their
+//! bytes).
 //!
 //! A cached file is used only when its BLAKE3 hash still equals its name, so a damaged cache
-//! entry is simply fetched again; the cache can be deleted at any time. Listings always come
-//! from the store (they are the truth) and cached files the store no longer lists are dropped,
-//! so that what prune or forget removed does not linger. Packs are not cached.
+//! entry is simply fetched again; the cache can be deleted at any time. A tree pack is fetched
+//! whole the first time one of its trees is read, checked once per process, and then read in
+//! ranges from the cache. Listings always come from the store (they are the truth) and cached
+//! files the store no longer lists are dropped, so that what prune or forget removed does not
+//! linger. Packs of file data are not cached.
 
+use std::collections::HashSet;
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cairn_repo::backend::FileWriter;
-use cairn_repo::{Backend, FileType, Guarantees, Id, Result};
+use cairn_repo::{Backend, Error, FileType, Guarantees, Id, Result};
 
 /// A cache wrapped around a backend.
 pub struct CachedBackend {
     inner: Arc<dyn Backend>,
     dir: PathBuf,
+    /// Tree packs whose cached copy this process has checked against its name.
+    checked: Mutex<HashSet<String>>,
 }
 
 fn cached(tpe: FileType) -> bool {
     matches!(tpe, FileType::Key | FileType::Snapshot | FileType::Index)
+}
+
+/// Whether listings of `tpe` prune the cache (packs: the cached tree packs).
+fn pruned(tpe: FileType) -> bool {
+    cached(tpe) || tpe == FileType::Pack
 }
 
 impl CachedBackend {
@@ -30,6 +42,7 @@ impl CachedBackend {
         Self {
             dir: root.join(id.to_hex()),
             inner,
+            checked: Mutex::default(),
         }
     }
 
@@ -45,6 +58,23 @@ impl CachedBackend {
     fn get(&self, tpe: FileType, name: &str) -> Option<Vec<u8>> {
         let data = fs::read(self.path(tpe, name)).ok()?;
         (Id::hash_of(&data).to_hex() == name).then_some(data)
+    }
+
+    /// `length` bytes at `offset` of the cached tree pack `name`, if it is cached and sound.
+    fn cached_range(&self, name: &str, offset: u64, length: u64) -> Option<Vec<u8>> {
+        let path = self.path(FileType::Pack, name);
+        let checked = self.checked.lock().expect("cache lock").contains(name);
+        if !checked {
+            self.get(FileType::Pack, name)?;
+            self.checked
+                .lock()
+                .expect("cache lock")
+                .insert(name.to_owned());
+        }
+        let file = fs::File::open(path).ok()?;
+        let mut buf = vec![0; usize::try_from(length).ok()?];
+        file.read_exact_at(&mut buf, offset).ok()?;
+        Some(buf)
     }
 
     fn put(&self, tpe: FileType, name: &str, data: &[u8]) {
@@ -84,7 +114,7 @@ impl Backend for CachedBackend {
 
     fn list(&self, tpe: FileType) -> Result<Vec<(String, u64)>> {
         let listed = self.inner.list(tpe)?;
-        if cached(tpe)
+        if pruned(tpe)
             && let Ok(rd) = fs::read_dir(self.dir.join(tpe.dir()))
         {
             let names: std::collections::HashSet<&str> =
@@ -113,6 +143,24 @@ impl Backend for CachedBackend {
 
     fn read_range(&self, tpe: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         self.inner.read_range(tpe, name, offset, length)
+    }
+
+    fn read_tree_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        if let Some(data) = self.cached_range(name, offset, length) {
+            return Ok(data);
+        }
+        let data = self.inner.read(FileType::Pack, name)?;
+        self.put(FileType::Pack, name, &data);
+        let range = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(offset + length).ok())
+            .and_then(|(start, end)| data.get(start..end));
+        range.map(<[u8]>::to_vec).ok_or_else(|| {
+            Error::corrupt(format!(
+                "pack {name} is truncated: wanted {length} bytes at offset {offset}, it has {}",
+                data.len()
+            ))
+        })
     }
 
     fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {

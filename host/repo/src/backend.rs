@@ -125,6 +125,16 @@ pub trait Backend: Send + Sync + 'static {
     /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt).
     fn read_range(&self, tpe: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
 
+    /// As [`Backend::read_range`] on a pack of tree blobs: the metadata every listing, diff,
+    /// restore and incremental backup walks. A cache in front of a remote store keeps such
+    /// packs whole; everything else reads the range.
+    ///
+    /// # Errors
+    /// As [`Backend::read_range`].
+    fn read_tree_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        self.read_range(FileType::Pack, name, offset, length)
+    }
+
     /// Stores a new file; never replaces one.
     ///
     /// # Errors

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::open_blob;
+use crate::format::pack::{BlobType, open_blob};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::Id;
 use crate::index::Index;
@@ -67,12 +67,17 @@ impl IndexedRepository {
                 format!("blob {id} is not in the index (run `cairn check`)"),
             )
         })?;
-        let sealed = self.backend().read_range(
-            FileType::Pack,
-            &loc.pack.to_hex(),
+        let (name, offset, length) = (
+            loc.pack.to_hex(),
             u64::from(loc.entry.offset),
             u64::from(loc.entry.length),
-        )?;
+        );
+        let sealed = match loc.entry.tpe {
+            BlobType::Tree => self.backend().read_tree_range(&name, offset, length),
+            BlobType::Data => self
+                .backend()
+                .read_range(FileType::Pack, &name, offset, length),
+        }?;
         open_blob(self.key(), &loc.entry, &sealed, &loc.pack)
     }
 
