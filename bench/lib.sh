@@ -16,8 +16,14 @@ drop_caches() {
     fi
 }
 
+# CPU seconds (user + sys) the process SERVER_PID has used so far.
+server_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$SERVER_PID/stat"
+}
+
 # timed CASE TOOL -- CMD...   run CMD under /usr/bin/time, output to logs/CASE-TOOL.log,
-# and append "CASE TOOL wall user sys rss" to RESULTS. Aborts the run if CMD fails.
+# and append "CASE TOOL wall user sys rss" to RESULTS (plus the CPU seconds the server
+# SERVER_PID spent meanwhile, when set). Aborts the run if CMD fails.
 timed() {
     local case=$1 tool=$2
     shift 2
@@ -25,6 +31,8 @@ timed() {
     local logf="$LOGS/$case-$tool.log" timef="$LOGS/$case-$tool.time"
     printf '$ %s\n' "$*" >"$logf"
     drop_caches
+    local srv_before=
+    [[ -z ${SERVER_PID:-} ]] || srv_before=$(server_cpu)
     if ! "$TIME" -f '%e %U %S %M' -o "$timef" "$@" >>"$logf" 2>&1; then
         log "FAILED: case $case, $tool: $*"
         log "---- last lines of $logf:"
@@ -33,7 +41,9 @@ timed() {
     fi
     local wall user sys rss
     read -r wall user sys rss < <(tail -n 1 "$timef")
-    RESULTS+=("$case $tool $wall $user $sys $rss")
+    local srv=
+    [[ -z ${SERVER_PID:-} ]] || srv=" $(echo "$(server_cpu) $srv_before" | awk '{printf "%.2f", $1 - $2}')"
+    RESULTS+=("$case $tool $wall $user $sys $rss$srv")
     printf '  %-3s %-7s wall %8.2f s   cpu %8.2f s   max RSS %7.1f MiB\n' \
         "$case" "$tool" "$wall" "$(echo "$user $sys" | awk '{print $1 + $2}')" \
         "$(echo "$rss" | awk '{print $1 / 1024}')" >&2

@@ -174,6 +174,7 @@ print(" ".join(str(x.getsockname()[1]) for x in s))')"
     weed mini -dir="$WORK/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false \
         -master.telemetry=false "${args[@]}" >"$LOGS/weed.log" 2>&1 &
     WEED_PID=$!
+    SERVER_PID=$WEED_PID
     trap 'kill $WEED_PID 2>/dev/null; wait $WEED_PID 2>/dev/null' EXIT
     for _ in $(seq 100); do
         curl -s -o /dev/null "http://127.0.0.1:${P[0]}/" && break
@@ -256,8 +257,9 @@ big_bytes, small_bytes = int(big_bytes), int(small_bytes)
 res = {}
 for line in open(tsv):
     if line.strip():
-        case, tool, wall, user, sys_, rss = line.split()
-        res[case, tool] = dict(wall=float(wall), cpu=float(user) + float(sys_), rss=int(rss) / 1024)
+        case, tool, wall, user, sys_, rss, *server = line.split()
+        res[case, tool] = dict(wall=float(wall), cpu=float(user) + float(sys_), rss=int(rss) / 1024,
+                               server=float(server[0]) if server else None)
 
 cases = [
     ("a", "backup 1 big random file (fresh repo)", 5),
@@ -316,6 +318,20 @@ for tool in ("restic", "cairn"):
     if t is not None:
         out.append(f"- (b) {tool}: {t:.0f} MB/s ({small_bytes / 1e6:.0f} MB)")
 out.append("")
+if any(r["server"] is not None for r in res.values()):
+    out.append("## Server CPU s (the S3 server, same cores, during each command)")
+    out.append("")
+    out.append("| case | restic | cairn | restic + server CPU s | cairn + server CPU s |")
+    out.append("|---|---:|---:|---:|---:|")
+    for case, title, _ in cases:
+        row = [f"({case}) {title}"]
+        for key in ("server", "total"):
+            for tool in ("restic", "cairn"):
+                r = res.get((case, tool))
+                v = None if not r else r["server"] if key == "server" else r["cpu"] + r["server"]
+                row.append("—" if v is None else f"{v:.2f}")
+        out.append("| " + " | ".join(row) + " |")
+    out.append("")
 out.append("## Repository sizes (du -sb)")
 out.append("")
 for n in notes:

@@ -5,6 +5,7 @@ mod commands;
 mod copy;
 mod discovery;
 mod errors;
+mod gcs;
 mod hooks;
 mod interrupt;
 mod lifecycle;

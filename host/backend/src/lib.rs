@@ -28,8 +28,8 @@ pub struct OpenOptions {
 }
 
 /// The backend for a repository location: a local path or `local:PATH`,
-/// `s3:http(s)://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX`, or
-/// `webdav+http(s)://HOST/PATH`.
+/// `s3:http(s)://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX`,
+/// `gs://BUCKET/PREFIX`, or `webdav+http(s)://HOST/PATH`.
 ///
 /// # Errors
 /// [`cairn_repo::ErrorKind::InvalidInput`] for a scheme this build does not support.
@@ -52,6 +52,8 @@ pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn 
         Some(Arc::new(ObjectBackend::s3(location, &opts.remote)?))
     } else if location.starts_with("az://") {
         Some(Arc::new(ObjectBackend::azure(location, &opts.remote)?))
+    } else if location.starts_with("gs://") {
+        Some(Arc::new(ObjectBackend::gcs(location, &opts.remote)?))
     } else if location.starts_with("webdav+") {
         Some(Arc::new(ObjectBackend::webdav(location, &opts.remote)?))
     } else {
@@ -70,7 +72,7 @@ pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn 
             .all(|c| c.is_ascii_alphanumeric() || c == '+')
     {
         return Err(Error::invalid(format!(
-            "repository scheme `{scheme}:` is not supported by this build (use a local path, s3: or webdav+http(s):)"
+            "repository scheme `{scheme}:` is not supported by this build (use a local path, s3:, az://, gs:// or webdav+http(s)://)"
         )));
     }
     Ok(Arc::new(LocalBackend::new(location)))

@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Repository location: a directory, `s3:http(s)://HOST:PORT/BUCKET/PREFIX`,
-    /// `s3://BUCKET/PREFIX` (AWS), `az://CONTAINER/PREFIX`, `webdav+http(s)://HOST/PATH`, or
+    /// `s3://BUCKET/PREFIX` (AWS), `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX`,
+    /// `webdav+http(s)://HOST/PATH`, or
     /// `plugin:NAME` (a storage-backend plugin instance from the configuration file).
     #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY)]
     pub repo: Option<String>,

@@ -392,8 +392,11 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                     start,
                     end - start,
                 )?;
+                // The span's blobs on this thread: a nested parallel loop would let a waiting
+                // thread steal another pack's job and hold a second span (peak memory grew
+                // with the number of packs, not the number of threads).
                 blobs[i..j]
-                    .par_iter()
+                    .iter()
                     .try_for_each(|(entry, targets)| -> Result<()> {
                         let at = (u64::from(entry.offset) - start) as usize;
                         let sealed = span.get(at..at + entry.length as usize).ok_or_else(|| {
