@@ -297,12 +297,7 @@ impl ObjectBackend {
             .with_retry(retry())
             .with_client_options(client(opts)?.with_allow_http(true))
             .build()
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "cannot use {spec}: {e} (check the credentials that GOOGLE_APPLICATION_CREDENTIALS, \
-                     GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY give)"
-                ))
-            })?;
+            .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
         Self::new(Arc::new(store), None, path, spec.to_owned(), false, opts)
     }
 
