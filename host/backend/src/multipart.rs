@@ -11,6 +11,10 @@
 //!
 //! The temporary file lives in the system's temporary directory (`TMPDIR`), like restic's, and
 //! disappears with the process whatever happens.
+//!
+//! A pack's memory goes back to a pool once it is uploaded: a fresh 32 MiB buffer for
+//! every pack cost a page fault per 4 KiB written into it and an unmap when it was freed
+//! (about 0.5 s of CPU per GiB stored).
 
 use std::fs::File;
 use std::io::Write;
@@ -18,7 +22,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use cairn_repo::backend::FileWriter;
+use cairn_repo::buffers::BufferPool;
 use cairn_repo::{Error, ErrorKind, FileType, Result};
 use futures::{StreamExt, TryStreamExt};
 use object_store::client::{
@@ -35,6 +41,13 @@ pub(crate) const SPILL_AT: usize = 32 << 20;
 pub(crate) const PART_SIZE: u64 = 16 << 20;
 /// Parts of one pack in memory and on the wire at once.
 pub(crate) const PARTS_IN_FLIGHT: usize = 2;
+
+/// Puts the buffer behind `bytes` back into `pool`, if nothing else holds it any more.
+fn recycle(pool: &BufferPool, bytes: Bytes) {
+    if let Ok(buf) = bytes.try_into_mut() {
+        pool.put(Vec::from(buf));
+    }
+}
 
 enum Spool {
     Memory(Vec<u8>),
@@ -61,9 +74,13 @@ impl PackWriter {
         atomic_multipart: bool,
     ) -> Self {
         Self {
+            spool: Spool::Memory({
+                let mut buf = remote.spools.get();
+                buf.reserve(SPILL_AT);
+                buf
+            }),
             remote,
             prefix,
-            spool: Spool::Memory(Vec::with_capacity(SPILL_AT)),
             atomic_put,
             atomic_multipart,
         }
@@ -108,9 +125,15 @@ impl FileWriter for PackWriter {
         let what = format!("cannot write {}", crate::what(FileType::Pack, name));
         let remote = &self.remote;
         let stored = match self.spool {
-            Spool::Memory(buf) => remote
-                .rt
-                .block_on(remote.create(&path, buf, self.atomic_put)),
+            Spool::Memory(buf) => {
+                let bytes = Bytes::from(buf);
+                let stored =
+                    remote
+                        .rt
+                        .block_on(remote.create(&path, bytes.clone(), self.atomic_put));
+                recycle(&remote.spools, bytes);
+                stored
+            }
             Spool::File { file, len } => remote.rt.block_on(remote.create_multipart(
                 &path,
                 &file,

@@ -70,6 +70,8 @@ pub(crate) struct Remote {
     pub(crate) rt: tokio::runtime::Runtime,
     /// Where this is, for messages (never with credentials).
     pub(crate) location: String,
+    /// Memory of packs already uploaded, for the next ones.
+    pub(crate) spools: cairn_repo::buffers::BufferPool,
 }
 
 /// Whether the store refuses a second create of one name, by either way of writing.
@@ -317,6 +319,9 @@ impl ObjectBackend {
                 multipart,
                 rt: runtime()?,
                 location: location.into(),
+                // Two: packs are made and stored one after another, so one buffer comes back
+                // about when the next is needed; more would only hold memory.
+                spools: cairn_repo::buffers::BufferPool::new(2),
             }),
             prefix: Path::from(prefix.trim_matches('/')),
             atomic: if conditional {

@@ -1,16 +1,17 @@
 //! Reading a file's metadata into a [`Node`] and putting it back on restore.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::fs::{File, Metadata};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::stat::{UtimensatFlags, futimens, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User};
+use xattr::FileExt as _;
 
 use crate::format::tree::{Name, Node, NodeKind, Xattr};
 
@@ -129,25 +130,71 @@ fn read_xattrs(path: &Path) -> Vec<Xattr> {
     out
 }
 
-/// Puts ownership (when `owner`), mode, xattrs and times back on `path`. Returns the problems
-/// met (each a message), so the caller can warn and go on.
+/// Puts ownership (when `owner`), mode, xattrs and times back on `path` (a symlink itself, not
+/// what it points to). Returns the problems met (each a message), so the caller can warn and go
+/// on.
 pub(crate) fn apply_metadata(path: &Path, node: &Node, owner: bool) -> Vec<String> {
+    apply(Target::Path(path), node, owner, true)
+}
+
+/// [`apply_metadata`] on a regular file still open after its content was written: no path is
+/// looked up again. `set_mode: false` when the file was created with its mode already (see
+/// [`create_mode`]).
+pub(crate) fn apply_metadata_to_file(
+    file: &File,
+    node: &Node,
+    owner: bool,
+    set_mode: bool,
+) -> Vec<String> {
+    apply(Target::File(file), node, owner, set_mode)
+}
+
+/// The mode to create a regular file with so that it needs no `chmod` afterwards: `None` when
+/// the process umask would clear some of `mode`'s bits or `mode` has set-id or sticky bits
+/// (which a later `chown` would clear).
+pub(crate) fn create_mode(mode: u32) -> Option<u32> {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    // From /proc (reading it with umask(2) would change it for a moment, for every thread).
+    let umask = (*UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    }))?;
+    (mode & 0o7000 == 0 && mode & umask == 0).then_some(mode & 0o777)
+}
+
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Path(&'a Path),
+    File(&'a File),
+}
+
+fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<String> {
     let mut problems = Vec::new();
     let is_link = node.kind == NodeKind::Symlink;
-    if owner
-        && let Err(e) = nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            Some(Uid::from_raw(node.uid)),
-            Some(Gid::from_raw(node.gid)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-    {
-        problems.push(format!("cannot set owner {}:{}: {e}", node.uid, node.gid));
+    if owner {
+        let (uid, gid) = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
+        let r = match target {
+            Target::Path(path) => nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                path,
+                uid,
+                gid,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+            Target::File(file) => nix::unistd::fchown(file, uid, gid),
+        };
+        if let Err(e) = r {
+            problems.push(format!("cannot set owner {}:{}: {e}", node.uid, node.gid));
+        }
     }
-    if !is_link {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
+    if set_mode && !is_link {
+        let perms = std::fs::Permissions::from_mode(node.mode);
+        let r = match target {
+            Target::Path(path) => std::fs::set_permissions(path, perms),
+            Target::File(file) => file.set_permissions(perms),
+        };
+        if let Err(e) = r {
             problems.push(format!("cannot set mode {:o}: {e}", node.mode));
         }
     }
@@ -156,18 +203,27 @@ pub(crate) fn apply_metadata(path: &Path, node: &Node, owner: bool) -> Vec<Strin
             problems.push(format!("xattr {} has a malformed value", x.name.display()));
             continue;
         };
-        if let Err(e) = xattr::set(path, x.name.to_os(), &value) {
+        let r = match target {
+            Target::Path(path) => xattr::set(path, x.name.to_os(), &value),
+            Target::File(file) => file.set_xattr(x.name.to_os(), &value),
+        };
+        if let Err(e) = r {
             problems.push(format!("cannot set xattr {}: {e}", x.name.display()));
         }
     }
     let ts = |t: i64| TimeSpec::new(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000));
-    if let Err(e) = utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &ts(node.atime),
-        &ts(node.mtime),
-        UtimensatFlags::NoFollowSymlink,
-    ) {
+    let (atime, mtime) = (ts(node.atime), ts(node.mtime));
+    let r = match target {
+        Target::Path(path) => utimensat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            &atime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        ),
+        Target::File(file) => futimens(file, &atime, &mtime),
+    };
+    if let Err(e) = r {
         problems.push(format!("cannot set times: {e}"));
     }
     problems

@@ -7,13 +7,11 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::KeyInit;
 use jiff::Timestamp;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{MasterKey, open_with, seal_with};
+use crate::crypto::{Cipher, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
 
 const AAD: &[u8] = b"cairn/key-slot";
@@ -72,14 +70,14 @@ pub struct KeyFile {
     pub data: String,
 }
 
-fn derive(password: &[u8], salt: &[u8], p: &KdfParams) -> Result<XChaCha20Poly1305> {
+fn derive(password: &[u8], salt: &[u8], p: &KdfParams) -> Result<Cipher> {
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|e| Error::corrupt(format!("key slot has invalid argon2id parameters: {e}")))?;
     let mut out = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password, salt, &mut out)
         .map_err(|e| Error::corrupt(format!("argon2id failed: {e}")))?;
-    Ok(XChaCha20Poly1305::new(&out.into()))
+    Ok(Cipher::new(out))
 }
 
 impl KeyFile {
@@ -97,7 +95,7 @@ impl KeyFile {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
         let cipher = derive(password, &salt, &params).map_err(|e| Error::invalid(e.to_string()))?;
-        let data = seal_with(&cipher, master.as_bytes(), AAD);
+        let data = cipher.seal(master.as_bytes(), AAD);
         Ok(Self {
             created: Timestamp::now(),
             hostname: hostname.to_owned(),
@@ -131,7 +129,8 @@ impl KeyFile {
             .decode(&self.data)
             .map_err(|_| Error::corrupt("key slot data is not base64"))?;
         let cipher = derive(password, &salt, &self.kdf.params)?;
-        let raw = open_with(&cipher, &data, AAD)
+        let raw = cipher
+            .open(&data, AAD)
             .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?;
         let raw: [u8; 32] = raw
             .try_into()

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{BlobEntry, open_blob};
 use crate::format::tree::{Node, NodeKind};
-use crate::fsmeta::apply_metadata;
+use crate::fsmeta::{apply_metadata, apply_metadata_to_file, create_mode};
 use crate::glob::PathPatterns;
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
@@ -407,9 +407,13 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                         for &(file, offset) in targets {
                             let job = &files[file];
                             if job.deferred {
+                                // Complete with this write: its metadata goes on through the
+                                // open file (no path looked up again, no chmod if created so).
+                                let mode = create_mode(job.node.mode);
                                 let mut f = OpenOptions::new()
                                     .write(true)
                                     .create_new(true)
+                                    .mode(mode.unwrap_or(0o600))
                                     .open(&job.path)
                                     .map_err(|e| io(&job.path, "create", e))?;
                                 if zero {
@@ -417,6 +421,16 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                                         .map_err(|e| io(&job.path, "size", e))?;
                                 } else {
                                     f.write_all(&plain).map_err(|e| io(&job.path, "write", e))?;
+                                }
+                                let problems = apply_metadata_to_file(
+                                    &f,
+                                    &job.node,
+                                    ctx.opts.owner,
+                                    mode.is_none(),
+                                );
+                                let named = job.replace.as_ref().unwrap_or(&job.path);
+                                for p in problems {
+                                    ctx.warn(named, format!("{}: {p}", named.display()));
                                 }
                             } else if !zero {
                                 let f = OpenOptions::new()
@@ -533,6 +547,7 @@ fn run_restore(
         warnings: AtomicU64::new(0),
         cancel,
     };
+    let began = std::time::Instant::now();
     let start = repo.find_node(tree, &opts.subpath)?;
     // A target that does not exist yet (or is empty) holds nothing to check or overwrite.
     let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut rd| rd.next().is_none());
@@ -578,6 +593,12 @@ fn run_restore(
             std::fs::create_dir_all(p).map_err(|e| io(p, "create directory", e))?;
         }
     }
+    tracing::debug!(
+        files = plan.files.len(),
+        dirs = plan.dirs.len(),
+        ms = began.elapsed().as_millis(),
+        "restore planned"
+    );
     progress.totals(
         plan.files.len() as u64,
         plan.files.iter().map(|f| f.node.size).sum(),
@@ -588,6 +609,11 @@ fn run_restore(
             let _ = std::fs::remove_file(&f.path);
         }
     })?;
+    tracing::debug!(
+        bytes,
+        ms = began.elapsed().as_millis(),
+        "restore content written"
+    );
     for f in &mut plan.files {
         if let Some(dest) = f.replace.take() {
             if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
@@ -611,8 +637,10 @@ fn run_restore(
             ctx.warn(path, format!("{}: {p}", path.display()));
         }
     };
+    // Files of one blob got theirs when written.
     plan.files
         .par_iter()
+        .filter(|f| !f.deferred)
         .for_each(|f| warn_all(&f.path, apply_metadata(&f.path, &f.node, opts.owner)));
     for (p, n) in &plan.others {
         warn_all(p, apply_metadata(p, n, opts.owner));
@@ -632,6 +660,7 @@ fn run_restore(
     for (p, n) in plan.dirs.iter().rev() {
         warn_all(p, apply_metadata(p, n, opts.owner));
     }
+    tracing::debug!(ms = began.elapsed().as_millis(), "restore metadata set");
     let verified = Mutex::new(0u64);
     if opts.verify {
         plan.files.par_iter().try_for_each(|f| -> Result<()> {
