@@ -84,6 +84,14 @@ impl MasterKey {
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         self.cipher.open(sealed, aad)
     }
+
+    /// As [`MasterKey::open`], decrypting in `sealed` itself; returns the plaintext within it.
+    ///
+    /// # Errors
+    /// As [`MasterKey::open`]; `sealed` then holds garbage.
+    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8], aad: &[u8]) -> Result<&'a mut [u8]> {
+        self.cipher.open_in_place(sealed, aad)
+    }
 }
 
 /// XChaCha20-Poly1305 as draft-irtf-cfrg-xchacha-03 builds it: HChaCha20 turns the key and the
@@ -129,25 +137,32 @@ impl Cipher {
 
     /// The plaintext of what [`Cipher::seal`] made with this key and `aad`.
     pub(crate) fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let mut out = sealed.to_vec();
+        let len = self.open_in_place(&mut out, aad)?.len();
+        out.drain(..NONCE_LEN);
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// As [`Cipher::open`], decrypting in `sealed` itself; returns the plaintext within it.
+    pub(crate) fn open_in_place<'a>(
+        &self,
+        sealed: &'a mut [u8],
+        aad: &[u8],
+    ) -> Result<&'a mut [u8]> {
+        let len = sealed.len();
         let Some((nonce, rest)) = sealed
-            .split_first_chunk::<NONCE_LEN>()
+            .split_first_chunk_mut::<NONCE_LEN>()
             .filter(|(_, rest)| rest.len() >= TAG_LEN)
         else {
             return Err(Error::corrupt(format!(
-                "sealed data is {} bytes, shorter than the {OVERHEAD}-byte envelope",
-                sealed.len()
+                "sealed data is {len} bytes, shorter than the {OVERHEAD}-byte envelope"
             )));
         };
         let (key, n) = self.inner(nonce);
-        let mut out = rest.to_vec();
-        let len = key
-            .open_in_place(n, Aad::from(aad), &mut out)
-            .map_err(|_| {
-                Error::corrupt("data does not authenticate (altered, truncated or wrong key)")
-            })?
-            .len();
-        out.truncate(len);
-        Ok(out)
+        key.open_in_place(n, Aad::from(aad), rest).map_err(|_| {
+            Error::corrupt("data does not authenticate (altered, truncated or wrong key)")
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 //! offset 0 in header order. A pack's name is the BLAKE3 hash of all its bytes.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::crypto::{MasterKey, OVERHEAD};
 use crate::error::{Error, Result};
@@ -159,15 +160,31 @@ fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 /// # Errors
 /// [`crate::ErrorKind::Corrupt`] naming the blob and `pack` when any check fails.
 pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8], pack: &Id) -> Result<Vec<u8>> {
+    let mut buf = sealed.to_vec();
+    open_blob_in_place(key, entry, &mut buf, pack).map(Cow::into_owned)
+}
+
+/// As [`open_blob`], decrypting in `sealed` itself: an uncompressed blob's plaintext is
+/// returned within it, a compressed one's decompressed anew.
+///
+/// # Errors
+/// As [`open_blob`]; `sealed` then holds garbage.
+pub fn open_blob_in_place<'a>(
+    key: &MasterKey,
+    entry: &BlobEntry,
+    sealed: &'a mut [u8],
+    pack: &Id,
+) -> Result<Cow<'a, [u8]>> {
     let what = || format!("blob {} in pack {pack}", entry.id);
     let payload = key
-        .open(sealed, &blob_aad(entry.tpe, &entry.id))
+        .open_in_place(sealed, &blob_aad(entry.tpe, &entry.id))
         .map_err(|e| e.context(format!("{} is corrupt", what())))?;
     let plain = if entry.compressed {
-        decompress(&payload, entry.raw_length as usize)
-            .map_err(|e| Error::corrupt(format!("{} does not decompress", what())).with_source(e))?
+        Cow::Owned(decompress(payload, entry.raw_length as usize).map_err(|e| {
+            Error::corrupt(format!("{} does not decompress", what())).with_source(e)
+        })?)
     } else {
-        payload
+        Cow::Borrowed(&*payload)
     };
     if plain.len() != entry.raw_length as usize || key.blob_id(&plain) != entry.id {
         return Err(Error::corrupt(format!("{} does not match its id", what())));

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::{BlobEntry, open_blob};
+use crate::format::pack::{BlobEntry, open_blob_in_place};
 use crate::format::tree::{Node, NodeKind};
 use crate::fsmeta::{apply_metadata, apply_metadata_to_file, create_mode};
 use crate::glob::PathPatterns;
@@ -386,7 +386,7 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                     end = end.max(o + u64::from(blobs[j].0.length));
                     j += 1;
                 }
-                let span = repo.backend().read_range(
+                let mut span = repo.backend().read_range(
                     FileType::Pack,
                     &pack.to_hex(),
                     start,
@@ -395,61 +395,62 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                 // The span's blobs on this thread: a nested parallel loop would let a waiting
                 // thread steal another pack's job and hold a second span (peak memory grew
                 // with the number of packs, not the number of threads).
-                blobs[i..j]
-                    .iter()
-                    .try_for_each(|(entry, targets)| -> Result<()> {
-                        let at = (u64::from(entry.offset) - start) as usize;
-                        let sealed = span.get(at..at + entry.length as usize).ok_or_else(|| {
+                for (entry, targets) in &blobs[i..j] {
+                    let at = (u64::from(entry.offset) - start) as usize;
+                    let sealed = span
+                        .get_mut(at..at + entry.length as usize)
+                        .ok_or_else(|| {
                             Error::corrupt(format!("pack {pack} is shorter than its index says"))
                         })?;
-                        let plain = open_blob(repo.key(), entry, sealed, pack)?;
-                        let zero = plain.iter().all(|&b| b == 0);
-                        for &(file, offset) in targets {
-                            let job = &files[file];
-                            if job.deferred {
-                                // Complete with this write: its metadata goes on through the
-                                // open file (no path looked up again, no chmod if created so).
-                                let mode = create_mode(job.node.mode);
-                                let mut f = OpenOptions::new()
-                                    .write(true)
-                                    .create_new(true)
-                                    .mode(mode.unwrap_or(0o600))
-                                    .open(&job.path)
-                                    .map_err(|e| io(&job.path, "create", e))?;
-                                if zero {
-                                    f.set_len(job.node.size)
-                                        .map_err(|e| io(&job.path, "size", e))?;
-                                } else {
-                                    f.write_all(&plain).map_err(|e| io(&job.path, "write", e))?;
-                                }
-                                let problems = apply_metadata_to_file(
-                                    &f,
-                                    &job.node,
-                                    ctx.opts.owner,
-                                    mode.is_none(),
-                                );
-                                let named = job.replace.as_ref().unwrap_or(&job.path);
-                                for p in problems {
-                                    ctx.warn(named, format!("{}: {p}", named.display()));
-                                }
-                            } else if !zero {
-                                let f = OpenOptions::new()
-                                    .write(true)
-                                    .open(&job.path)
-                                    .map_err(|e| io(&job.path, "open", e))?;
-                                f.write_all_at(&plain, offset)
-                                    .map_err(|e| io(&job.path, "write", e))?;
-                            }
-                            written.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                            ctx.progress.bytes(plain.len() as u64);
-                        }
-                        Ok(())
-                    })?;
+                    // Decrypted where it was read (blobs of a span do not overlap).
+                    let plain = open_blob_in_place(repo.key(), entry, sealed, pack)?;
+                    place(ctx, files, targets, &plain)?;
+                    written.fetch_add(plain.len() as u64 * targets.len() as u64, Ordering::Relaxed);
+                }
                 i = j;
             }
             Ok(())
         })?;
     Ok(written.into_inner())
+}
+
+/// Writes one blob's plaintext at every place it goes.
+fn place(ctx: &Ctx<'_>, files: &[FileJob], targets: &Targets, plain: &[u8]) -> Result<()> {
+    let zero = plain.iter().all(|&b| b == 0);
+    for &(file, offset) in targets {
+        let job = &files[file];
+        if job.deferred {
+            // Complete with this write: its metadata goes on through the open file (no path
+            // looked up again, no chmod if created so).
+            let mode = create_mode(job.node.mode);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode.unwrap_or(0o600))
+                .open(&job.path)
+                .map_err(|e| io(&job.path, "create", e))?;
+            if zero {
+                f.set_len(job.node.size)
+                    .map_err(|e| io(&job.path, "size", e))?;
+            } else {
+                f.write_all(plain).map_err(|e| io(&job.path, "write", e))?;
+            }
+            let problems = apply_metadata_to_file(&f, &job.node, ctx.opts.owner, mode.is_none());
+            let named = job.replace.as_ref().unwrap_or(&job.path);
+            for p in problems {
+                ctx.warn(named, format!("{}: {p}", named.display()));
+            }
+        } else if !zero {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&job.path)
+                .map_err(|e| io(&job.path, "open", e))?;
+            f.write_all_at(plain, offset)
+                .map_err(|e| io(&job.path, "write", e))?;
+        }
+        ctx.progress.bytes(plain.len() as u64);
+    }
+    Ok(())
 }
 
 /// Re-reads a restored file and checks every piece against its blob id.
