@@ -133,6 +133,62 @@ fn wrong_credentials_fail_clearly() {
     );
 }
 
+/// Keys from `~/.aws/credentials` (the profile `AWS_PROFILE` names, else `default`) when the
+/// environment has none; a profile that is not there, or a wrong secret in it, fails clearly.
+#[test]
+fn credentials_from_the_aws_shared_files() {
+    use cairn_tests::servers::{S3_KEY, S3_SECRET};
+    let server = shared_seaweed();
+    let env = TestEnv::at(&server.location(&bucket("profiles"), "repo"));
+    let home = env.path("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n\n\
+             [stale]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = stale-secret-42\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], profile: Option<&str>| -> cairn_tests::Run {
+        let mut c = env.cmd(args);
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("HOME", &home);
+        if let Some(p) = profile {
+            c.env("AWS_PROFILE", p);
+        }
+        c.output().unwrap().into()
+    };
+    let init = run(
+        &["init", "--kdf-memory", "1024", "--kdf-iterations", "1"],
+        None,
+    );
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let src = source(&env, 2, 10_000);
+    let backup = run(&["backup", "--json", src.to_str().unwrap()], None);
+    assert_eq!(backup.code, 0, "{}", backup.stderr);
+    assert_eq!(backup.last_json()["files_new"], 3);
+    let missing = run(&["snapshots"], Some("nightly"));
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("`nightly`") && missing.stderr.contains("AWS_PROFILE"),
+        "{}",
+        missing.stderr
+    );
+    let stale = run(&["snapshots"], Some("stale"));
+    assert_eq!(stale.code, 1, "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("SignatureDoesNotMatch"),
+        "{}",
+        stale.stderr
+    );
+    for r in [&init, &backup, &missing, &stale] {
+        assert!(!r.stderr.contains(S3_SECRET) && !r.stderr.contains("stale-secret-42"));
+        assert!(!r.stdout.contains(S3_SECRET));
+    }
+}
+
 #[test]
 fn server_killed_mid_backup_then_the_next_backup_resumes() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 //! S3-compatible servers, WebDAV).
 //! [`open_location`] maps a repository location string to a backend.
 
+mod aws_profile;
 mod cache;
 mod local;
 mod multipart;

@@ -170,10 +170,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 impl ObjectBackend {
     /// `s3:http(s)://HOST:PORT/BUCKET/PREFIX` (an S3-compatible endpoint, path-style) or
     /// `s3://BUCKET/PREFIX` (AWS, from the usual `AWS_*` environment). Credentials come from
-    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and the rest of the AWS environment).
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and the rest of the AWS environment), else
+    /// from the profile `AWS_PROFILE` (or `default`) of `~/.aws/credentials` and
+    /// `~/.aws/config`, which also give the region when the environment has none.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a malformed location.
+    /// [`ErrorKind::InvalidInput`] for a malformed location or AWS file.
     pub fn s3(spec: &str, opts: &RemoteOptions) -> Result<Self> {
         let bad = |why: &str| {
             Error::invalid(format!(
@@ -189,8 +191,25 @@ impl ObjectBackend {
         if std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_none() {
             b = b.with_unsigned_payload(true);
         }
+        let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+        let mut region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
         if let Some((key, secret)) = &opts.keys {
             b = b.with_access_key_id(key).with_secret_access_key(secret);
+        } else if !(env_keys && region) {
+            // What the environment leaves out, from ~/.aws/credentials and ~/.aws/config.
+            let profile = crate::aws_profile::load()?;
+            if !env_keys && let Some((id, secret, token)) = profile.keys {
+                b = b.with_access_key_id(id).with_secret_access_key(secret);
+                if let Some(token) = token {
+                    b = b.with_token(token);
+                }
+            }
+            if !region && let Some(r) = profile.region {
+                b = b.with_region(r);
+                region = true;
+            }
         }
         let (bucket, prefix, location) = if let Some(rest) = spec.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -208,9 +227,7 @@ impl ObjectBackend {
                 .with_endpoint(format!("{scheme}://{host}"))
                 .with_allow_http(scheme == "http")
                 .with_virtual_hosted_style_request(false);
-            if std::env::var_os("AWS_REGION").is_none()
-                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            {
+            if !region {
                 b = b.with_region("us-east-1");
             }
             (
