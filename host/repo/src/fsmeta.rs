@@ -1,14 +1,16 @@
 //! Reading a file's metadata into a [`Node`] and putting it back on restore.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{File, Metadata};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use nix::sys::stat::{UtimensatFlags, futimens, utimensat};
+use nix::sys::stat::{FchmodatFlags, Mode, UtimensatFlags, fchmodat, futimens, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User};
 use xattr::FileExt as _;
@@ -130,14 +132,19 @@ fn read_xattrs(path: &Path) -> Vec<Xattr> {
     out
 }
 
-/// Puts ownership (when `owner`), mode, xattrs and times back on `path` (a symlink itself, not
-/// what it points to). Returns the problems met (each a message), so the caller can warn and go
-/// on.
-pub(crate) fn apply_metadata(path: &Path, node: &Node, owner: bool) -> Vec<String> {
-    apply(Target::Path(path), node, owner, true)
+/// Puts ownership (when `owner`), mode, xattrs and times back on entry `name` of directory
+/// `dir` (a symlink itself, never what it points to). Returns the problems met (each a
+/// message), so the caller can warn and go on.
+pub(crate) fn apply_metadata_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    node: &Node,
+    owner: bool,
+) -> Vec<String> {
+    apply(Target::At(dir, name), node, owner, true)
 }
 
-/// [`apply_metadata`] on a regular file still open after its content was written: no path is
+/// [`apply_metadata_at`] on a file or directory held open after its content was written: no path is
 /// looked up again. `set_mode: false` when the file was created with its mode already (see
 /// [`create_mode`]).
 pub(crate) fn apply_metadata_to_file(
@@ -165,7 +172,7 @@ pub(crate) fn create_mode(mode: u32) -> Option<u32> {
 
 #[derive(Clone, Copy)]
 enum Target<'a> {
-    Path(&'a Path),
+    At(BorrowedFd<'a>, &'a OsStr),
     File(&'a File),
 }
 
@@ -175,9 +182,9 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
     if owner {
         let (uid, gid) = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
         let r = match target {
-            Target::Path(path) => nix::unistd::fchownat(
-                nix::fcntl::AT_FDCWD,
-                path,
+            Target::At(dir, name) => nix::unistd::fchownat(
+                dir,
+                name,
                 uid,
                 gid,
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
@@ -189,10 +196,17 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
         }
     }
     if set_mode && !is_link {
-        let perms = std::fs::Permissions::from_mode(node.mode);
         let r = match target {
-            Target::Path(path) => std::fs::set_permissions(path, perms),
-            Target::File(file) => file.set_permissions(perms),
+            // Not through a link swapped in meanwhile: the C library opens the entry with
+            // O_PATH|O_NOFOLLOW and changes the mode of what it opened.
+            Target::At(dir, name) => fchmodat(
+                dir,
+                name,
+                Mode::from_bits_truncate(node.mode),
+                FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(std::io::Error::from),
+            Target::File(file) => file.set_permissions(std::fs::Permissions::from_mode(node.mode)),
         };
         if let Err(e) = r {
             problems.push(format!("cannot set mode {:o}: {e}", node.mode));
@@ -204,7 +218,13 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
             continue;
         };
         let r = match target {
-            Target::Path(path) => xattr::set(path, x.name.to_os(), &value),
+            // lsetxattr on the entry through its directory's descriptor: the last name is not
+            // followed, and the descriptor is the directory this restore holds.
+            Target::At(dir, name) => xattr::set(
+                Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name),
+                x.name.to_os(),
+                &value,
+            ),
             Target::File(file) => file.set_xattr(x.name.to_os(), &value),
         };
         if let Err(e) = r {
@@ -214,13 +234,9 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
     let ts = |t: i64| TimeSpec::new(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000));
     let (atime, mtime) = (ts(node.atime), ts(node.mtime));
     let r = match target {
-        Target::Path(path) => utimensat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            &atime,
-            &mtime,
-            UtimensatFlags::NoFollowSymlink,
-        ),
+        Target::At(dir, name) => {
+            utimensat(dir, name, &atime, &mtime, UtimensatFlags::NoFollowSymlink)
+        }
         Target::File(file) => futimens(file, &atime, &mtime),
     };
     if let Err(e) = r {

@@ -24,6 +24,7 @@ pub mod ops;
 pub mod packer;
 pub mod repository;
 pub mod select;
+pub mod target_dir;
 
 pub use backend::{Backend, FileType, Guarantees};
 pub use error::{Error, ErrorKind, Result};

@@ -227,6 +227,19 @@ impl Tree {
                 bad.name.display()
             )));
         }
+        // Names strictly increasing: no name twice (a directory `a` and then a link `a` would
+        // let a restore write the directory's files through the link), and one canonical form.
+        if let Some(pair) = tree.nodes.windows(2).find(|w| w[0].name >= w[1].name) {
+            let what = if pair[0].name == pair[1].name {
+                "twice"
+            } else {
+                "out of order"
+            };
+            return Err(Error::corrupt(format!(
+                "tree {id} names the entry `{}` {what} (entries must be sorted and unique)",
+                pair[1].name.display()
+            )));
+        }
         Ok(tree)
     }
 
@@ -293,5 +306,48 @@ mod tests {
             );
         }
         assert!(back.find(b"caf\xc3\xa9.txt").is_some());
+    }
+
+    fn entry(name: &str, kind: &str) -> String {
+        format!(
+            r#"{{"name":"{name}","type":"{kind}","mode":0,"uid":0,"gid":0,"mtime":0,"atime":0,"ctime":0}}"#
+        )
+    }
+
+    /// A directory `a` and then a link `a`: restore would write the directory's files through
+    /// the link. Decoding refuses it, naming the tree and the name.
+    #[test]
+    fn duplicate_and_unsorted_names_are_refused() {
+        let id = Id([7; 32]);
+        let dup = format!(
+            r#"{{"nodes":[{},{}]}}"#,
+            entry("a", "dir"),
+            entry("a", "symlink")
+        );
+        let err = Tree::from_bytes(&id, dup.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&id.to_hex()) && err.contains("`a` twice"),
+            "{err}"
+        );
+        let unsorted = format!(
+            r#"{{"nodes":[{},{}]}}"#,
+            entry("b", "file"),
+            entry("a", "file")
+        );
+        let err = Tree::from_bytes(&id, unsorted.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`a` out of order"), "{err}");
+        let fine = format!(
+            r#"{{"nodes":[{},{}]}}"#,
+            entry("a", "file"),
+            entry("b", "file")
+        );
+        assert_eq!(
+            Tree::from_bytes(&id, fine.as_bytes()).unwrap().nodes.len(),
+            2
+        );
     }
 }

@@ -7,11 +7,20 @@
 //!    Each byte is written once; all-zero blobs are not written, so sparse files stay sparse.
 //! 3. Metadata: hard links, then files' and (children first) directories' owner, mode, xattrs
 //!    and times. 4. Optionally verify what was written and delete what the snapshot lacks.
+//!
+//! The target may hold what others made, and others may change it while the restore runs: every
+//! entry is reached through descriptors of its directories ([`TargetDir`]) and no link is ever
+//! followed, so nothing outside the target is written, changed or removed. Directories are made
+//! 0700 and files 0600 (unless the umask would give them no more than their own mode), and get
+//! their own modes at the end, so nobody else reads a file while its content is written.
+//! Files of more than one blob, and files replacing something, are written under a temporary
+//! name and renamed when complete.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,10 +32,14 @@ use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{BlobEntry, open_blob_in_place};
 use crate::format::tree::{Node, NodeKind};
-use crate::fsmeta::{apply_metadata, apply_metadata_to_file, create_mode};
+use crate::fsmeta::{apply_metadata_at, apply_metadata_to_file, create_mode};
 use crate::glob::PathPatterns;
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
+use crate::target_dir::{
+    TargetDir, is_dir, is_file, list, mkdir_in, open_dir_in, remove_in, stat_in,
+};
+use nix::fcntl::OFlag;
 
 /// What to do with a file that exists in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,14 +109,17 @@ pub struct RestoreSummary {
 }
 
 struct FileJob {
+    /// Where the content is written, relative to the target.
     path: PathBuf,
     node: Node,
     /// Created when its one blob is written.
     deferred: bool,
-    /// The entry that `path` (a temporary name beside it) replaces once complete.
+    /// The name (relative to the target) that `path`, a temporary name beside it, gets once
+    /// the content is complete.
     replace: Option<PathBuf>,
 }
 
+/// Paths in a plan are relative to the target.
 struct Plan {
     /// Directories in pre-order, with their nodes.
     dirs: Vec<(PathBuf, Node)>,
@@ -119,6 +135,7 @@ struct Plan {
 struct Ctx<'a> {
     repo: &'a IndexedRepository,
     opts: &'a RestoreOptions,
+    target: TargetDir,
     includes: PathPatterns,
     excludes: PathPatterns,
     progress: &'a dyn RestoreProgress,
@@ -140,50 +157,58 @@ impl Ctx<'_> {
             Ok(())
         }
     }
-}
 
-fn io(path: &Path, what: &str, e: std::io::Error) -> Error {
-    Error::io(format!("cannot {what} {}", path.display()), e)
-}
+    /// An I/O error on `rel` (relative to the target), naming its full path.
+    fn io(&self, rel: &Path, what: &str, e: std::io::Error) -> Error {
+        Error::io(
+            format!("cannot {what} {}", self.target.display(rel).display()),
+            e,
+        )
+    }
 
-/// Removes whatever is at `path` (so that a new entry is created, never written through an
-/// existing hard link or symlink).
-fn clear(path: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).map_err(|e| io(path, "remove", e)),
-        Ok(_) => std::fs::remove_file(path).map_err(|e| io(path, "remove", e)),
-        Err(_) => Ok(()),
+    /// Warns about each problem setting the metadata of `rel`.
+    fn warn_all(&self, rel: &Path, problems: Vec<String>) {
+        let shown = self.target.display(rel);
+        for p in problems {
+            self.warn(&shown, format!("{}: {p}", shown.display()));
+        }
     }
 }
 
-fn make_special(path: &Path, node: &Node) -> Result<()> {
-    use nix::sys::stat::{Mode, SFlag, mknod};
-    clear(path)?;
-    let mode = Mode::from_bits_truncate(node.mode);
+fn make_special(dir: BorrowedFd<'_>, name: &OsStr, node: &Node) -> std::io::Result<()> {
+    use nix::sys::stat::{Mode, SFlag, mknodat};
+    // Made with no permissions; the mode is set with the rest of the metadata at the end.
+    let mode = Mode::empty();
     let r = match node.kind {
         NodeKind::Symlink => {
             let target = node.link_target.clone().unwrap_or_default();
-            return std::os::unix::fs::symlink(target.to_os(), path)
-                .map_err(|e| io(path, "create symlink", e));
+            nix::unistd::symlinkat(target.to_os().as_os_str(), dir, name)
         }
-        NodeKind::Fifo => nix::unistd::mkfifo(path, mode),
-        NodeKind::Chardev => mknod(path, SFlag::S_IFCHR, mode, node.rdev),
-        NodeKind::Blockdev => mknod(path, SFlag::S_IFBLK, mode, node.rdev),
+        NodeKind::Fifo => nix::unistd::mkfifoat(dir, name, mode),
+        NodeKind::Chardev => mknodat(dir, name, SFlag::S_IFCHR, mode, node.rdev),
+        NodeKind::Blockdev => mknodat(dir, name, SFlag::S_IFBLK, mode, node.rdev),
         _ => return Ok(()),
     };
-    r.map_err(|e| io(path, "create", std::io::Error::from(e)))
+    r.map_err(std::io::Error::from)
+}
+
+/// A temporary name beside the entry it becomes (one that fits any file system's name limit).
+fn temporary_name(rel: &Path) -> PathBuf {
+    rel.with_file_name(format!(".cairn-restore-{:016x}", rand::random::<u64>()))
 }
 
 impl Ctx<'_> {
-    /// Plans the restore of `node` (named in the snapshot as `snap_path`) to `path`.
-    /// Plans the restore of `node` (named in the snapshot as `snap_path`) to `path`. `fresh`
-    /// says the directory holding `path` was made by this restore, so nothing is there yet.
+    /// Plans the restore of `node` (named in the snapshot as `snap_path`) to `rel` in the
+    /// target. `dir` is the directory that holds `rel`, when this restore made or opened it
+    /// already (with include patterns, directories are made only when something below them is
+    /// restored); `fresh` says this restore made it, so nothing is there yet.
     #[allow(clippy::too_many_arguments, reason = "recursion state, private")]
     fn plan_node(
         &self,
         plan: &mut Plan,
         snap_path: &Path,
-        path: PathBuf,
+        rel: PathBuf,
+        dir: Option<BorrowedFd<'_>>,
         node: &Node,
         included: bool,
         fresh: bool,
@@ -194,17 +219,22 @@ impl Ctx<'_> {
             return Ok(false);
         }
         let included = included || self.includes.is_empty() || self.includes.matches(snap_path);
+        let name = rel.file_name().unwrap_or_default().to_owned();
         if node.kind == NodeKind::Dir {
             // Without include patterns every directory is restored: make it now, so files
             // below need no existence checks when it is new. With them, a directory is made
             // only if something below it is restored.
-            let child_fresh = if self.includes.is_empty() {
-                self.make_dir(&path, fresh)?
-            } else {
-                false
+            let (child_dir, child_fresh) = match dir {
+                Some(parent) if self.includes.is_empty() => {
+                    match self.make_dir(plan, parent, &name, &rel, fresh)? {
+                        Some(made) => (Some(made.0), made.1),
+                        None => return Ok(true),
+                    }
+                }
+                _ => (None, false),
             };
             let mark = plan.dirs.len();
-            plan.dirs.push((path.clone(), node.clone()));
+            plan.dirs.push((rel.clone(), node.clone()));
             let mut any = included;
             if let Some(sub) = node.subtree {
                 let tree = self.repo.load_tree(&sub)?;
@@ -213,7 +243,8 @@ impl Ctx<'_> {
                     any |= self.plan_node(
                         plan,
                         &snap_path.join(&name),
-                        path.join(&name),
+                        rel.join(&name),
+                        child_dir.as_ref().map(AsFd::as_fd),
                         child,
                         included,
                         child_fresh,
@@ -229,69 +260,83 @@ impl Ctx<'_> {
         if !included {
             return Ok(false);
         }
-        if !self.includes.is_empty()
-            && let Some(parent) = path.parent()
-        {
-            std::fs::create_dir_all(parent).map_err(|e| io(parent, "create directory", e))?;
-        }
+        let made;
+        let dir = match dir {
+            Some(d) => d,
+            None => {
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                match self
+                    .target
+                    .make_dirs(parent, self.opts.overwrite != Overwrite::Never)
+                {
+                    Ok(d) => made = d,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // `--overwrite never` keeps a file where the snapshot has a directory.
+                        self.warn(&self.target.display(parent), e.to_string());
+                        plan.skipped += 1;
+                        return Ok(true);
+                    }
+                    Err(e) => return Err(self.io(parent, "create directory", e)),
+                }
+                made.as_fd()
+            }
+        };
+        let existing = if fresh {
+            None
+        } else {
+            stat_in(dir, &name).map_err(|e| self.io(&rel, "inspect", e))?
+        };
         // `--overwrite never` keeps whatever is there, of any kind.
-        if !fresh
-            && self.opts.overwrite == Overwrite::Never
-            && std::fs::symlink_metadata(&path).is_ok()
-        {
+        if existing.is_some() && self.opts.overwrite == Overwrite::Never {
             plan.skipped += 1;
             return Ok(true);
         }
         if node.is_hardlink() {
             let key = (node.device_id, node.inode);
             if let Some(first) = seen_links.get(&key) {
-                plan.links.push((path, first.clone()));
+                plan.links.push((rel, first.clone()));
                 return Ok(true);
             }
-            seen_links.insert(key, path.clone());
+            seen_links.insert(key, rel.clone());
         }
         match node.kind {
             NodeKind::File => {
-                if !fresh && let Ok(m) = std::fs::symlink_metadata(&path) {
-                    use std::os::unix::fs::MetadataExt;
-                    let same = m.is_file()
-                        && m.size() == node.size
-                        && m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec() == node.mtime;
-                    let keep = match self.opts.overwrite {
-                        Overwrite::Always => false,
-                        Overwrite::IfChanged => same,
-                        Overwrite::Never => true,
-                    };
-                    if keep {
+                if let Some(st) = &existing {
+                    let same = is_file(st)
+                        && st.st_size as u64 == node.size
+                        && st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec
+                            == node.mtime;
+                    if self.opts.overwrite == Overwrite::IfChanged && same {
                         plan.skipped += 1;
                         return Ok(true);
                     }
                 }
-                // Something is in the way: write beside it and rename over it once the new
-                // content is complete, so a restore that fails leaves it as it was.
-                let (write_to, replace) = if !fresh && std::fs::symlink_metadata(&path).is_ok() {
-                    let name = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let tmp = path.with_file_name(format!(
-                        ".{name}.cairn-restore-{:08x}",
-                        rand::random::<u32>()
-                    ));
-                    (tmp, Some(path))
-                } else {
-                    (path, None)
-                };
-                // A file of one blob is created when its blob is written; others now, at
-                // their size (holes stay holes).
+                // A file of one blob is created when its blob is written, in one go; others
+                // now, at their size (holes stay holes). Those, and any file with something
+                // in its way, are written under a temporary name and renamed once complete:
+                // a restore that fails or is killed leaves what was there, and no file of
+                // zeros under the real name.
                 let deferred = node.content.as_ref().is_some_and(|c| c.len() == 1);
+                let (write_to, replace) = if existing.is_some() || !deferred {
+                    (temporary_name(&rel), Some(rel))
+                } else {
+                    (rel, None)
+                };
                 if !deferred {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&write_to)
-                        .map_err(|e| io(&write_to, "create", e))?;
-                    f.set_len(node.size).map_err(|e| io(&write_to, "size", e))?;
+                    let f = nix::fcntl::openat(
+                        dir,
+                        write_to.file_name().unwrap_or_default(),
+                        OFlag::O_WRONLY
+                            | OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::from_bits_truncate(0o600),
+                    )
+                    .map(std::fs::File::from)
+                    .map_err(|e| self.io(&write_to, "create", e.into()))?;
+                    f.set_len(node.size)
+                        .map_err(|e| self.io(&write_to, "size", e))?;
                 }
                 plan.files.push(FileJob {
                     path: write_to,
@@ -302,38 +347,56 @@ impl Ctx<'_> {
             }
             NodeKind::Socket => {}
             _ => {
-                if !fresh {
-                    clear(&path)?;
+                if existing.is_some() {
+                    remove_in(dir, &name).map_err(|e| self.io(&rel, "remove", e))?;
                 }
-                if let Err(e) = make_special(&path, node) {
-                    self.warn(
-                        &path,
-                        format!(
-                            "{e}: {}",
-                            std::error::Error::source(&e)
-                                .map(|s| s.to_string())
-                                .unwrap_or_default()
-                        ),
-                    );
+                if let Err(e) = make_special(dir, &name, node) {
+                    let shown = self.target.display(&rel);
+                    self.warn(&shown, format!("cannot create {}: {e}", shown.display()));
                     return Ok(true);
                 }
-                plan.others.push((path, node.clone()));
+                plan.others.push((rel, node.clone()));
             }
         }
         Ok(true)
     }
 
-    /// Makes directory `path` unless it is there; returns whether it is new.
-    fn make_dir(&self, path: &Path, parent_fresh: bool) -> Result<bool> {
+    /// Makes directory `name` (at `rel`) in `parent` unless one is there, and opens it;
+    /// returns it and whether it is new. `None`: a file is in the way and `--overwrite never`
+    /// keeps it.
+    fn make_dir(
+        &self,
+        plan: &mut Plan,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        parent_fresh: bool,
+    ) -> Result<Option<(OwnedFd, bool)>> {
         if !parent_fresh {
-            match std::fs::symlink_metadata(path) {
-                Ok(m) if m.is_dir() => return Ok(false),
-                Ok(_) => clear(path)?,
-                Err(_) => {}
+            match stat_in(parent, name).map_err(|e| self.io(rel, "inspect", e))? {
+                Some(st) if is_dir(&st) => {
+                    let fd = open_dir_in(parent, name).map_err(|e| self.io(rel, "open", e))?;
+                    return Ok(Some((fd, false)));
+                }
+                Some(_) if self.opts.overwrite == Overwrite::Never => {
+                    let shown = self.target.display(rel);
+                    self.warn(
+                        &shown,
+                        format!(
+                            "{} is kept (--overwrite never) where the snapshot has a directory",
+                            shown.display()
+                        ),
+                    );
+                    plan.skipped += 1;
+                    return Ok(None);
+                }
+                Some(_) => remove_in(parent, name).map_err(|e| self.io(rel, "remove", e))?,
+                None => {}
             }
         }
-        std::fs::create_dir(path).map_err(|e| io(path, "create directory", e))?;
-        Ok(true)
+        mkdir_in(parent, name).map_err(|e| self.io(rel, "create directory", e))?;
+        let fd = open_dir_in(parent, name).map_err(|e| self.io(rel, "open", e))?;
+        Ok(Some((fd, true)))
     }
 }
 
@@ -349,7 +412,9 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
             let loc = repo.index().get(id).ok_or_else(|| {
                 Error::corrupt(format!(
                     "blob {id} of {} is in no pack (run `cairn check`)",
-                    job.path.display()
+                    ctx.target
+                        .display(job.replace.as_ref().unwrap_or(&job.path))
+                        .display()
                 ))
             })?;
             by_pack
@@ -396,6 +461,7 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                 // thread steal another pack's job and hold a second span (peak memory grew
                 // with the number of packs, not the number of threads).
                 for (entry, targets) in &blobs[i..j] {
+                    ctx.check_cancel()?;
                     let at = (u64::from(entry.offset) - start) as usize;
                     let sealed = span
                         .get_mut(at..at + entry.length as usize)
@@ -421,41 +487,65 @@ fn place(ctx: &Ctx<'_>, files: &[FileJob], targets: &Targets, plain: &[u8]) -> R
         let job = &files[file];
         if job.deferred {
             // Complete with this write: its metadata goes on through the open file (no path
-            // looked up again, no chmod if created so).
+            // looked up again, no chmod if created so). Created 0600 unless its own mode is
+            // no wider than what the umask lets through anyway, so nothing is readable that
+            // the snapshot's mode would not show.
             let mode = create_mode(job.node.mode);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode.unwrap_or(0o600))
-                .open(&job.path)
-                .map_err(|e| io(&job.path, "create", e))?;
+            let mut f = ctx
+                .target
+                .open_file(
+                    &job.path,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                    mode.unwrap_or(0o600),
+                )
+                .map_err(|e| ctx.io(&job.path, "create", e))?;
             if zero {
                 f.set_len(job.node.size)
-                    .map_err(|e| io(&job.path, "size", e))?;
+                    .map_err(|e| ctx.io(&job.path, "size", e))?;
             } else {
-                f.write_all(plain).map_err(|e| io(&job.path, "write", e))?;
+                f.write_all(plain)
+                    .map_err(|e| ctx.io(&job.path, "write", e))?;
             }
             let problems = apply_metadata_to_file(&f, &job.node, ctx.opts.owner, mode.is_none());
-            let named = job.replace.as_ref().unwrap_or(&job.path);
-            for p in problems {
-                ctx.warn(named, format!("{}: {p}", named.display()));
-            }
+            ctx.warn_all(job.replace.as_ref().unwrap_or(&job.path), problems);
         } else if !zero {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&job.path)
-                .map_err(|e| io(&job.path, "open", e))?;
+            let f = ctx
+                .target
+                .open_file(&job.path, OFlag::O_WRONLY, 0)
+                .map_err(|e| ctx.io(&job.path, "open", e))?;
             f.write_all_at(plain, offset)
-                .map_err(|e| io(&job.path, "write", e))?;
+                .map_err(|e| ctx.io(&job.path, "write", e))?;
         }
         ctx.progress.bytes(plain.len() as u64);
     }
     Ok(())
 }
 
+/// Opens restored file `rel` for reading: a regular file, never through a link (a FIFO
+/// swapped in does not block: `O_NONBLOCK`).
+fn open_restored(ctx: &Ctx<'_>, rel: &Path) -> Result<std::fs::File> {
+    let f = ctx
+        .target
+        .open_file(rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)
+        .map_err(|e| ctx.io(rel, "open", e))?;
+    let st = nix::sys::stat::fstat(&f).map_err(|e| ctx.io(rel, "inspect", e.into()))?;
+    if !is_file(&st) {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "{} was replaced by something other than a file during the restore",
+                ctx.target.display(rel).display()
+            ),
+        ));
+    }
+    Ok(f)
+}
+
 /// Re-reads a restored file and checks every piece against its blob id.
-fn verify_file(repo: &IndexedRepository, job: &FileJob) -> Result<()> {
-    let mut f = std::fs::File::open(&job.path).map_err(|e| io(&job.path, "open", e))?;
+fn verify_file(ctx: &Ctx<'_>, job: &FileJob) -> Result<()> {
+    let repo = ctx.repo;
+    let shown = ctx.target.display(&job.path);
+    let mut f = open_restored(ctx, &job.path)?;
     let mut buf = Vec::new();
     let mut total = 0u64;
     for id in job.node.content.iter().flatten() {
@@ -465,32 +555,34 @@ fn verify_file(repo: &IndexedRepository, job: &FileJob) -> Result<()> {
             .map_or(0, |l| l.entry.raw_length as usize);
         buf.resize(len, 0);
         f.read_exact(&mut buf)
-            .map_err(|e| io(&job.path, "read back", e))?;
+            .map_err(|e| ctx.io(&job.path, "read back", e))?;
         if repo.key().blob_id(&buf) != *id {
             return Err(Error::corrupt(format!(
                 "{} differs from the snapshot at offset {total}",
-                job.path.display()
+                shown.display()
             )));
         }
         total += len as u64;
     }
     let mut rest = [0u8; 1];
     if f.read(&mut rest)
-        .map_err(|e| io(&job.path, "read back", e))?
+        .map_err(|e| ctx.io(&job.path, "read back", e))?
         != 0
     {
         return Err(Error::corrupt(format!(
             "{} is longer than in the snapshot",
-            job.path.display()
+            shown.display()
         )));
     }
     Ok(())
 }
 
-/// Removes entries below the restored directories that the snapshot does not have.
+/// Removes entries below the restored directories that the snapshot does not have, each
+/// reached through its directory's descriptor (a link in the target is removed, never
+/// followed).
 fn delete_extra(ctx: &Ctx<'_>, dirs: &[(PathBuf, Node)]) -> Result<u64> {
     let mut deleted = 0;
-    for (path, node) in dirs {
+    for (rel, node) in dirs {
         let keep: HashSet<Vec<u8>> = match node.subtree {
             Some(t) => ctx
                 .repo
@@ -501,18 +593,61 @@ fn delete_extra(ctx: &Ctx<'_>, dirs: &[(PathBuf, Node)]) -> Result<u64> {
                 .collect(),
             None => HashSet::new(),
         };
-        let Ok(rd) = std::fs::read_dir(path) else {
+        let Ok(dir) = ctx.target.open_dir(rel) else {
             continue;
         };
-        for e in rd.flatten() {
+        let names = list(dir.as_fd()).map_err(|e| ctx.io(rel, "list", e))?;
+        for name in names {
             use std::os::unix::ffi::OsStrExt;
-            if !keep.contains(e.file_name().as_bytes()) {
-                clear(&e.path())?;
+            if !keep.contains(name.as_bytes()) {
+                remove_in(dir.as_fd(), &name).map_err(|e| ctx.io(&rel.join(&name), "remove", e))?;
                 deleted += 1;
             }
         }
     }
     Ok(deleted)
+}
+
+/// Sets the metadata of a restored file or directory through a descriptor of it.
+fn apply_opened(ctx: &Ctx<'_>, rel: &Path, node: &Node, dir: bool) {
+    let opened = if dir {
+        ctx.target
+            .open_dir(rel)
+            .map(std::fs::File::from)
+            .map_err(|e| ctx.io(rel, "open", e))
+    } else {
+        open_restored(ctx, rel)
+    };
+    match opened {
+        Ok(f) => ctx.warn_all(rel, apply_metadata_to_file(&f, node, ctx.opts.owner, true)),
+        Err(e) => {
+            let shown = ctx.target.display(rel);
+            ctx.warn(&shown, format!("{e}: {}", source_text(&e)));
+        }
+    }
+}
+
+/// Sets the metadata of a restored link, FIFO or device through its directory's descriptor.
+fn apply_in_dir(ctx: &Ctx<'_>, rel: &Path, node: &Node) {
+    match ctx.target.parent(rel) {
+        Ok((dir, name)) => ctx.warn_all(
+            rel,
+            apply_metadata_at(dir.as_fd(), name, node, ctx.opts.owner),
+        ),
+        Err(e) => {
+            let shown = ctx.target.display(rel);
+            ctx.warn(
+                &shown,
+                format!("cannot open the directory of {}: {e}", shown.display()),
+            );
+        }
+    }
+}
+
+fn source_text(e: &Error) -> String {
+    std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 /// Restores `tree` (a snapshot's root tree) according to `opts`.
@@ -539,20 +674,26 @@ fn run_restore(
     progress: &dyn RestoreProgress,
     cancel: &AtomicBool,
 ) -> Result<RestoreSummary> {
+    let began = std::time::Instant::now();
+    let start = repo.find_node(tree, &opts.subpath)?;
+    // A target that does not exist yet (or is empty) holds nothing to check or overwrite.
+    let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut rd| rd.next().is_none());
+    let target = TargetDir::create(&opts.target).map_err(|e| {
+        Error::io(
+            format!("cannot create directory {}", opts.target.display()),
+            e,
+        )
+    })?;
     let ctx = Ctx {
         repo,
         opts,
+        target,
         includes: PathPatterns::new(&opts.includes)?,
         excludes: PathPatterns::new(&opts.excludes)?,
         progress,
         warnings: AtomicU64::new(0),
         cancel,
     };
-    let began = std::time::Instant::now();
-    let start = repo.find_node(tree, &opts.subpath)?;
-    // A target that does not exist yet (or is empty) holds nothing to check or overwrite.
-    let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut rd| rd.next().is_none());
-    std::fs::create_dir_all(&opts.target).map_err(|e| io(&opts.target, "create directory", e))?;
     let mut plan = Plan {
         dirs: Vec::new(),
         files: Vec::new(),
@@ -562,6 +703,8 @@ fn run_restore(
     };
     let mut seen = HashMap::new();
     let snap_root = Path::new("/").join(opts.subpath.trim_start_matches('/'));
+    let root = ctx.target.fd();
+    let root_dir = ctx.includes.is_empty().then_some(root);
     if start.kind == NodeKind::Dir {
         if let Some(sub) = start.subtree {
             for child in &repo.load_tree(&sub)?.nodes {
@@ -569,7 +712,8 @@ fn run_restore(
                 ctx.plan_node(
                     &mut plan,
                     &snap_root.join(&name),
-                    opts.target.join(&name),
+                    PathBuf::from(&name),
+                    root_dir,
                     child,
                     false,
                     fresh,
@@ -582,7 +726,8 @@ fn run_restore(
         ctx.plan_node(
             &mut plan,
             &snap_root,
-            opts.target.join(&name),
+            PathBuf::from(&name),
+            Some(root),
             &start,
             false,
             fresh,
@@ -590,8 +735,16 @@ fn run_restore(
         )?;
     }
     if !ctx.includes.is_empty() {
+        let replace = opts.overwrite != Overwrite::Never;
         for (p, _) in &plan.dirs {
-            std::fs::create_dir_all(p).map_err(|e| io(p, "create directory", e))?;
+            match ctx.target.make_dirs(p, replace) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    ctx.warn(&ctx.target.display(p), e.to_string());
+                }
+                r => {
+                    r.map_err(|e| ctx.io(p, "create directory", e))?;
+                }
+            }
         }
     }
     tracing::debug!(
@@ -605,9 +758,11 @@ fn run_restore(
         plan.files.iter().map(|f| f.node.size).sum(),
     );
     let bytes = write_content(&ctx, &plan.files).inspect_err(|_| {
-        // Leave what was there: drop the new files that would have replaced it.
+        // Leave what was there: drop the unfinished files under temporary names.
         for f in plan.files.iter().filter(|f| f.replace.is_some()) {
-            let _ = std::fs::remove_file(&f.path);
+            if let Ok((dir, name)) = ctx.target.parent(&f.path) {
+                let _ = remove_in(dir.as_fd(), name);
+            }
         }
     })?;
     tracing::debug!(
@@ -617,55 +772,78 @@ fn run_restore(
     );
     for f in &mut plan.files {
         if let Some(dest) = f.replace.take() {
-            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                clear(&dest)?;
+            let (dir, tmp) = ctx
+                .target
+                .parent(&f.path)
+                .map_err(|e| ctx.io(&f.path, "open the directory of", e))?;
+            let name = dest.file_name().unwrap_or_default();
+            if stat_in(dir.as_fd(), name)
+                .map_err(|e| ctx.io(&dest, "inspect", e))?
+                .is_some_and(|st| is_dir(&st))
+            {
+                remove_in(dir.as_fd(), name).map_err(|e| ctx.io(&dest, "remove", e))?;
             }
-            std::fs::rename(&f.path, &dest).map_err(|e| io(&dest, "replace", e))?;
+            nix::fcntl::renameat(dir.as_fd(), tmp, dir.as_fd(), name)
+                .map_err(|e| ctx.io(&dest, "replace", e.into()))?;
             f.path = dest;
         }
     }
     for (new, first) in &plan.links {
-        clear(new)?;
-        if let Err(e) = std::fs::hard_link(first, new) {
+        let linked = (|| -> std::io::Result<()> {
+            let (from_dir, from) = ctx.target.parent(first)?;
+            let (to_dir, to) = ctx.target.parent(new)?;
+            remove_in(to_dir.as_fd(), to)?;
+            // Without AT_SYMLINK_FOLLOW: the entry itself, never what a link points to.
+            nix::unistd::linkat(
+                from_dir.as_fd(),
+                from,
+                to_dir.as_fd(),
+                to,
+                nix::fcntl::AtFlags::empty(),
+            )?;
+            Ok(())
+        })();
+        if let Err(e) = linked {
+            let shown = ctx.target.display(new);
             ctx.warn(
-                new,
-                format!("cannot link {} to {}: {e}", new.display(), first.display()),
+                &shown,
+                format!(
+                    "cannot link {} to {}: {e}",
+                    shown.display(),
+                    ctx.target.display(first).display()
+                ),
             );
         }
     }
-    let warn_all = |path: &Path, problems: Vec<String>| {
-        for p in problems {
-            ctx.warn(path, format!("{}: {p}", path.display()));
-        }
-    };
     // Files of one blob got theirs when written.
     plan.files
         .par_iter()
         .filter(|f| !f.deferred)
-        .for_each(|f| warn_all(&f.path, apply_metadata(&f.path, &f.node, opts.owner)));
+        .for_each(|f| apply_opened(&ctx, &f.path, &f.node, false));
     for (p, n) in &plan.others {
-        warn_all(p, apply_metadata(p, n, opts.owner));
+        apply_in_dir(&ctx, p, n);
     }
     let deleted = if opts.delete {
         // The target itself stands for the restored directory (a restored single file deletes
         // nothing around it).
         let mut roots = Vec::new();
         if start.kind == NodeKind::Dir {
-            roots.push((opts.target.clone(), start.clone()));
+            roots.push((PathBuf::new(), start.clone()));
         }
         roots.extend(plan.dirs.iter().cloned());
         delete_extra(&ctx, &roots)?
     } else {
         0
     };
+    // Children first: a directory made 0700 gets its own mode once all below it is done.
     for (p, n) in plan.dirs.iter().rev() {
-        warn_all(p, apply_metadata(p, n, opts.owner));
+        apply_opened(&ctx, p, n, true);
     }
     tracing::debug!(ms = began.elapsed().as_millis(), "restore metadata set");
     let verified = Mutex::new(0u64);
     if opts.verify {
         plan.files.par_iter().try_for_each(|f| -> Result<()> {
-            verify_file(repo, f)?;
+            verify_file(&ctx, f)?;
             *verified.lock().expect("count") += 1;
             Ok(())
         })?;
