@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use cairn_plugin_host::{Access, DirGrant, Grants, Manifest, PluginBackend, Runtime};
+use cairn_plugin_host::{
+    Access, CompiledCache, DirGrant, Grants, Manifest, PluginBackend, Runtime,
+};
 use cairn_repo::{Backend, ErrorKind, FileType};
 use cairn_tests::servers::Rclone;
 use cairn_tests::{TestEnv, repo_root, wasm};
@@ -18,7 +20,8 @@ fn runtime() -> Arc<Runtime> {
         .get_or_init(|| {
             let cache =
                 std::env::temp_dir().join(format!("cairn-test-compiled-{}", std::process::id()));
-            Runtime::new(Some(cache)).expect("runtime")
+            let key = cache.with_extension("key");
+            Runtime::new(Some(CompiledCache::new(cache, key))).expect("runtime")
         })
         .clone()
 }
@@ -224,6 +227,55 @@ fn a_manifest_requesting_more_than_granted_is_refused_before_start() {
         e.contains("memory-mib = 4096, more than the 256 granted"),
         "{e}"
     );
+}
+
+/// Compiled code in the cache is native code: a file this host did not write and
+/// authenticate is never loaded. Another plugin's compiled code put under a plugin's name, or
+/// a changed byte, is recompiled (the file rewritten); a cache others may write is not used.
+#[test]
+fn the_compiled_cache_loads_only_what_this_host_wrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("compiled");
+    let cache = CompiledCache::new(&dir, tmp.path().join("store/compiled-cache.key"));
+    let load = |name: &str| {
+        let manifest =
+            Manifest::load(&repo_root().join("tests/guests").join(name).join("plugin.toml"))
+                .unwrap();
+        let wasm = std::fs::read(wasm(&format!("guest_{name}"))).unwrap();
+        let rt = Runtime::new(Some(cache.clone())).unwrap();
+        rt.load(&wasm, manifest).unwrap();
+        cairn_plugin_host::digest(&wasm)
+    };
+    let file = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        dir.read_dir()
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(hex))
+            .expect("cached")
+    };
+    let (a, b) = (load("crash"), load("liar"));
+    let (fa, fb) = (file(&a), file(&b));
+    let theirs = std::fs::read(&fb).unwrap();
+    assert!(!dir.join("compiled-cache.key").exists(), "the key is not in the cache");
+    // Plugin b's compiled code under a's name: not loaded, recompiled, rewritten.
+    std::fs::write(&fa, &theirs).unwrap();
+    load("crash");
+    assert_ne!(std::fs::read(&fa).unwrap(), theirs, "b's code was taken for a's");
+    // One byte changed.
+    let mut bytes = std::fs::read(&fa).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&fa, &bytes).unwrap();
+    load("crash");
+    assert_ne!(std::fs::read(&fa).unwrap(), bytes, "a changed file was loaded");
+    // A cache directory others may write: not used at all.
+    std::fs::remove_file(&fa).unwrap();
+    std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o777)).unwrap();
+    load("crash");
+    assert!(!fa.exists(), "a world-writable cache was used");
 }
 
 #[test]

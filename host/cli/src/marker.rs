@@ -35,21 +35,37 @@ pub fn path(target: &Path, id: &str) -> PathBuf {
 }
 
 /// Writes marker `id` into `target` (synced, so that a marker never precedes the data).
+/// `.cairn` and the marker are reached through descriptors without following a link: a
+/// `.cairn` link that came with the snapshot (or that the volume's owner made) is replaced,
+/// never written through.
 ///
 /// # Errors
 /// When it cannot be written.
 pub fn write(target: &Path, id: &str, snapshot: &str) -> Result<()> {
-    let dir = target.join(DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    use std::os::fd::AsFd;
+
+    use cairn_repo::target_dir::{TargetDir, remove_in};
+    use nix::fcntl::{OFlag, openat, renameat};
+    use nix::sys::stat::Mode;
+
     let file = path(target, id);
-    let temp = dir.join(format!(".{id}.tmp"));
+    let temp = format!(".{id}.tmp");
     let body = serde_json::json!({ "snapshot": snapshot, "time": jiff::Timestamp::now() });
     (|| -> std::io::Result<()> {
-        let f = std::fs::File::create(&temp)?;
+        let dir = TargetDir::create(target)?.make_dirs(Path::new(DIR), true)?;
+        // Readable by the app's wait-restore, which need not run as root.
+        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o755))?;
+        remove_in(dir.as_fd(), temp.as_ref())?;
+        let f = std::fs::File::from(openat(
+            dir.as_fd(),
+            temp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )?);
         serde_json::to_writer(&f, &body)?;
         f.sync_all()?;
-        std::fs::rename(&temp, &file)?;
-        std::fs::File::open(&dir)?.sync_all()
+        renameat(dir.as_fd(), temp.as_str(), dir.as_fd(), id)?;
+        std::fs::File::from(dir).sync_all()
     })()
     .with_context(|| format!("cannot write the restore marker {}", file.display()))
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cairn_plugin_host::{
-    Capabilities, Grants, Manifest, Plugin, PluginBackend, PluginStore, Runtime,
+    Capabilities, CompiledCache, Grants, Manifest, Plugin, PluginBackend, PluginStore, Runtime,
 };
 use serde::Deserialize;
 
@@ -120,9 +120,18 @@ impl Ctx {
         Ok(PluginStore::new(dir))
     }
 
-    /// The plugin runtime, caching compiled plugins under the cache directory.
+    /// The plugin runtime, caching compiled plugins under the cache directory, authenticated
+    /// by a key kept in the plugin store (not in the cache, which may be easier to reach).
     pub fn plugin_runtime(&self) -> Result<Arc<Runtime>> {
-        Ok(Runtime::new(self.cache_dir().map(|d| d.join("compiled")))?)
+        let key_file = self
+            .plugin_store()
+            .ok()
+            .map(|s| s.dir().join("compiled-cache.key"));
+        let cache = self
+            .cache_dir()
+            .zip(key_file)
+            .map(|(d, key)| CompiledCache::new(d.join("compiled"), key));
+        Ok(Runtime::new(cache)?)
     }
 
     /// `-o KEY=VALUE` pairs.

@@ -17,6 +17,14 @@ use cairn_repo::{Error, IndexedRepository, Result};
 /// Chunks in flight per file (each up to what the plugin writes at once, ≤ 1 MiB from HTTP).
 const IN_FLIGHT: usize = 4;
 
+/// Sink files one phase of one hook may open: each is a backup of its own, with its threads,
+/// buffers and open pack, so a hook must not start them without bound.
+pub const MAX_SINKS: usize = 8;
+
+/// Worker threads of each sink file's backup (a stream is read in order; a few threads seal
+/// its chunks).
+const SINK_THREADS: usize = 4;
+
 /// Whether the phase that wrote the files succeeded; set once, after the hook returned.
 #[derive(Default)]
 struct Verdict {
@@ -89,12 +97,20 @@ impl StreamSinks {
 impl Sinks for StreamSinks {
     fn open(&self, path: &str) -> Result<Box<dyn SinkFile>> {
         let identity = format!("apps/{}/{path}", self.app);
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if files.len() >= MAX_SINKS {
+            return Err(Error::invalid(format!(
+                "the hook opened more than {MAX_SINKS} sink files in one phase; {identity} \
+                 was refused (write several dumps into one file, or split the hook)"
+            )));
+        }
         let filename = path.rsplit('/').next().unwrap_or(path).to_owned();
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let finished = Arc::new(AtomicBool::new(false));
         let mut opts = self.opts.clone();
         opts.app = Some(self.app.clone());
         opts.volume = Some(identity.clone());
+        opts.threads = SINK_THREADS;
         let repo = self.repo.clone();
         let cancel = self.cancel.clone();
         let verdict = self.verdict.clone();
@@ -127,10 +143,7 @@ impl Sinks for StreamSinks {
                 backup(&repo, source, &opts, &NoProgress, &cancel)
             })
             .map_err(|e| Error::io("cannot start a sink", e))?;
-        self.files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((identity, thread));
+        files.push((identity, thread));
         Ok(Box::new(StreamFile {
             tx: Some(tx),
             finished,
@@ -185,5 +198,48 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_repo::{Actor, InitOptions, KdfParams, Repository};
+
+    /// A hook may open [`MAX_SINKS`] files in a phase, and no more.
+    #[test]
+    fn sinks_per_phase_are_capped() {
+        let kdf = KdfParams {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let actor = Actor {
+            hostname: "h".into(),
+            username: "u".into(),
+        };
+        let repo = Repository::init(
+            Arc::new(cairn_testing::InMemoryBackend::new()),
+            b"pw",
+            &InitOptions::default().kdf(kdf),
+            &actor,
+        )
+        .unwrap();
+        let sinks = StreamSinks::new(
+            Arc::new(repo.to_indexed().unwrap()),
+            BackupOptions::new(actor),
+            "shop",
+            Arc::default(),
+        );
+        let open: Vec<_> = (0..MAX_SINKS)
+            .map(|i| sinks.open(&format!("dump-{i}")).unwrap())
+            .collect();
+        let e = sinks.open("one-too-many").err().unwrap().to_string();
+        assert!(e.contains("more than 8 sink files"), "{e}");
+        assert!(e.contains("apps/shop/one-too-many"), "{e}");
+        drop(open);
+        let outcomes = sinks.settle(false);
+        assert_eq!(outcomes.len(), MAX_SINKS);
+        assert!(outcomes.iter().all(|(_, o)| o.is_err()));
     }
 }

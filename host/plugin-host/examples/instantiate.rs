@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cairn_plugin_host::{Access, DirGrant, Grants, Manifest, PluginBackend, Runtime};
+use cairn_plugin_host::{
+    Access, CompiledCache, DirGrant, Grants, Manifest, PluginBackend, Runtime,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
@@ -27,7 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let start = Instant::now();
-    let runtime = Runtime::new(Some(cache.clone()))?;
+    let runtime = Runtime::new(Some(CompiledCache::new(
+        cache.clone(),
+        cache.with_extension("key"),
+    )))?;
     let plugin = runtime.load(&wasm, manifest)?;
     let caps = grants.resolve(&plugin.manifest, &config, "")?;
     let backend = PluginBackend::open(runtime, &plugin, "bench", config, caps, 1)?;

@@ -320,13 +320,8 @@ impl Grants {
         if request.optional && !wanted.is_dir() {
             return Ok(None);
         }
-        if request.access == Access::ReadWrite && !wanted.exists() {
-            std::fs::create_dir_all(&wanted).map_err(|e| {
-                Error::io(
-                    format!("cannot create {} for plugin `{plugin}`", wanted.display()),
-                    e,
-                )
-            })?;
+        if request.access == Access::ReadWrite && std::fs::symlink_metadata(&wanted).is_err() {
+            self.create_beneath(plugin, &wanted)?;
         }
         // Symbolic links must not lead out of the grant.
         let real = wanted.canonicalize().map_err(|e| {
@@ -350,6 +345,39 @@ impl Grants {
             ));
         }
         Ok(Some(real))
+    }
+
+    /// Creates the missing directories of `wanted` only where a grant covers them for
+    /// writing: the deepest existing directory is resolved first and must be inside a grant,
+    /// and the rest is made below it without following a link (none can lead the creation out).
+    fn create_beneath(&self, plugin: &str, wanted: &Path) -> Result<()> {
+        let cannot = |e: std::io::Error| {
+            Error::io(
+                format!("cannot create {} for plugin `{plugin}`", wanted.display()),
+                e,
+            )
+        };
+        let mut base = wanted;
+        while std::fs::symlink_metadata(base).is_err() {
+            base = base.parent().unwrap_or(Path::new("/"));
+        }
+        let rest = wanted.strip_prefix(base).unwrap_or(Path::new(""));
+        let real = base.canonicalize().map_err(cannot)?;
+        if !self.covers_real(&real, Access::ReadWrite) {
+            return Err(denied(
+                plugin,
+                format!(
+                    "{} would be created below {}, which resolves to {}, outside its grants",
+                    wanted.display(),
+                    base.display(),
+                    real.display()
+                ),
+            ));
+        }
+        cairn_repo::target_dir::TargetDir::create(&real)
+            .and_then(|dir| dir.make_dirs(rest, false))
+            .map(drop)
+            .map_err(cannot)
     }
 
     /// Whether `real` (a canonical path) lies inside a grant of at least `access`, comparing
@@ -467,6 +495,13 @@ mod tests {
             .resolve(&m, &cfg(&[("path", &via_link)]), "")
             .unwrap_err();
         assert!(e.to_string().contains("outside its grants"), "{e}");
+        // A directory to create below a link out of the grant: nothing made outside.
+        let below_link = format!("{}/link/made-outside", root.display());
+        let e = grants
+            .resolve(&m, &cfg(&[("path", &below_link)]), "")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Denied, "{e}");
+        assert!(!tmp.path().join("made-outside").exists());
 
         let read_only = Grants {
             dirs: vec![DirGrant {

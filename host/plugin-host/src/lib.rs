@@ -12,6 +12,7 @@
 
 mod bindings;
 pub mod catalog;
+pub mod compiled_cache;
 pub mod discovery;
 pub mod grants;
 pub mod hooks;
@@ -22,6 +23,7 @@ pub mod storage;
 pub mod world;
 
 pub use catalog::{Installed, PluginStore};
+pub use compiled_cache::CompiledCache;
 pub use discovery::{Target, VolumeKind, discover};
 pub use grants::{Capabilities, DirGrant, Grants, Limits};
 pub use hooks::{HookContext, Phase, Report, SinkFile, Sinks, run_hook};

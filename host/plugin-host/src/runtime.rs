@@ -2,7 +2,6 @@
 //! every call into a plugin.
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 
 use cairn_repo::{Error, ErrorKind, Result};
 
+use crate::compiled_cache::{CompiledCache, OpenCache};
 use crate::grants::{Capabilities, Limits};
 use crate::manifest::Manifest;
 use crate::sandbox::{CpuExceeded, MemoryExceeded, State};
@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(10);
 pub struct Runtime {
     engine: Engine,
     linker: Linker<State>,
-    cache: Option<PathBuf>,
+    cache: Option<OpenCache>,
     /// The engine's compatibility hash: compiled code is cached under digest and this.
     engine_hash: u64,
 }
@@ -85,10 +85,16 @@ fn engine_error(what: impl std::fmt::Display, e: &wasmtime::Error) -> Error {
 
 impl Runtime {
     /// A runtime whose compiled components are cached in `cache` (none: compile every time).
+    /// A cache that cannot be trusted (see [`CompiledCache`]) is not used, with a warning.
     ///
     /// # Errors
     /// When the engine cannot be configured.
-    pub fn new(cache: Option<PathBuf>) -> Result<Arc<Runtime>> {
+    pub fn new(cache: Option<CompiledCache>) -> Result<Arc<Runtime>> {
+        let cache = cache.and_then(|c| {
+            c.open()
+                .inspect_err(|why| tracing::warn!("not caching compiled plugins: {why}"))
+                .ok()
+        });
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -187,29 +193,22 @@ impl Runtime {
         })
     }
 
-    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.trim_start_matches("sha256:");
-        self.cache
-            .as_ref()
-            .map(|dir| dir.join(format!("{hex}-{:016x}.cwasm", self.engine_hash)))
-    }
-
     fn compile(&self, wasm: &[u8], digest: &str) -> Result<Component> {
-        let cached = self.cache_path(digest);
-        if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
-            match load_compiled(&self.engine, path) {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "recompiling: {e:#}"),
+        if let Some(cache) = &self.cache {
+            match cache.load(&self.engine, digest, self.engine_hash) {
+                Ok(Some(component)) => return Ok(component),
+                Ok(None) => {}
+                Err(why) => tracing::warn!("recompiling: {why}"),
             }
         }
         let start = Instant::now();
         let component = Component::new(&self.engine, wasm)
             .map_err(|e| Error::invalid(format!("cannot compile the component: {e:#}")))?;
         tracing::debug!(digest, elapsed = ?start.elapsed(), "compiled plugin");
-        if let Some(path) = cached
-            && let Err(e) = store_compiled(&component, &path)
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.store(&component, digest, self.engine_hash)
         {
-            tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e}");
+            tracing::warn!("cannot cache the compiled plugin {digest}: {e}");
         }
         Ok(component)
     }
@@ -232,22 +231,6 @@ impl Runtime {
     }
 }
 
-/// Loads a compiled component this host wrote itself.
-#[allow(unsafe_code)]
-fn load_compiled(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file is one this host serialized into its own cache directory (never a file
-    // a plugin supplies), and wasmtime checks that it was compiled by a compatible engine.
-    unsafe { Component::deserialize_file(engine, path) }
-}
-
-fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(".tmp-{}", std::process::id()));
-    std::fs::write(&temp, bytes)?;
-    std::fs::rename(&temp, path)
-}
 
 /// Runs `call` once in a fresh store for plugin instance `name` holding `caps` (after
 /// `prepare` adjusted its state), on a runtime of its own, under the plugin's limits: for

@@ -1,0 +1,237 @@
+//! The on-disk cache of compiled plugins: native code that the host maps and runs, so a file
+//! in it is trusted only when this host wrote it.
+//!
+//! - Each file carries a keyed BLAKE3 MAC over the plugin's digest, the engine's compatibility
+//!   hash and the compiled bytes. The key lives in the plugin store (`compiled-cache.key`,
+//!   0600), not in the cache, so whoever can write the cache cannot forge an entry, nor pass
+//!   one plugin's code off as another's.
+//! - The cache directory and each file must belong to this user and be writable by nobody
+//!   else; otherwise the cache is not used (plugins are compiled every time, with a warning).
+//! - Files are read once into memory, checked, then deserialized from those same bytes (no
+//!   second look at the file); new ones are written to a fresh temporary name
+//!   (`O_EXCL|O_NOFOLLOW`, 0600) and renamed into place.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Larger compiled plugins are not cached (nor read back).
+const MAX_COMPILED: u64 = 1 << 30;
+
+/// Where compiled plugins are cached, and the key file that authenticates them.
+#[derive(Debug, Clone)]
+pub struct CompiledCache {
+    dir: PathBuf,
+    key_file: PathBuf,
+}
+
+/// A cache checked and keyed, ready to use.
+pub(crate) struct OpenCache {
+    dir: PathBuf,
+    key: [u8; 32],
+}
+
+fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Owned by this user and writable by nobody else.
+fn private(meta: &std::fs::Metadata) -> bool {
+    meta.uid() == euid() && meta.mode() & 0o022 == 0
+}
+
+impl CompiledCache {
+    /// Compiled plugins under `dir`, authenticated with the key in `key_file` (made on first
+    /// use; keep it beside the plugin store, outside `dir`).
+    pub fn new(dir: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            key_file: key_file.into(),
+        }
+    }
+
+    /// Checks the directory and reads (or makes) the key; the reason when the cache cannot
+    /// be trusted.
+    pub(crate) fn open(&self) -> Result<OpenCache, String> {
+        let dir = &self.dir;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let meta = std::fs::symlink_metadata(dir)
+            .map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
+        if !meta.is_dir() || !private(&meta) {
+            return Err(format!(
+                "{} is not a directory of this user's that only it may write (mode {:o}, \
+                 owner {})",
+                dir.display(),
+                meta.mode() & 0o7777,
+                meta.uid()
+            ));
+        }
+        Ok(OpenCache {
+            dir: dir.clone(),
+            key: self.key()?,
+        })
+    }
+
+    fn key(&self) -> Result<[u8; 32], String> {
+        let path = &self.key_file;
+        let shown = path.display();
+        let mut key = [0u8; 32];
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags())
+            .open(path)
+        {
+            Ok(mut f) => {
+                let meta = f
+                    .metadata()
+                    .map_err(|e| format!("cannot inspect {shown}: {e}"))?;
+                if !meta.is_file() || !private(&meta) || meta.mode() & 0o077 != 0 {
+                    return Err(format!(
+                        "{shown} must be a file of this user's that only it may read (mode \
+                         {:o}, owner {}): remove it to make a new one",
+                        meta.mode() & 0o7777,
+                        meta.uid()
+                    ));
+                }
+                f.read_exact(&mut key)
+                    .map_err(|e| format!("cannot read {shown}: {e}"))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                rand::fill(&mut key);
+                if let Some(parent) = path.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                }
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc_flags())
+                    .open(path)
+                    .map_err(|e| format!("cannot create {shown}: {e}"))?;
+                f.write_all(&key)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| format!("cannot write {shown}: {e}"))?;
+            }
+            Err(e) => return Err(format!("cannot open {shown}: {e}")),
+        }
+        Ok(key)
+    }
+}
+
+fn libc_flags() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits()
+}
+
+impl OpenCache {
+    fn path(&self, digest: &str, engine_hash: u64) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.join(format!("{hex}-{engine_hash:016x}.cwasm"))
+    }
+
+    fn mac(&self, digest: &str, engine_hash: u64, code: &[u8]) -> blake3::Hash {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(digest.as_bytes());
+        h.update(&[0]);
+        h.update(&engine_hash.to_le_bytes());
+        h.update(code);
+        h.finalize()
+    }
+
+    /// The compiled plugin of `digest`, when the cache holds one this host wrote; `Err` says
+    /// why one that is there was not used.
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        engine_hash: u64,
+    ) -> Result<Option<Component>, String> {
+        let path = self.path(digest, engine_hash);
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags())
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        };
+        let meta = f.metadata().map_err(|e| e.to_string())?;
+        if !meta.is_file() || !private(&meta) || meta.len() > MAX_COMPILED || meta.len() < 32 {
+            return Err(format!(
+                "{} is not a file this user wrote (mode {:o}, owner {}, {} bytes)",
+                path.display(),
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.len()
+            ));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        (&mut f)
+            .take(MAX_COMPILED)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let (mac, code) = bytes.split_at(32.min(bytes.len()));
+        let mac: [u8; 32] = mac.try_into().map_err(|_| "short file".to_string())?;
+        // blake3::Hash compares in constant time.
+        if blake3::Hash::from(mac) != self.mac(digest, engine_hash, code) {
+            return Err(format!(
+                "{} does not carry this host's authentication for plugin {digest}",
+                path.display()
+            ));
+        }
+        deserialize(engine, code)
+            .map(Some)
+            .map_err(|e| format!("{}: {e:#}", path.display()))
+    }
+
+    /// Caches `component` as the compiled code of `digest`.
+    pub(crate) fn store(
+        &self,
+        component: &Component,
+        digest: &str,
+        engine_hash: u64,
+    ) -> std::io::Result<()> {
+        let code = component.serialize().map_err(std::io::Error::other)?;
+        if code.len() as u64 > MAX_COMPILED {
+            return Ok(());
+        }
+        let path = self.path(digest, engine_hash);
+        let temp = self
+            .dir
+            .join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc_flags())
+            .open(&temp)?;
+        let written = f
+            .write_all(self.mac(digest, engine_hash, &code).as_bytes())
+            .and_then(|()| f.write_all(&code))
+            .and_then(|()| std::fs::rename(&temp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
+    }
+}
+
+/// Loads compiled code this host wrote and authenticated.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, code: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `code` carries a MAC under a key only this user can read, over exactly these
+    // bytes, the plugin's digest and the engine's hash: this host serialized it itself (never a
+    // file a plugin or another user supplied), and wasmtime checks engine compatibility.
+    unsafe { Component::deserialize(engine, code) }
+}
