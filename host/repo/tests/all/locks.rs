@@ -33,15 +33,19 @@ fn shared_and_exclusive() {
 #[test]
 fn stale_locks_do_not_block() {
     let repo = init(Arc::new(InMemoryBackend::new()));
-    // A holder on this host whose process is gone.
+    // A holder on this host whose process is gone: a lock taken for a pid that does not run
+    // records our boot and PID namespace, so the pid can be tested.
+    std::mem::forget(lock(&repo, true, &actor(), 0x7fff_fff0).unwrap());
     let dead = LockFile {
         time: jiff::Timestamp::now(),
         exclusive: true,
         hostname: "test-host".into(),
         username: "x".into(),
         pid: u32::MAX - 1,
+        boot_id: None,
+        pid_ns: None,
+        start_time: None,
     };
-    repo.save_file(FileType::Lock, &dead).unwrap();
     // A holder elsewhere that stopped refreshing an hour ago.
     let old = LockFile {
         time: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
