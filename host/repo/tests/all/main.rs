@@ -5,3 +5,5 @@ mod support;
 mod dedup;
 mod integrity;
 mod locks;
+mod prune;
+mod stale_index;
