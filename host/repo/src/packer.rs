@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
+use dashmap::DashSet;
 
 use crate::backend::{FileType, FileWriter};
 use crate::buffers::BufferPool;
@@ -75,9 +76,32 @@ pub struct SaverStats {
     pub packs: u64,
 }
 
+/// The packs that hold what a saver saved or found stored (deduplicated against), filled as it
+/// goes: a snapshot of its blobs is only restorable while all of them exist.
+#[derive(Debug, Clone, Default)]
+pub struct PacksUsed(Arc<DashSet<Id>>);
+
+impl PacksUsed {
+    /// The packs so far, in no particular order.
+    pub fn ids(&self) -> Vec<Id> {
+        self.0.iter().map(|id| *id).collect()
+    }
+
+    /// Records the packs the index places `blobs` in (blobs still being saved are recorded
+    /// with their pack once it is uploaded).
+    fn add_placed(&self, index: &Index, blobs: &[Id]) {
+        for b in blobs {
+            if let Some(loc) = index.get(b) {
+                self.0.insert(loc.pack);
+            }
+        }
+    }
+}
+
 struct Shared {
     repo: Repository,
     index: Arc<Index>,
+    used: PacksUsed,
     pending_index: Mutex<IndexFile>,
     error: Mutex<Option<crate::Error>>,
     packs: AtomicU64,
@@ -113,6 +137,7 @@ impl Shared {
             blobs: entries,
         };
         self.index.add_pack(&pack);
+        self.used.0.insert(id);
         self.packs.fetch_add(1, Ordering::Relaxed);
         let full = {
             let mut pending = self.pending_index.lock().expect("index lock");
@@ -172,6 +197,7 @@ impl BlobSaver {
         let shared = Arc::new(Shared {
             repo: repo.clone(),
             index,
+            used: PacksUsed::default(),
             pending_index: Mutex::default(),
             error: Mutex::default(),
             packs: AtomicU64::new(0),
@@ -232,6 +258,9 @@ impl BlobSaver {
     pub fn save_with_id(&self, tpe: BlobType, id: Id, plaintext: &[u8]) -> Result<(Id, bool)> {
         self.check_failed()?;
         if !self.shared.index.reserve(id, tpe) {
+            self.shared
+                .used
+                .add_placed(&self.shared.index, std::slice::from_ref(&id));
             return Ok((id, false));
         }
         let (sealed, compressed) = if self.dry_run {
@@ -302,6 +331,18 @@ impl BlobSaver {
             .send(finished)
             .expect("upload threads outlive the saver");
         Ok(())
+    }
+
+    /// Records that the caller uses `blobs`, found in the index without saving them (the
+    /// content of an unchanged file), for [`BlobSaver::packs_used`].
+    pub fn note_reused(&self, blobs: &[Id]) {
+        self.shared.used.add_placed(&self.shared.index, blobs);
+    }
+
+    /// The packs holding every blob saved, found stored, or noted so far; it keeps filling
+    /// until [`BlobSaver::finish`] has uploaded the last packs.
+    pub fn packs_used(&self) -> PacksUsed {
+        self.shared.used.clone()
     }
 
     /// Uploads the open packs, waits for every upload and writes the last index file.

@@ -90,6 +90,8 @@ struct Inner {
     key: MasterKey,
     key_id: String,
     config: Config,
+    /// Locks taken through this repository or a clone.
+    holds: crate::lock::Holds,
 }
 
 /// An open repository. Cheap to clone.
@@ -146,6 +148,7 @@ impl Repository {
                 key,
                 key_id,
                 config,
+                holds: Default::default(),
             }),
         })
     }
@@ -194,6 +197,7 @@ impl Repository {
                             key,
                             key_id: name.clone(),
                             config,
+                            holds: Default::default(),
                         }),
                     });
                 }
@@ -210,6 +214,21 @@ impl Repository {
                 ),
             )
         }))
+    }
+
+    /// Fails when a lock taken on this repository (or a clone) is lost: not refreshed in time
+    /// (the process was suspended, the store unreachable) or removed by another process. Then
+    /// others may already act as if nobody held it, so operations call this before changes
+    /// that only the lock makes safe (saving a snapshot, deleting). Without a lock it succeeds.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Locked`] saying why the lock is lost.
+    pub fn check_lock(&self) -> Result<()> {
+        self.inner.holds.check()
+    }
+
+    pub(crate) fn holds(&self) -> &crate::lock::Holds {
+        &self.inner.holds
     }
 
     /// The backend.

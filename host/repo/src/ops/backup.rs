@@ -360,6 +360,7 @@ impl Run<'_> {
             && let Some(content) = &p.content
             && content.iter().all(|id| self.repo.index().contains(id))
         {
+            self.saver.note_reused(content);
             self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
             self.progress.bytes(node.size);
             self.progress.file_done(path);
@@ -582,8 +583,9 @@ fn count_totals(
 ///
 /// # Errors
 /// [`ErrorKind::InvalidInput`] for bad paths or patterns, [`ErrorKind::Interrupted`] when
-/// `cancel` was set, backend errors. Unreadable entries are not errors: they are warned about
-/// and counted in `summary.errors`.
+/// `cancel` was set, [`ErrorKind::NotFound`] when a pack the snapshot would refer to was removed
+/// meanwhile, [`ErrorKind::Locked`] when the lock was lost, backend errors. Unreadable entries
+/// are not errors: they are warned about and counted in `summary.errors`.
 pub fn backup(
     repo: &IndexedRepository,
     source: BackupSource,
@@ -698,6 +700,7 @@ fn run_backup(
         }
     };
     let Run { saver, counts, .. } = run;
+    let packs_used = saver.packs_used();
     let (tree, parent) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -752,9 +755,32 @@ fn run_backup(
     let id = if opts.dry_run {
         None
     } else {
+        verify_packs_exist(repo, &packs_used.ids())?;
+        repo.check_lock()?;
         Some(repo.save_file(FileType::Snapshot, &snapshot)?)
     };
     Ok(BackupOutcome { id, snapshot })
+}
+
+/// Fails, naming the pack, when one of `packs` (those holding the blobs the snapshot refers to,
+/// see [`BlobSaver::packs_used`]) is gone: the index in memory is stale, a prune removed the pack
+/// meanwhile, and a snapshot now could not be restored. One listing of the packs.
+fn verify_packs_exist(repo: &IndexedRepository, packs: &[Id]) -> Result<()> {
+    if packs.is_empty() {
+        return Ok(());
+    }
+    let stored: std::collections::HashSet<Id> =
+        repo.packs()?.into_iter().map(|(id, _)| id).collect();
+    match packs.iter().find(|p| !stored.contains(p)) {
+        None => Ok(()),
+        Some(gone) => Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "pack {gone} holding data of this backup is gone (removed by a prune while the \
+                 backup ran?); no snapshot was saved: run the backup again"
+            ),
+        )),
+    }
 }
 
 /// Re-exported for callers that share the saver (copy, repack).

@@ -12,9 +12,15 @@
 //! 2. new index files are written for every pack that stays;
 //! 3. the old index files are removed;
 //! 4. unused, repacked and orphaned packs are removed.
+//!
+//! Cancellation (the `cancel` flag) and a lost lock ([`Repository::check_lock`]) are checked
+//! while deciding, for every repacked pack, and before every change of steps 2–5; once seen,
+//! nothing more is written or deleted. Stopping between any two changes leaves the repository
+//! as consistent as a crash there would.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -114,8 +120,20 @@ fn stop(message: String) -> Error {
     ))
 }
 
+/// Fails when prune was cancelled or lost its lock; `next` names the step it would take.
+fn checkpoint(repo: &Repository, cancel: &AtomicBool, next: &str) -> Result<()> {
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            format!("prune interrupted before {next}; nothing more was changed"),
+        ));
+    }
+    repo.check_lock()
+        .map_err(|e| e.context(format!("prune stopped before {next}")))
+}
+
 /// Marks every blob the snapshots reach. Any unreadable snapshot or tree stops prune.
-fn mark_used(repo: &IndexedRepository) -> Result<(u64, HashSet<Id>)> {
+fn mark_used(repo: &IndexedRepository, cancel: &AtomicBool) -> Result<(u64, HashSet<Id>)> {
     let names = repo.backend().list(FileType::Snapshot)?;
     let snaps: Vec<Snapshot> = names
         .par_iter()
@@ -128,6 +146,7 @@ fn mark_used(repo: &IndexedRepository) -> Result<(u64, HashSet<Id>)> {
     let used = std::sync::Mutex::new(HashSet::new());
     let mut frontier: Vec<Id> = snaps.iter().map(|s| s.tree).collect();
     while !frontier.is_empty() {
+        checkpoint(repo, cancel, "deciding")?;
         let next: Vec<Vec<Id>> = frontier
             .par_iter()
             .filter(|t| used.lock().expect("used").insert(**t))
@@ -157,8 +176,10 @@ fn mark_used(repo: &IndexedRepository) -> Result<(u64, HashSet<Id>)> {
 ///
 /// # Errors
 /// [`ErrorKind::Corrupt`] (nothing changed) when an index file, snapshot or tree is unreadable,
-/// an indexed pack is missing, or a used blob is in no pack; backend errors while changing.
-pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+/// an indexed pack is missing, or a used blob is in no pack; [`ErrorKind::Interrupted`] when
+/// `cancel` was set and [`ErrorKind::Locked`] when the lock was lost (nothing more changed after
+/// that); backend errors while changing.
+pub fn prune(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..PruneReport::default()
@@ -205,7 +226,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let indexed = IndexedRepository::from_parts(repo.clone(), index);
 
     // Mark, then give each used blob to one pack (the first by id); other copies are unused.
-    let (snapshots, used) = mark_used(&indexed)?;
+    let (snapshots, used) = mark_used(&indexed, cancel)?;
     report.snapshots = snapshots;
     report.used_blobs = used.len() as u64;
     let mut owned: HashSet<Id> = HashSet::with_capacity(used.len());
@@ -281,6 +302,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
 
     // 1. Repack into new packs, indexed as they are written.
+    checkpoint(repo, cancel, "repacking")?;
     let gone: HashSet<Id> = report
         .delete
         .iter()
@@ -300,6 +322,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         }
         let saver = BlobSaver::new(repo, Arc::new(keep_index), Compression::Auto, false);
         let result = report.repack.par_iter().try_for_each(|r| -> Result<()> {
+            checkpoint(repo, cancel, "repacking more")?;
             let data = repo.backend().read(FileType::Pack, &r.id.to_hex())?;
             for b in &packs[&r.id].owned {
                 let sealed = data
@@ -323,6 +346,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
 
     // 2. Index files for every pack that stays.
+    checkpoint(repo, cancel, "writing the new index")?;
     let keep: Vec<IndexPack> = packs
         .iter()
         .filter(|(id, _)| !gone.contains(id))
@@ -333,6 +357,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         })
         .collect();
     for chunk in keep.chunks(PACKS_PER_INDEX_FILE) {
+        checkpoint(repo, cancel, "writing the new index")?;
         repo.save_file(
             FileType::Index,
             &IndexFile {
@@ -343,6 +368,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
 
     // 3. Old index files (new ones never share a name with them: every seal has a fresh nonce).
     for id in &index_names {
+        checkpoint(repo, cancel, "removing old index files")?;
         repo.backend().remove(FileType::Index, &id.to_hex())?;
     }
 
@@ -353,6 +379,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .chain(&report.repack)
         .chain(&report.orphans)
     {
+        checkpoint(repo, cancel, "removing packs")?;
         match repo.backend().remove(FileType::Pack, &p.id.to_hex()) {
             Ok(()) => report.bytes_freed += p.size as i64,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -361,6 +388,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
 
     // 5. What killed writers left behind (nothing is writing: we hold the exclusive lock).
+    checkpoint(repo, cancel, "removing leftovers")?;
     report.leftovers_removed = repo.backend().remove_leftovers()?;
     Ok(report)
 }

@@ -5,4 +5,6 @@ mod support;
 mod dedup;
 mod integrity;
 mod locks;
+mod prune;
 mod restore_target;
+mod stale_index;
