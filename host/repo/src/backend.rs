@@ -4,8 +4,14 @@
 //! formats; wrappers and concrete stores (local directory, object stores, plugins) implement it.
 //! Every write is create-only: writing a name that exists fails with
 //! [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) and never replaces it.
+//! Names from a store are not trusted: a repository reaches its store through
+//! [`CheckedBackend`], which accepts only [`valid_name`]s.
+
+mod checked;
 
 use std::fmt;
+
+pub use checked::{CheckedBackend, check_name, valid_name};
 
 use crate::error::Result;
 

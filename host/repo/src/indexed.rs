@@ -78,7 +78,13 @@ impl IndexedRepository {
                 .backend()
                 .read_range(FileType::Pack, &name, offset, length),
         }?;
-        open_blob(self.key(), &loc.entry, &sealed, &loc.pack)
+        open_blob(
+            self.key(),
+            self.blob_limits(),
+            &loc.entry,
+            &sealed,
+            &loc.pack,
+        )
     }
 
     /// Loads a tree blob.

@@ -2,16 +2,19 @@
 //! snapshots and key slots.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, FileType};
+use crate::backend::{Backend, CheckedBackend, FileType};
 use crate::crypto::MasterKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{ChunkerParams, Config, FORMAT_VERSION};
-use crate::format::keyfile::{KdfParams, KeyFile};
+use crate::format::keyfile::{KdfLimits, KdfParams, KeyFile};
+use crate::format::pack::BlobLimits;
 use crate::format::snapshot::Snapshot;
 use crate::format::{decode_file, encode_file};
 use crate::id::Id;
@@ -39,6 +42,9 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Chunker parameters to copy from another repository (so that copies deduplicate).
     pub copy_chunker_params: Option<ChunkerParams>,
+    /// The most the first key slot's KDF may cost (default [`KdfLimits::DEFAULT`]): a slot
+    /// beyond what [`OpenOptions::kdf_limits`] allows would not be tried when opening.
+    pub kdf_limits: KdfLimits,
 }
 
 impl InitOptions {
@@ -59,6 +65,82 @@ impl InitOptions {
     pub fn kdf(mut self, kdf: KdfParams) -> Self {
         self.kdf = kdf;
         self
+    }
+    /// Sets the most the KDF may cost.
+    #[must_use]
+    pub fn kdf_limits(mut self, limits: KdfLimits) -> Self {
+        self.kdf_limits = limits;
+        self
+    }
+}
+
+/// Options for [`Repository::open_with`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// The most a key slot's argon2id may cost for it to be tried (default
+    /// [`KdfLimits::DEFAULT`]); costlier slots are skipped with a warning. Also bounds the
+    /// slots [`Repository::add_key`] makes.
+    pub kdf_limits: KdfLimits,
+}
+
+impl OpenOptions {
+    /// Sets the KDF limits.
+    #[must_use]
+    pub fn kdf_limits(mut self, limits: KdfLimits) -> Self {
+        self.kdf_limits = limits;
+        self
+    }
+    /// Tries every key slot however costly (`true`: [`KdfLimits::UNLIMITED`]) or only those
+    /// within [`KdfLimits::DEFAULT`].
+    #[must_use]
+    pub fn allow_costly_kdf(self, allow: bool) -> Self {
+        self.kdf_limits(if allow {
+            KdfLimits::UNLIMITED
+        } else {
+            KdfLimits::DEFAULT
+        })
+    }
+}
+
+/// How long `init` on a store without atomic create-only writes waits before it reads the
+/// config back: a rival `init` that checked for the config before ours was written has that
+/// long to overwrite it, and is then found out.
+const INIT_SETTLE: Duration = Duration::from_secs(2);
+
+/// Why a slot beyond `limits` is refused, for [`Repository::init`] and [`Repository::add_key`].
+fn check_new_slot(kdf: &KdfParams, limits: &KdfLimits) -> Result<()> {
+    match limits.exceeded_by(kdf) {
+        None => Ok(()),
+        Some(why) => Err(Error::invalid(format!(
+            "a key slot with argon2id of {kdf} needs {why}: opening would skip it unless \
+             allowed; choose a lower cost or allow costly key slots (--allow-costly-kdf)"
+        ))),
+    }
+}
+
+/// Stores `bytes` as `name`, the BLAKE3 hash of `bytes`, create-only. The name being taken is
+/// success when what is there has that hash: the object holds these very bytes (a retried
+/// write whose first try was stored gets `already exists`, as packs do).
+fn write_hashed(backend: &dyn Backend, tpe: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+    match backend.write(tpe, name, bytes) {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let there = backend.read(tpe, name).map_err(|r| {
+                r.context(format!(
+                    "{tpe} {name} already exists and cannot be read back"
+                ))
+            })?;
+            if Id::hash_of(&there).to_hex() == name {
+                tracing::debug!("{tpe} {name} was already stored (a retried write)");
+                Ok(())
+            } else {
+                Err(Error::corrupt(format!(
+                    "{tpe} {name} already exists and its content does not match its name \
+                     (damaged); run `cairn check`"
+                )))
+            }
+        }
+        r => r,
     }
 }
 
@@ -92,6 +174,7 @@ struct Inner {
     config: Config,
     /// Locks taken through this repository or a clone.
     holds: crate::lock::Holds,
+    kdf_limits: KdfLimits,
 }
 
 /// An open repository. Cheap to clone.
@@ -103,14 +186,20 @@ pub struct Repository {
 impl Repository {
     /// Creates a new repository in an empty location, with one key slot for `password`.
     ///
+    /// On a store without atomic create-only writes, the config is read back after a moment,
+    /// so that of two racing `init`s the one whose config was overwritten finds out (and
+    /// removes its key slot) instead of both winning silently.
+    ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when the location is not empty or a parameter is out of range.
+    /// [`ErrorKind::InvalidInput`] when the location is not empty, a parameter is out of
+    /// range, or another `init` created a repository there at the same time.
     pub fn init(
         backend: Arc<dyn Backend>,
         password: &[u8],
         opts: &InitOptions,
         actor: &Actor,
     ) -> Result<Self> {
+        let backend: Arc<dyn Backend> = Arc::new(CheckedBackend::new(backend));
         let key = MasterKey::random();
         let chunker = match opts.copy_chunker_params {
             Some(p) => p,
@@ -132,16 +221,32 @@ impl Repository {
             pack_size: opts.pack_size.unwrap_or(Config::DEFAULT_PACK_SIZE),
         };
         config.validate()?;
+        check_new_slot(&opts.kdf, &opts.kdf_limits)?;
         let slot = KeyFile::create(&key, password, opts.kdf, &actor.hostname, &actor.username)?;
         backend.create()?;
         let slot_bytes = slot.to_bytes();
         let key_id = Id::hash_of(&slot_bytes).to_hex();
-        backend.write(FileType::Key, &key_id, &slot_bytes)?;
-        backend.write(
-            FileType::Config,
-            "config",
-            &encode_file(&key, FileType::Config, &config),
-        )?;
+        write_hashed(&*backend, FileType::Key, &key_id, &slot_bytes)?;
+        let config_bytes = encode_file(&key, FileType::Config, &config);
+        let read_back = match backend.write(FileType::Config, "config", &config_bytes) {
+            Ok(()) if backend.guarantees().atomic_create => false,
+            Ok(()) => {
+                std::thread::sleep(INIT_SETTLE);
+                true
+            }
+            // A retried write of ours, or a rival's config.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => true,
+            Err(e) => return Err(e),
+        };
+        if read_back && backend.read(FileType::Config, "config")? != config_bytes {
+            let _ = backend.remove(FileType::Key, &key_id);
+            return Err(Error::invalid(format!(
+                "another `cairn init` created a repository at {} at the same time, and its \
+                 config is the one stored; this init did not happen: use that repository, or \
+                 init in another place",
+                backend.location()
+            )));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,
@@ -149,16 +254,41 @@ impl Repository {
                 key_id,
                 config,
                 holds: Default::default(),
+                kdf_limits: opts.kdf_limits,
             }),
         })
     }
 
-    /// Opens the repository with the first key slot that `password` unlocks.
+    /// Opens the repository with the first key slot that `password` unlocks, with the
+    /// default [`OpenOptions`] and no way to cancel.
+    ///
+    /// # Errors
+    /// As [`Repository::open_with`].
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+        Self::open_with(
+            backend,
+            password,
+            &OpenOptions::default(),
+            &AtomicBool::new(false),
+        )
+    }
+
+    /// Opens the repository with the first key slot that `password` unlocks. Slots are tried
+    /// cheapest first; a slot whose KDF costs more than `opts.kdf_limits` is skipped with a
+    /// warning naming it. The key derivation stops being waited for when `cancel` is set.
     ///
     /// # Errors
     /// [`ErrorKind::RepositoryNotFound`] when there is no config, [`ErrorKind::WrongPassword`]
-    /// when no slot opens, [`ErrorKind::Corrupt`] when the config or a slot is damaged.
-    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+    /// when no slot opens (saying which slots were too costly to try),
+    /// [`ErrorKind::Corrupt`] when the config or a slot is damaged,
+    /// [`ErrorKind::Interrupted`] when cancelled.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &OpenOptions,
+        cancel: &AtomicBool,
+    ) -> Result<Self> {
+        let backend: Arc<dyn Backend> = Arc::new(CheckedBackend::new(backend));
         let config_bytes = match backend.read(FileType::Config, "config") {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -172,19 +302,45 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let mut slots = backend.list(FileType::Key)?;
-        slots.sort();
         let mut corrupt = None;
-        for (name, _) in &slots {
-            let bytes = backend.read(FileType::Key, name)?;
-            if Id::hash_of(&bytes).to_hex() != *name {
+        let mut slots = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, _) in backend.list(FileType::Key)? {
+            let bytes = backend.read(FileType::Key, &name)?;
+            if Id::hash_of(&bytes).to_hex() != name {
                 corrupt = Some(Error::corrupt(format!(
                     "key {name} is corrupt: its content does not match its name"
                 )));
                 continue;
             }
-            let opened = KeyFile::from_bytes(name, &bytes).and_then(|kf| kf.open(password));
-            match opened {
+            let kf = match KeyFile::from_bytes(&name, &bytes) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    corrupt = Some(e);
+                    continue;
+                }
+            };
+            let params = kf.kdf.params;
+            if let Some(why) = opts.kdf_limits.exceeded_by(&params) {
+                tracing::warn!(
+                    "key {name} is not tried: its argon2id asks for {params}, {why} (a slot \
+                     planted by someone without the password could hang or abort cairn); if \
+                     it is yours, allow costly key slots with --allow-costly-kdf"
+                );
+                skipped.push(name);
+                continue;
+            }
+            slots.push((params.work(), name, kf));
+        }
+        slots.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, name, kf) in slots {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::new(
+                    ErrorKind::Interrupted,
+                    "opening the repository was cancelled",
+                ));
+            }
+            match kf.open_cancellable(password, cancel) {
                 Ok(key) => {
                     let config: Config =
                         decode_file(&key, FileType::Config, "config", &config_bytes)?;
@@ -195,21 +351,33 @@ impl Repository {
                         inner: Arc::new(Inner {
                             backend,
                             key,
-                            key_id: name.clone(),
+                            key_id: name,
                             config,
                             holds: Default::default(),
+                            kdf_limits: opts.kdf_limits,
                         }),
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::WrongPassword => {}
-                Err(e) => corrupt = Some(e),
+                Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
+                Err(e) => corrupt = Some(e.context(format!("key {name}"))),
             }
         }
         Err(corrupt.unwrap_or_else(|| {
+            let untried = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} key slot(s) too costly to try were skipped: {}; allow them with \
+                     --allow-costly-kdf)",
+                    skipped.len(),
+                    skipped.join(", ")
+                )
+            };
             Error::new(
                 ErrorKind::WrongPassword,
                 format!(
-                    "wrong password for the repository at {}",
+                    "wrong password for the repository at {}{untried}",
                     backend.location()
                 ),
             )
@@ -246,19 +414,25 @@ impl Repository {
         &self.inner.config
     }
 
+    /// The largest blobs this repository may hold (from its config).
+    pub fn blob_limits(&self) -> BlobLimits {
+        BlobLimits::of(&self.inner.config)
+    }
+
     /// The id of the key slot this session opened.
     pub fn key_id(&self) -> &str {
         &self.inner.key_id
     }
 
-    /// Encodes and stores a metadata file; returns its id.
+    /// Encodes and stores a metadata file; returns its id. Finding the name taken by the same
+    /// bytes (a retried write) is success.
     ///
     /// # Errors
-    /// Backend errors.
+    /// Backend errors; [`ErrorKind::Corrupt`] when the name holds other bytes.
     pub fn save_file<T: Serialize>(&self, tpe: FileType, value: &T) -> Result<Id> {
         let bytes = encode_file(self.key(), tpe, value);
         let id = Id::hash_of(&bytes);
-        self.backend().write(tpe, &id.to_hex(), &bytes)?;
+        write_hashed(&**self.backend(), tpe, &id.to_hex(), &bytes)?;
         Ok(id)
     }
 
@@ -365,12 +539,14 @@ impl Repository {
     /// Adds a key slot for `password`; returns its id.
     ///
     /// # Errors
-    /// Backend errors.
+    /// Backend errors; [`ErrorKind::InvalidInput`] when `kdf` is beyond the KDF limits this
+    /// repository was opened with.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams, actor: &Actor) -> Result<String> {
+        check_new_slot(&kdf, &self.inner.kdf_limits)?;
         let kf = KeyFile::create(self.key(), password, kdf, &actor.hostname, &actor.username)?;
         let bytes = kf.to_bytes();
         let id = Id::hash_of(&bytes).to_hex();
-        self.backend().write(FileType::Key, &id, &bytes)?;
+        write_hashed(&**self.backend(), FileType::Key, &id, &bytes)?;
         Ok(id)
     }
 

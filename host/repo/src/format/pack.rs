@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 use crate::crypto::{MasterKey, OVERHEAD};
 use crate::error::{Error, Result};
+use crate::format::config::Config;
 use crate::id::Id;
 
 const HEADER_AAD: &[u8] = b"cairn/pack-header";
@@ -74,6 +75,39 @@ pub struct BlobEntry {
     pub raw_length: u32,
     /// Whether the payload is a zstd frame.
     pub compressed: bool,
+}
+
+/// The largest plaintext a blob of each type may have in a repository: a data blob is a chunk,
+/// at most the chunker's `max_size`; a tree blob is one directory's listing, at most
+/// [`BlobLimits::MAX_TREE`]. A blob that claims more (`raw_length` in a pack header or an
+/// index) is corrupt, found before anything is decompressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLimits {
+    /// Most bytes of a data blob.
+    pub data: u32,
+    /// Most bytes of a tree blob.
+    pub tree: u32,
+}
+
+impl BlobLimits {
+    /// Most bytes of a tree blob: 256 MiB, the listing of about a million files.
+    pub const MAX_TREE: u32 = 256 << 20;
+
+    /// The limits of the repository with `config`.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            data: config.chunker.max_size,
+            tree: Self::MAX_TREE,
+        }
+    }
+
+    /// The limit for blobs of `tpe`.
+    pub fn get(&self, tpe: BlobType) -> u32 {
+        match tpe {
+            BlobType::Data => self.data,
+            BlobType::Tree => self.tree,
+        }
+    }
 }
 
 fn blob_aad(tpe: BlobType, id: &Id) -> [u8; 43] {
@@ -155,13 +189,20 @@ fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// Opens a sealed blob, decompresses it and checks that its keyed hash is its id.
+/// Opens a sealed blob, decompresses it (to at most its `raw_length`, itself at most
+/// `limits`) and checks that its keyed hash is its id.
 ///
 /// # Errors
 /// [`crate::ErrorKind::Corrupt`] naming the blob and `pack` when any check fails.
-pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8], pack: &Id) -> Result<Vec<u8>> {
+pub fn open_blob(
+    key: &MasterKey,
+    limits: BlobLimits,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    pack: &Id,
+) -> Result<Vec<u8>> {
     let mut buf = sealed.to_vec();
-    open_blob_in_place(key, entry, &mut buf, pack).map(Cow::into_owned)
+    open_blob_in_place(key, limits, entry, &mut buf, pack).map(Cow::into_owned)
 }
 
 /// As [`open_blob`], decrypting in `sealed` itself: an uncompressed blob's plaintext is
@@ -171,11 +212,25 @@ pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8], pack: &Id) -
 /// As [`open_blob`]; `sealed` then holds garbage.
 pub fn open_blob_in_place<'a>(
     key: &MasterKey,
+    limits: BlobLimits,
     entry: &BlobEntry,
     sealed: &'a mut [u8],
     pack: &Id,
 ) -> Result<Cow<'a, [u8]>> {
     let what = || format!("blob {} in pack {pack}", entry.id);
+    let limit = limits.get(entry.tpe);
+    if entry.raw_length > limit {
+        return Err(Error::corrupt(format!(
+            "{} is corrupt: it claims {} bytes, more than the {limit} a {} blob may hold in \
+             this repository (run `cairn check`)",
+            what(),
+            entry.raw_length,
+            match entry.tpe {
+                BlobType::Data => "data",
+                BlobType::Tree => "tree",
+            }
+        )));
+    }
     let payload = key
         .open_in_place(sealed, &blob_aad(entry.tpe, &entry.id))
         .map_err(|e| e.context(format!("{} is corrupt", what())))?;
@@ -305,9 +360,54 @@ mod tests {
         assert_eq!(parsed, entries);
         let e = &parsed[0];
         let blob = &pack[e.offset as usize..(e.offset + e.length) as usize];
-        assert_eq!(open_blob(&key, e, blob, &pid).unwrap(), vec![7u8; 100_000]);
+        let limits = BlobLimits {
+            data: 1 << 20,
+            tree: 1 << 20,
+        };
+        assert_eq!(
+            open_blob(&key, limits, e, blob, &pid).unwrap(),
+            vec![7u8; 100_000]
+        );
         let mut bad = blob.to_vec();
         bad[40] ^= 0x10;
-        assert!(open_blob(&key, e, &bad, &pid).is_err());
+        assert!(open_blob(&key, limits, e, &bad, &pid).is_err());
+    }
+
+    /// A compressed blob whose entry claims 4 GiB is refused before anything is allocated
+    /// (the decompressor would reserve `raw_length` bytes), naming blob and pack; one that
+    /// decompresses beyond its claimed length fails without growing past it.
+    #[test]
+    fn a_blob_bomb_is_refused() {
+        let key = MasterKey::random();
+        let pack = Id::hash_of(b"pack");
+        let plain = vec![0u8; 8 << 20];
+        let id = key.blob_id(&plain);
+        let (sealed, compressed) = seal_blob(&key, BlobType::Data, &id, &plain, Compression::Auto);
+        assert!(compressed && sealed.len() < 4096);
+        let limits = BlobLimits {
+            data: 1 << 20,
+            tree: 1 << 20,
+        };
+        let entry = BlobEntry {
+            id,
+            tpe: BlobType::Data,
+            offset: 0,
+            length: sealed.len() as u32,
+            raw_length: u32::MAX,
+            compressed: true,
+        };
+        let e = open_blob(&key, limits, &entry, &sealed, &pack).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&id.to_hex()) && msg.contains(&pack.to_hex()) && msg.contains("claims"),
+            "{msg}"
+        );
+        let lying = BlobEntry {
+            raw_length: 1 << 20,
+            ..entry
+        };
+        let e = open_blob(&key, limits, &lying, &sealed, &pack).unwrap_err();
+        assert!(e.to_string().contains("does not decompress"), "{e}");
     }
 }

@@ -370,7 +370,7 @@ pub fn check(
         };
         for e in &entries {
             let sealed = &data[e.offset as usize..e.offset as usize + e.length as usize];
-            match open_blob(repo.key(), e, sealed, id) {
+            match open_blob(repo.key(), repo.blob_limits(), e, sealed, id) {
                 Ok(_) => {
                     blobs_ok.fetch_add(1, Ordering::Relaxed);
                 }

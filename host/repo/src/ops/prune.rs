@@ -328,7 +328,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Res
                 let sealed = data
                     .get(b.offset as usize..b.offset as usize + b.length as usize)
                     .ok_or_else(|| stop(format!("pack {} is shorter than its index says", r.id)))?;
-                let plain = open_blob(repo.key(), b, sealed, &r.id)?;
+                let plain = open_blob(repo.key(), repo.blob_limits(), b, sealed, &r.id)?;
                 saver.save_with_id(b.tpe, b.id, &plain)?;
             }
             Ok(())

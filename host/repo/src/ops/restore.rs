@@ -469,7 +469,8 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                             Error::corrupt(format!("pack {pack} is shorter than its index says"))
                         })?;
                     // Decrypted where it was read (blobs of a span do not overlap).
-                    let plain = open_blob_in_place(repo.key(), entry, sealed, pack)?;
+                    let plain =
+                        open_blob_in_place(repo.key(), repo.blob_limits(), entry, sealed, pack)?;
                     place(ctx, files, targets, &plain)?;
                     written.fetch_add(plain.len() as u64 * targets.len() as u64, Ordering::Relaxed);
                 }

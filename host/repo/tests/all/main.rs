@@ -8,3 +8,4 @@ mod locks;
 mod prune;
 mod restore_target;
 mod stale_index;
+mod untrusted;
