@@ -5,3 +5,4 @@ mod support;
 mod dedup;
 mod integrity;
 mod locks;
+mod walk_races;
