@@ -5,4 +5,5 @@ mod support;
 mod dedup;
 mod integrity;
 mod locks;
+mod walk_entries;
 mod walk_races;
