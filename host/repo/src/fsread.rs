@@ -208,7 +208,7 @@ fn proc_fd() -> bool {
 }
 
 /// The xattrs of the entry `name` in `dir`, itself, not what it may point to, without opening
-/// it (for unchanged files, symlinks and special files). The entry is named as
+/// it (for symlinks, special files and hard links already read). The entry is named as
 /// `/proc/self/fd/<dir>/<name>` and read with the `l*xattr` calls: the directory is the one
 /// held open and the last component is not followed. Without `/proc`, regular files and
 /// directories are opened as in [`open_at`], and other entries get no xattrs.

@@ -430,7 +430,10 @@ impl Run<'_> {
             self.progress.bytes(node.size);
             self.progress.file_done(path);
             node.content = Some(content.clone());
-            node.xattrs = xattrs_at(at.dir, at.name, lstat);
+            // Setting or removing an xattr changes the ctime, which is unchanged: the parent's
+            // xattrs are the file's (and reading them again through /proc would cost more
+            // than the lstat).
+            node.xattrs = p.xattrs.clone();
             return Ok(Some(node));
         }
         let link_key = (node.device_id, node.inode);
