@@ -622,6 +622,55 @@ fn find_parent(
     })
 }
 
+/// The counting walk's state (see [`count_totals`]).
+struct Counting<'a> {
+    excludes: &'a PathPatterns,
+    progress: &'a dyn BackupProgress,
+    stop: &'a AtomicBool,
+    files: u64,
+    bytes: u64,
+}
+
+impl Counting<'_> {
+    /// Counts the entry `at` and what is below it, through descriptors as the backup reads
+    /// (an entry swapped for a symlink is not followed). Recursive, so that the directories
+    /// held open are those of one path.
+    fn entry(&mut self, at: At<'_>, lstat: &FileStat) {
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match kind_of(lstat) {
+            NodeKind::Dir => {
+                let Ok(Opened::Same(dir, _)) = open_at(at.dir, at.name, lstat) else {
+                    return;
+                };
+                for n in list_dir(&dir).unwrap_or_default() {
+                    let path = at.path.join(&n);
+                    if self.excludes.matches(&path) {
+                        continue;
+                    }
+                    if let Ok(st) = lstat_at(dir.as_fd(), &n) {
+                        let child = At {
+                            dir: dir.as_fd(),
+                            name: &n,
+                            path: &path,
+                        };
+                        self.entry(child, &st);
+                    }
+                }
+            }
+            NodeKind::File => {
+                self.files += 1;
+                self.bytes += u64::try_from(lstat.st_size).unwrap_or(0);
+                if self.files.is_multiple_of(1000) {
+                    self.progress.totals(self.files, self.bytes, false);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Counts files and bytes below `items`, for the progress ETA.
 fn count_totals(
     items: &BTreeMap<Vec<u8>, Item>,
@@ -629,8 +678,6 @@ fn count_totals(
     progress: &dyn BackupProgress,
     stop: &AtomicBool,
 ) {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let mut stack: Vec<PathBuf> = Vec::new();
     fn given(items: &BTreeMap<Vec<u8>, Item>, out: &mut Vec<PathBuf>) {
         for item in items.values() {
             match item {
@@ -639,35 +686,28 @@ fn count_totals(
             }
         }
     }
-    given(items, &mut stack);
-    while let Some(p) = stack.pop() {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(meta) = lstat_at(AT_FDCWD, p.as_os_str()) else {
-            continue;
-        };
-        match kind_of(&meta) {
-            NodeKind::Dir => {
-                if let Ok(rd) = std::fs::read_dir(&p) {
-                    stack.extend(
-                        rd.flatten()
-                            .map(|e| e.path())
-                            .filter(|c| !excludes.matches(c)),
-                    );
-                }
-            }
-            NodeKind::File => {
-                files += 1;
-                bytes += u64::try_from(meta.st_size).unwrap_or(0);
-                if files % 1000 == 0 {
-                    progress.totals(files, bytes, false);
-                }
-            }
-            _ => {}
+    let mut roots = Vec::new();
+    given(items, &mut roots);
+    let mut c = Counting {
+        excludes,
+        progress,
+        stop,
+        files: 0,
+        bytes: 0,
+    };
+    for p in &roots {
+        if let Ok(st) = lstat_at(AT_FDCWD, p.as_os_str()) {
+            let at = At {
+                dir: AT_FDCWD,
+                name: p.as_os_str(),
+                path: p,
+            };
+            c.entry(at, &st);
         }
     }
-    progress.totals(files, bytes, true);
+    if !stop.load(Ordering::Relaxed) {
+        progress.totals(c.files, c.bytes, true);
+    }
 }
 
 /// Backs up `source` into `repo`.

@@ -5,15 +5,18 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use cairn_repo::ops::backup::{BackupOptions, BackupProgress, BackupSource, backup};
 use cairn_repo::ops::walk::walk;
 use cairn_repo::{Node, NodeKind, Repository, Snapshot};
 use cairn_testing::InMemoryBackend;
 use cairn_testing::fixture::{EntryState, build_everything, snapshot_state};
 
-use crate::support::{backup_path, init};
+use crate::support::{actor, backup_path, init};
 
 /// The nodes below `root` in `snapshot`, by path relative to `root`, with a file's content.
 fn nodes_below(
@@ -132,4 +135,54 @@ fn every_entry_kind_is_recorded_as_on_disk_read_or_unchanged() {
     assert_eq!((s.errors, s.files_new, s.files_changed), (0, 0, 0));
     assert!(s.files_unmodified > 10, "{s:?}");
     assert_matches_disk(&repo, &second, &src);
+}
+
+/// Progress that wants totals and holds the first file until they are done, so that the
+/// counting walk always ends before the backup.
+#[derive(Default)]
+struct Totals {
+    done: std::sync::Mutex<Option<(u64, u64)>>,
+    ready: std::sync::Condvar,
+}
+
+impl BackupProgress for Totals {
+    fn wants_totals(&self) -> bool {
+        true
+    }
+    fn totals(&self, files: u64, bytes: u64, done: bool) {
+        if done {
+            *self.done.lock().unwrap() = Some((files, bytes));
+            self.ready.notify_all();
+        }
+    }
+    fn file_started(&self, _path: &Path) {
+        let done = self.done.lock().unwrap();
+        let _ = self
+            .ready
+            .wait_timeout_while(done, Duration::from_secs(20), |d| d.is_none())
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_counting_walk_counts_files_and_bytes_without_following_symlinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, host) = (tmp.path().join("src"), tmp.path().join("host"));
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(src.join("a"), "12345").unwrap();
+    std::fs::write(src.join("sub/b"), "123").unwrap();
+    std::fs::write(host.join("secret"), "not counted").unwrap();
+    std::os::unix::fs::symlink(&host, src.join("link")).unwrap();
+    let repo = init(Arc::new(InMemoryBackend::new())).to_indexed().unwrap();
+    let progress = Totals::default();
+    backup(
+        &repo,
+        BackupSource::Paths(vec![src]),
+        &BackupOptions::new(actor()),
+        &progress,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(*progress.done.lock().unwrap(), Some((2, 8)));
 }
