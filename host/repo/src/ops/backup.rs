@@ -6,6 +6,13 @@
 //! taken from the parent. A large file is read in batches while the previous batch's chunks are
 //! hashed, compressed and sealed on all cores. Errors reading an entry become warnings and the
 //! snapshot is marked incomplete (`summary.errors`).
+//!
+//! Entries are read relative to their parent directory's descriptor and never through a
+//! symlink: each is listed, `lstat`ed, and (regular files and directories only) opened with
+//! `O_NOFOLLOW | O_NONBLOCK` and checked to be the entry listed (device, inode, type). One that
+//! was swapped meanwhile (for a symlink to a host file, a FIFO, another directory) is skipped
+//! with a "changed while read" warning, counted in `summary.errors`. FIFOs, sockets and devices
+//! are never opened.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
