@@ -1,10 +1,11 @@
-//! Reading a file's metadata into a [`Node`] and putting it back on restore.
+//! Owner names for the nodes backup reads (see [`crate::fsread`]) and putting a file's
+//! metadata back on restore.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -15,7 +16,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User};
 use xattr::FileExt as _;
 
-use crate::format::tree::{Name, Node, NodeKind, Xattr};
+use crate::format::tree::{Node, NodeKind};
 
 /// Caches uid/gid → name lookups (each is a passwd/group file read).
 #[derive(Default)]
@@ -25,7 +26,7 @@ pub(crate) struct OwnerNames {
 }
 
 impl OwnerNames {
-    fn user(&self, uid: u32) -> Option<String> {
+    pub(crate) fn user(&self, uid: u32) -> Option<String> {
         self.users
             .lock()
             .expect("owner cache")
@@ -39,7 +40,7 @@ impl OwnerNames {
             .clone()
     }
 
-    fn group(&self, gid: u32) -> Option<String> {
+    pub(crate) fn group(&self, gid: u32) -> Option<String> {
         self.groups
             .lock()
             .expect("owner cache")
@@ -52,84 +53,6 @@ impl OwnerNames {
             })
             .clone()
     }
-}
-
-fn ns(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
-/// The kind of a file from its metadata.
-pub(crate) fn kind_of(meta: &Metadata) -> NodeKind {
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_socket() {
-        NodeKind::Socket
-    } else if ft.is_char_device() {
-        NodeKind::Chardev
-    } else if ft.is_block_device() {
-        NodeKind::Blockdev
-    } else {
-        NodeKind::File
-    }
-}
-
-/// A node for `path` from its (lstat) metadata. Xattrs are read best effort.
-pub(crate) fn node_from_metadata(
-    name: Name,
-    path: &Path,
-    meta: &Metadata,
-    owners: &OwnerNames,
-) -> Node {
-    let kind = kind_of(meta);
-    let mut node = Node::new(name, kind);
-    node.mode = meta.mode() & 0o7777;
-    node.uid = meta.uid();
-    node.gid = meta.gid();
-    node.user = owners.user(meta.uid());
-    node.group = owners.group(meta.gid());
-    node.mtime = ns(meta.mtime(), meta.mtime_nsec());
-    node.atime = ns(meta.atime(), meta.atime_nsec());
-    node.ctime = ns(meta.ctime(), meta.ctime_nsec());
-    node.inode = meta.ino();
-    node.device_id = meta.dev();
-    match kind {
-        NodeKind::File => {
-            node.size = meta.size();
-            node.links = meta.nlink();
-        }
-        NodeKind::Chardev | NodeKind::Blockdev => node.rdev = meta.rdev(),
-        NodeKind::Symlink => {
-            node.link_target = std::fs::read_link(path)
-                .ok()
-                .map(|t| Name::from_os(t.as_os_str()));
-        }
-        _ => {}
-    }
-    node.xattrs = read_xattrs(path);
-    node
-}
-
-fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    // Best effort: a filesystem without xattrs, or one we may not read, is not an error.
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Xattr> = names
-        .filter_map(|n| {
-            let value = xattr::get(path, &n).ok().flatten()?;
-            Some(Xattr {
-                name: Name::from_os(&n),
-                value: B64.encode(value),
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
 }
 
 /// Puts ownership (when `owner`), mode, xattrs and times back on entry `name` of directory

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 mod fsmeta;
+mod fsread;
 pub mod glob;
 pub mod id;
 pub mod index;

@@ -6,19 +6,28 @@
 //! taken from the parent. A large file is read in batches while the previous batch's chunks are
 //! hashed, compressed and sealed on all cores. Errors reading an entry become warnings and the
 //! snapshot is marked incomplete (`summary.errors`).
+//!
+//! Entries are read relative to their parent directory's descriptor and never through a
+//! symlink: each is listed, `lstat`ed, and (regular files and directories only) opened with
+//! `O_NOFOLLOW | O_NONBLOCK` and checked to be the entry listed (device, inode, type). One that
+//! was swapped meanwhile (for a symlink to a host file, a FIFO, another directory) is skipped
+//! with a "changed while read" warning, counted in `summary.errors`. FIFOs, sockets and devices
+//! are never opened.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::fs::{File, Metadata};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use dashmap::DashMap;
 use jiff::Timestamp;
+use nix::fcntl::AT_FDCWD;
+use nix::sys::stat::{FileStat, fstat};
 use rayon::prelude::*;
 
 use crate::backend::FileType;
@@ -28,7 +37,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{BlobType, Compression};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Name, Node, NodeKind, Tree};
-use crate::fsmeta::{OwnerNames, kind_of, node_from_metadata};
+use crate::fsmeta::OwnerNames;
+use crate::fsread::{
+    Opened, kind_of, link_target_at, list_dir, lstat_at, node_from_stat, open_at, xattrs_at,
+    xattrs_of,
+};
 use crate::glob::PathPatterns;
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
@@ -178,6 +191,15 @@ struct Run<'a> {
     hardlinks: DashMap<(u64, u64), (i64, Vec<Id>)>,
 }
 
+/// An entry: `name` relative to the open directory `dir` (or a path, relative to `AT_FDCWD`),
+/// shown and matched against excludes as `path`.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a OsStr,
+    path: &'a Path,
+}
+
 fn warn(run: &Run<'_>, path: &Path, message: String) {
     run.counts.errors.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(path = %path.display(), "{message}");
@@ -235,21 +257,29 @@ impl Run<'_> {
     }
 
     fn save_item(&self, name: &[u8], item: &Item, parent: Option<&Node>) -> Result<Option<Node>> {
+        // A given path's parents are the operator's: they are followed as the kernel does. Its
+        // last component is not (a symlink given is saved as a symlink).
         match item {
             Item::Given(path) => {
-                let meta = match std::fs::symlink_metadata(path) {
+                let lstat = match lstat_at(AT_FDCWD, path.as_os_str()) {
                     Ok(m) => m,
                     Err(e) => {
-                        warn(self, path, format!("cannot read {}: {e}", path.display()));
+                        self.cannot_read(path, e);
                         return Ok(None);
                     }
                 };
-                self.save_entry(path, Name(name.to_vec()), &meta, meta.dev(), parent)
+                let at = At {
+                    dir: AT_FDCWD,
+                    name: path.as_os_str(),
+                    path,
+                };
+                self.save_entry(at, Name(name.to_vec()), &lstat, lstat.st_dev, parent)
             }
             Item::Parent(path, children) => {
-                let meta = std::fs::symlink_metadata(path)
-                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-                let mut node = node_from_metadata(Name(name.to_vec()), path, &meta, &self.owners);
+                let lstat = lstat_at(AT_FDCWD, path.as_os_str())
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e.into()))?;
+                let mut node = node_from_stat(Name(name.to_vec()), &lstat, &self.owners);
+                node.xattrs = xattrs_at(AT_FDCWD, path.as_os_str(), &lstat);
                 node.subtree = Some(self.save_items(children, parent.and_then(|p| p.subtree))?);
                 Ok(Some(node))
             }
@@ -267,53 +297,89 @@ impl Run<'_> {
         self.save_tree(nodes.into_iter().flatten().collect(), parent)
     }
 
+    /// Warns that the entry at `path` is not what was listed any more: it is skipped.
+    fn changed(&self, path: &Path) {
+        warn(
+            self,
+            path,
+            format!(
+                "{} changed while read (replaced after it was listed), skipped",
+                path.display()
+            ),
+        );
+    }
+
+    /// Warns that the entry at `path` could not be read: it is skipped.
+    fn cannot_read(&self, path: &Path, e: impl std::fmt::Display) {
+        warn(self, path, format!("cannot read {}: {e}", path.display()));
+    }
+
+    /// Saves the entry `at` whose `lstat` is `lstat`. Only regular files and directories are
+    /// opened, relative to their parent, and only if still the entry listed.
     fn save_entry(
         &self,
-        path: &Path,
+        at: At<'_>,
         name: Name,
-        meta: &Metadata,
+        lstat: &FileStat,
         root_dev: u64,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
         self.check_cancel()?;
-        let mut node = node_from_metadata(name, path, meta, &self.owners);
-        let parent = parent.filter(|p| p.kind == node.kind);
-        match node.kind {
-            NodeKind::Dir => {
-                let subtree = if self.one_file_system && meta.dev() != root_dev {
-                    self.save_tree(Vec::new(), parent.and_then(|p| p.subtree))?
-                } else {
-                    self.save_dir(path, root_dev, parent.and_then(|p| p.subtree))?
-                };
-                node.subtree = Some(subtree);
+        let kind = kind_of(lstat);
+        let parent = parent.filter(|p| p.kind == kind);
+        match kind {
+            NodeKind::Dir if self.one_file_system && lstat.st_dev != root_dev => {
+                // A mount point: kept as an empty directory, never opened.
+                let mut node = node_from_stat(name, lstat, &self.owners);
+                node.xattrs = xattrs_at(at.dir, at.name, lstat);
+                node.subtree = Some(self.save_tree(Vec::new(), parent.and_then(|p| p.subtree))?);
+                Ok(Some(node))
             }
-            NodeKind::File => match self.save_file(path, meta, &node, parent) {
-                Ok((content, size)) => {
-                    node.content = Some(content);
-                    node.size = size;
+            NodeKind::Dir => {
+                let (dir, st) = match open_at(at.dir, at.name, lstat) {
+                    Ok(Opened::Same(dir, st)) => (dir, st),
+                    Ok(Opened::Changed) => {
+                        self.changed(at.path);
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        self.cannot_read(at.path, e);
+                        return Ok(None);
+                    }
+                };
+                let mut node = node_from_stat(name, &st, &self.owners);
+                node.xattrs = xattrs_of(&dir);
+                node.subtree =
+                    Some(self.save_dir(dir, at.path, root_dev, parent.and_then(|p| p.subtree))?);
+                Ok(Some(node))
+            }
+            NodeKind::File => self.save_file(at, name, lstat, parent),
+            _ => {
+                let mut node = node_from_stat(name, lstat, &self.owners);
+                if kind == NodeKind::Symlink {
+                    match link_target_at(at.dir, at.name) {
+                        Ok(Some(target)) => node.link_target = Some(target),
+                        Ok(None) => {
+                            self.changed(at.path);
+                            return Ok(None);
+                        }
+                        Err(e) => {
+                            self.cannot_read(at.path, e);
+                            return Ok(None);
+                        }
+                    }
                 }
-                Err(e) if e.kind() == ErrorKind::Io => {
-                    warn(self, path, format!("{e}: {}", source_text(&e)));
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            },
-            _ => {}
+                node.xattrs = xattrs_at(at.dir, at.name, lstat);
+                Ok(Some(node))
+            }
         }
-        Ok(Some(node))
     }
 
-    fn save_dir(&self, path: &Path, root_dev: u64, parent: Option<Id>) -> Result<Id> {
-        let mut names: Vec<OsString> = match std::fs::read_dir(path) {
-            Ok(rd) => rd
-                .filter_map(|e| match e {
-                    Ok(e) => Some(e.file_name()),
-                    Err(e) => {
-                        warn(self, path, format!("cannot list {}: {e}", path.display()));
-                        None
-                    }
-                })
-                .collect(),
+    /// Saves the directory open as `dir`: its entries are listed first, then saved in
+    /// parallel relative to `dir`, which is closed when they are done.
+    fn save_dir(&self, dir: File, path: &Path, root_dev: u64, parent: Option<Id>) -> Result<Id> {
+        let mut names = match list_dir(&dir) {
+            Ok(names) => names,
             Err(e) => {
                 warn(self, path, format!("cannot list {}: {e}", path.display()));
                 Vec::new()
@@ -328,31 +394,38 @@ impl Run<'_> {
                 if self.excludes.matches(&child) {
                     return Ok(None);
                 }
-                let meta = match std::fs::symlink_metadata(&child) {
+                let lstat = match lstat_at(dir.as_fd(), n) {
                     Ok(m) => m,
                     Err(e) => {
-                        warn(
-                            self,
-                            &child,
-                            format!("cannot read {}: {e}", child.display()),
-                        );
+                        self.cannot_read(&child, e);
                         return Ok(None);
                     }
                 };
                 let pnode = ptree.as_ref().and_then(|t| t.find(n.as_bytes()));
-                self.save_entry(&child, Name::from_os(n), &meta, root_dev, pnode)
+                let at = At {
+                    dir: dir.as_fd(),
+                    name: n,
+                    path: &child,
+                };
+                self.save_entry(at, Name::from_os(n), &lstat, root_dev, pnode)
             })
             .collect::<Result<Vec<_>>>()?;
+        drop(dir);
         self.save_tree(nodes.into_iter().flatten().collect(), parent)
     }
 
+    /// Saves the regular file `at`. Its content (unless unchanged since `parent` or a hard
+    /// link already read) is read from a descriptor checked to be the file listed, and the
+    /// node's metadata is that descriptor's.
     fn save_file(
         &self,
-        path: &Path,
-        meta: &Metadata,
-        node: &Node,
+        at: At<'_>,
+        name: Name,
+        lstat: &FileStat,
         parent: Option<&Node>,
-    ) -> Result<(Vec<Id>, u64)> {
+    ) -> Result<Option<Node>> {
+        let path = at.path;
+        let mut node = node_from_stat(name, lstat, &self.owners);
         self.counts.files.fetch_add(1, Ordering::Relaxed);
         self.counts.bytes.fetch_add(node.size, Ordering::Relaxed);
         if let Some(p) = parent
@@ -364,7 +437,12 @@ impl Run<'_> {
             self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
             self.progress.bytes(node.size);
             self.progress.file_done(path);
-            return Ok((content.clone(), node.size));
+            node.content = Some(content.clone());
+            // Setting or removing an xattr changes the ctime, which is unchanged: the parent's
+            // xattrs are the file's (and reading them again through /proc would cost more
+            // than the lstat).
+            node.xattrs = p.xattrs.clone();
+            return Ok(Some(node));
         }
         let link_key = (node.device_id, node.inode);
         if node.is_hardlink()
@@ -372,23 +450,41 @@ impl Run<'_> {
             && known.0 == node.mtime
         {
             self.progress.bytes(node.size);
-            return Ok((known.1.clone(), node.size));
+            node.content = Some(known.1.clone());
+            drop(known);
+            node.xattrs = xattrs_at(at.dir, at.name, lstat);
+            return Ok(Some(node));
         }
         self.progress.file_started(path);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOATIME.bits())
-            .open(path)
-            .or_else(|_| File::open(path))
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        let (content, size) = self
-            .save_stream(file)
-            .map_err(|e| e.context(format!("while reading {}", path.display())))?;
-        match std::fs::symlink_metadata(path) {
+        let (file, st) = match open_at(at.dir, at.name, lstat) {
+            Ok(Opened::Same(file, st)) => (file, st),
+            Ok(Opened::Changed) => {
+                self.changed(path);
+                return Ok(None);
+            }
+            Err(e) => {
+                self.cannot_read(path, e);
+                return Ok(None);
+            }
+        };
+        let mut node = node_from_stat(node.name, &st, &self.owners);
+        node.xattrs = xattrs_of(&file);
+        let read = self
+            .save_stream(&file)
+            .map_err(|e| e.context(format!("while reading {}", path.display())));
+        let (content, size) = match read {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::Io => {
+                warn(self, path, format!("{e}: {}", source_text(&e)));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        match fstat(&file) {
             Ok(after)
-                if after.size() != meta.size()
-                    || after.mtime() != meta.mtime()
-                    || after.mtime_nsec() != meta.mtime_nsec() =>
+                if after.st_size != st.st_size
+                    || after.st_mtime != st.st_mtime
+                    || after.st_mtime_nsec != st.st_mtime_nsec =>
             {
                 let m = format!("{} changed while it was read", path.display());
                 tracing::debug!("{m}");
@@ -396,6 +492,7 @@ impl Run<'_> {
             }
             _ => {}
         }
+        drop(file);
         if parent.is_some() {
             self.counts.files_changed.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -407,7 +504,9 @@ impl Run<'_> {
         }
         self.progress.file_done(path);
         // The size is what was read: a file that changed meanwhile is recorded as stored.
-        Ok((content, size))
+        node.content = Some(content);
+        node.size = size;
+        Ok(Some(node))
     }
 
     /// Chunks and saves a stream: while one batch's chunks are saved on all cores, the next
@@ -531,6 +630,55 @@ fn find_parent(
     })
 }
 
+/// The counting walk's state (see [`count_totals`]).
+struct Counting<'a> {
+    excludes: &'a PathPatterns,
+    progress: &'a dyn BackupProgress,
+    stop: &'a AtomicBool,
+    files: u64,
+    bytes: u64,
+}
+
+impl Counting<'_> {
+    /// Counts the entry `at` and what is below it, through descriptors as the backup reads
+    /// (an entry swapped for a symlink is not followed). Recursive, so that the directories
+    /// held open are those of one path.
+    fn entry(&mut self, at: At<'_>, lstat: &FileStat) {
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match kind_of(lstat) {
+            NodeKind::Dir => {
+                let Ok(Opened::Same(dir, _)) = open_at(at.dir, at.name, lstat) else {
+                    return;
+                };
+                for n in list_dir(&dir).unwrap_or_default() {
+                    let path = at.path.join(&n);
+                    if self.excludes.matches(&path) {
+                        continue;
+                    }
+                    if let Ok(st) = lstat_at(dir.as_fd(), &n) {
+                        let child = At {
+                            dir: dir.as_fd(),
+                            name: &n,
+                            path: &path,
+                        };
+                        self.entry(child, &st);
+                    }
+                }
+            }
+            NodeKind::File => {
+                self.files += 1;
+                self.bytes += u64::try_from(lstat.st_size).unwrap_or(0);
+                if self.files.is_multiple_of(1000) {
+                    self.progress.totals(self.files, self.bytes, false);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Counts files and bytes below `items`, for the progress ETA.
 fn count_totals(
     items: &BTreeMap<Vec<u8>, Item>,
@@ -538,8 +686,6 @@ fn count_totals(
     progress: &dyn BackupProgress,
     stop: &AtomicBool,
 ) {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let mut stack: Vec<PathBuf> = Vec::new();
     fn given(items: &BTreeMap<Vec<u8>, Item>, out: &mut Vec<PathBuf>) {
         for item in items.values() {
             match item {
@@ -548,35 +694,28 @@ fn count_totals(
             }
         }
     }
-    given(items, &mut stack);
-    while let Some(p) = stack.pop() {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        match kind_of(&meta) {
-            NodeKind::Dir => {
-                if let Ok(rd) = std::fs::read_dir(&p) {
-                    stack.extend(
-                        rd.flatten()
-                            .map(|e| e.path())
-                            .filter(|c| !excludes.matches(c)),
-                    );
-                }
-            }
-            NodeKind::File => {
-                files += 1;
-                bytes += meta.size();
-                if files % 1000 == 0 {
-                    progress.totals(files, bytes, false);
-                }
-            }
-            _ => {}
+    let mut roots = Vec::new();
+    given(items, &mut roots);
+    let mut c = Counting {
+        excludes,
+        progress,
+        stop,
+        files: 0,
+        bytes: 0,
+    };
+    for p in &roots {
+        if let Ok(st) = lstat_at(AT_FDCWD, p.as_os_str()) {
+            let at = At {
+                dir: AT_FDCWD,
+                name: p.as_os_str(),
+                path: p,
+            };
+            c.entry(at, &st);
         }
     }
-    progress.totals(files, bytes, true);
+    if !stop.load(Ordering::Relaxed) {
+        progress.totals(c.files, c.bytes, true);
+    }
 }
 
 /// Backs up `source` into `repo`.
@@ -649,9 +788,11 @@ fn run_backup(
         }
         BackupSource::Volume(dir) => {
             let dir = clean_absolute(&dir)?;
-            let meta = std::fs::symlink_metadata(&dir)
-                .map_err(|e| Error::io(format!("cannot read volume {}", dir.display()), e))?;
-            if !meta.is_dir() {
+            let cannot = |e: nix::Error| {
+                Error::io(format!("cannot read volume {}", dir.display()), e.into())
+            };
+            let lstat = lstat_at(AT_FDCWD, dir.as_os_str()).map_err(cannot)?;
+            if kind_of(&lstat) != NodeKind::Dir {
                 return Err(Error::invalid(format!(
                     "volume {} is not a directory",
                     dir.display()
@@ -664,7 +805,14 @@ fn run_backup(
             }
             let shown = vec![dir.to_string_lossy().into_owned()];
             let parent = find_parent(repo, opts, &shown)?;
-            let result = run.save_dir(&dir, meta.dev(), parent.as_ref().map(|p| p.1.tree));
+            let Opened::Same(fd, _) = open_at(AT_FDCWD, dir.as_os_str(), &lstat).map_err(cannot)?
+            else {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("volume {} changed while it was opened", dir.display()),
+                ));
+            };
+            let result = run.save_dir(fd, &dir, lstat.st_dev, parent.as_ref().map(|p| p.1.tree));
             (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
         }
         BackupSource::Stream {

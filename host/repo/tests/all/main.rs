@@ -9,3 +9,5 @@ mod prune;
 mod restore_target;
 mod stale_index;
 mod untrusted;
+mod walk_entries;
+mod walk_races;
