@@ -239,9 +239,13 @@ fn the_compiled_cache_loads_only_what_this_host_wrote() {
     let dir = tmp.path().join("compiled");
     let cache = CompiledCache::new(&dir, tmp.path().join("store/compiled-cache.key"));
     let load = |name: &str| {
-        let manifest =
-            Manifest::load(&repo_root().join("tests/guests").join(name).join("plugin.toml"))
-                .unwrap();
+        let manifest = Manifest::load(
+            &repo_root()
+                .join("tests/guests")
+                .join(name)
+                .join("plugin.toml"),
+        )
+        .unwrap();
         let wasm = std::fs::read(wasm(&format!("guest_{name}"))).unwrap();
         let rt = Runtime::new(Some(cache.clone())).unwrap();
         rt.load(&wasm, manifest).unwrap();
@@ -259,18 +263,29 @@ fn the_compiled_cache_loads_only_what_this_host_wrote() {
     let (a, b) = (load("crash"), load("liar"));
     let (fa, fb) = (file(&a), file(&b));
     let theirs = std::fs::read(&fb).unwrap();
-    assert!(!dir.join("compiled-cache.key").exists(), "the key is not in the cache");
+    assert!(
+        !dir.join("compiled-cache.key").exists(),
+        "the key is not in the cache"
+    );
     // Plugin b's compiled code under a's name: not loaded, recompiled, rewritten.
     std::fs::write(&fa, &theirs).unwrap();
     load("crash");
-    assert_ne!(std::fs::read(&fa).unwrap(), theirs, "b's code was taken for a's");
+    assert_ne!(
+        std::fs::read(&fa).unwrap(),
+        theirs,
+        "b's code was taken for a's"
+    );
     // One byte changed.
     let mut bytes = std::fs::read(&fa).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
     std::fs::write(&fa, &bytes).unwrap();
     load("crash");
-    assert_ne!(std::fs::read(&fa).unwrap(), bytes, "a changed file was loaded");
+    assert_ne!(
+        std::fs::read(&fa).unwrap(),
+        bytes,
+        "a changed file was loaded"
+    );
     // A cache directory others may write: not used at all.
     std::fs::remove_file(&fa).unwrap();
     std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o777)).unwrap();

@@ -254,6 +254,6 @@ impl Ctx {
             Some(file) => read_password(false, Some(file.as_path()), None, None, "")?,
             None => self.password("enter repository password: ")?,
         };
-        Ok(Repository::open(backend, password.bytes())?)
+        Ok(self.open_backend(backend, password.bytes())?)
     }
 }

@@ -74,6 +74,11 @@ pub struct GlobalArgs {
     /// Wait up to this long for a lock held by another process (e.g. `5m`, `30s`).
     #[arg(long, global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
+    /// Try key slots whose argon2id costs more than 1 GiB of memory, 4 GiB×passes of work or
+    /// 16 lanes (skipped by default: a slot anyone can plant would hang or abort every
+    /// command); also lets `init` and `key add` make such slots.
+    #[arg(long, global = true)]
+    pub allow_costly_kdf: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -113,7 +113,28 @@ impl Ctx {
     pub fn open(&self) -> Result<Repository> {
         let backend = self.backend()?;
         let password = self.password("enter repository password: ")?;
-        Ok(Repository::open(backend, password.bytes())?)
+        Ok(self.open_backend(backend, password.bytes())?)
+    }
+
+    /// Opens the repository on `backend` with `password`: key slots within the KDF limits
+    /// (`--allow-costly-kdf`), cheapest first, stopped by Ctrl-C / SIGTERM.
+    pub fn open_backend(
+        &self,
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+    ) -> cairn_repo::Result<Repository> {
+        let opts =
+            cairn_repo::OpenOptions::default().allow_costly_kdf(self.global.allow_costly_kdf);
+        Repository::open_with(backend, password, &opts, &self.cancel)
+    }
+
+    /// The KDF limits of new key slots (`--allow-costly-kdf`).
+    pub fn kdf_limits(&self) -> cairn_repo::KdfLimits {
+        if self.global.allow_costly_kdf {
+            cairn_repo::KdfLimits::UNLIMITED
+        } else {
+            cairn_repo::KdfLimits::DEFAULT
+        }
     }
 
     /// Opens the other repository of `copy` / `init --copy-chunker-params`.
@@ -132,7 +153,7 @@ impl Ctx {
             std::env::var_os(EnvVars::CAIRN_FROM_PASSWORD).map(|v| v.into_encoded_bytes()),
             "enter the password of the source repository: ",
         )?;
-        Repository::open(backend, password.bytes())
+        self.open_backend(backend, password.bytes())
             .map_err(|e| e.context("source repository").into())
     }
 

@@ -231,7 +231,6 @@ impl Runtime {
     }
 }
 
-
 /// Runs `call` once in a fresh store for plugin instance `name` holding `caps` (after
 /// `prepare` adjusted its state), on a runtime of its own, under the plugin's limits: for
 /// plugins called once per operation (discovery, hooks).

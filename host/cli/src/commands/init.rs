@@ -37,7 +37,8 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Outcome> {
     let mut opts = InitOptions::default()
         .chunker_sizes(chunker)
         .pack_size(pack_size)
-        .kdf(kdf);
+        .kdf(kdf)
+        .kdf_limits(ctx.kdf_limits());
     if args.copy_chunker_params {
         if chunker.is_some() {
             bail!("--chunker and --copy-chunker-params contradict each other; give one");
