@@ -239,8 +239,13 @@ impl Repository {
     pub fn save_file<T: Serialize>(&self, tpe: FileType, value: &T) -> Result<Id> {
         let bytes = encode_file(self.key(), tpe, value);
         let id = Id::hash_of(&bytes);
-        self.backend().write(tpe, &id.to_hex(), &bytes)?;
-        Ok(id)
+        match self.backend().write(tpe, &id.to_hex(), &bytes) {
+            // The name is the hash of the bytes, so a file of this name holds these very bytes:
+            // what a store answers when a retried write finds its first attempt landed.
+            Ok(()) => Ok(id),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(id),
+            Err(e) => Err(e),
+        }
     }
 
     /// Loads, verifies and decodes a metadata file.
