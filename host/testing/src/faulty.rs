@@ -93,6 +93,18 @@ impl FaultStats {
     }
 }
 
+/// Sums counts (of several stores, or of several runs).
+impl std::ops::AddAssign for FaultStats {
+    fn add_assign(&mut self, o: FaultStats) {
+        self.calls += o.calls;
+        self.failed_before += o.failed_before;
+        self.failed_after += o.failed_after;
+        self.truncated += o.truncated;
+        self.delayed += o.delayed;
+        self.exists_after_write += o.exists_after_write;
+    }
+}
+
 impl fmt::Display for FaultStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -22,7 +22,9 @@ use cairn_testing::fixture::{random_bytes, snapshot_state};
 
 use crate::support::{PASSWORD, actor, fast_kdf};
 
-const ROUNDS: u64 = 8;
+const ROUNDS: u64 = 10;
+/// Attempts of one operation under faults before it is run without.
+const ATTEMPTS: u32 = 4;
 const VOLUME: &str = "test/faults/vol";
 
 /// Small chunks and packs, so that a few MiB make many blobs and several packs.
@@ -53,11 +55,45 @@ fn files(root: &Path) -> BTreeMap<String, String> {
 /// Outcomes of one operation over the rounds.
 #[derive(Default)]
 struct Tally {
+    /// Operations asked for.
+    ops: u64,
+    /// Attempts under faults.
     runs: u64,
     completed: u64,
     completed_despite_faults: u64,
     failed_cleanly: u64,
+    /// Operations that failed every attempt under faults and were run without.
+    needed_a_clean_store: u64,
     faults: FaultStats,
+}
+
+impl std::ops::AddAssign<&Tally> for Tally {
+    fn add_assign(&mut self, t: &Tally) {
+        self.ops += t.ops;
+        self.runs += t.runs;
+        self.completed += t.completed;
+        self.completed_despite_faults += t.completed_despite_faults;
+        self.failed_cleanly += t.failed_cleanly;
+        self.needed_a_clean_store += t.needed_a_clean_store;
+        self.faults += t.faults;
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} operations, {} attempts under faults: {} completed ({} despite faults), {} \
+             failed cleanly; {} needed a store without faults; {}",
+            self.ops,
+            self.runs,
+            self.completed,
+            self.completed_despite_faults,
+            self.failed_cleanly,
+            self.needed_a_clean_store,
+            self.faults
+        )
+    }
 }
 
 struct Harness {
@@ -75,72 +111,60 @@ impl Harness {
     fn stats(&self) -> FaultStats {
         let mut all = FaultStats::default();
         for s in &self.stores {
-            let x = s.stats();
-            all.calls += x.calls;
-            all.failed_before += x.failed_before;
-            all.failed_after += x.failed_after;
-            all.truncated += x.truncated;
-            all.delayed += x.delayed;
-            all.exists_after_write += x.exists_after_write;
+            all += s.stats();
         }
         all
     }
 
-    /// Runs `op` under faults; when it fails, checks that the failure is a clean one and that
-    /// `repos` check clean, then runs it again without faults, which must succeed.
+    /// Runs `op` under faults up to [`ATTEMPTS`] times, until it completes. Each failure must
+    /// be a clean one and leave `repos` checking clean. When every attempt failed, `op` runs
+    /// on stores without faults, where it must succeed.
     fn run<T>(
         &mut self,
         name: &'static str,
         repos: &[&Repository],
         op: impl Fn() -> Result<T>,
     ) -> T {
-        let before = self.stats();
-        self.faults(true);
-        let outcome = op();
-        self.faults(false);
-        let injected = self.stats().since(&before);
-        let tally = self.tallies.entry(name).or_default();
-        tally.runs += 1;
-        for (sum, x) in [
-            (&mut tally.faults.calls, injected.calls),
-            (&mut tally.faults.failed_before, injected.failed_before),
-            (&mut tally.faults.failed_after, injected.failed_after),
-            (&mut tally.faults.truncated, injected.truncated),
-            (&mut tally.faults.delayed, injected.delayed),
-            (
-                &mut tally.faults.exists_after_write,
-                injected.exists_after_write,
-            ),
-        ] {
-            *sum += x;
+        self.tallies.entry(name).or_default().ops += 1;
+        for _ in 0..ATTEMPTS {
+            let before = self.stats();
+            self.faults(true);
+            let outcome = op();
+            self.faults(false);
+            let injected = self.stats().since(&before);
+            let tally = self.tallies.entry(name).or_default();
+            tally.runs += 1;
+            tally.faults += injected;
+            match outcome {
+                Ok(v) => {
+                    tally.completed += 1;
+                    if injected.faults() > 0 {
+                        tally.completed_despite_faults += 1;
+                    }
+                    for r in repos {
+                        assert_clean(r, &format!("after {name}"));
+                    }
+                    return v;
+                }
+                Err(e) => {
+                    tally.failed_cleanly += 1;
+                    assert!(
+                        matches!(e.kind(), ErrorKind::Backend | ErrorKind::Corrupt),
+                        "{name} failed with an unexpected {:?}: {e} (faults: {injected})",
+                        e.kind()
+                    );
+                    for r in repos {
+                        assert_clean(r, &format!("after {name} failed with: {e}"));
+                    }
+                }
+            }
         }
-        let value = match outcome {
-            Ok(v) => {
-                tally.completed += 1;
-                if injected.faults() > 0 {
-                    tally.completed_despite_faults += 1;
-                }
-                v
-            }
-            Err(e) => {
-                tally.failed_cleanly += 1;
-                assert!(
-                    matches!(e.kind(), ErrorKind::Backend | ErrorKind::Corrupt),
-                    "{name} failed with an unexpected {:?}: {e} (faults: {injected})",
-                    e.kind()
-                );
-                for r in repos {
-                    assert_clean(r, &format!("after {name} failed with: {e}"));
-                }
-                op().unwrap_or_else(|e2| {
-                    panic!("{name} fails again on a store without faults: {e2} (first: {e})")
-                })
-            }
-        };
+        self.tallies.entry(name).or_default().needed_a_clean_store += 1;
+        let v = op().unwrap_or_else(|e| panic!("{name} fails on a store without faults: {e}"));
         for r in repos {
             assert_clean(r, &format!("after {name}"));
         }
-        value
+        v
     }
 }
 
@@ -256,23 +280,100 @@ fn operations_complete_or_fail_cleanly_under_faults() {
 
     let mut total = Tally::default();
     for (name, t) in &h.tallies {
-        eprintln!(
-            "faults: {name}: {} runs, {} completed ({} despite faults), {} failed cleanly and \
-             then succeeded without faults; {}",
-            t.runs, t.completed, t.completed_despite_faults, t.failed_cleanly, t.faults
-        );
-        total.runs += t.runs;
-        total.completed += t.completed;
-        total.completed_despite_faults += t.completed_despite_faults;
-        total.failed_cleanly += t.failed_cleanly;
+        eprintln!("faults: {name}: {t}");
+        total += t;
     }
-    eprintln!(
-        "faults: all: {} runs, {} completed ({} despite faults), {} failed cleanly; {}",
-        total.runs,
-        total.completed,
-        total.completed_despite_faults,
-        total.failed_cleanly,
-        h.stats()
+    eprintln!("faults: all: {total}");
+    assert_eq!(
+        total.faults,
+        h.stats(),
+        "faults are injected only during attempts"
     );
     assert!(h.stats().faults() > 0, "faults were injected");
+}
+
+/// Reads cut short, and nothing else: a restore that met one fails as corrupt and one that
+/// met none restores exactly; `check --read-data` reports a problem exactly when it met one.
+#[test]
+#[expect(clippy::print_stderr, reason = "the figures are the test's report")]
+fn short_reads_are_never_taken_for_data() {
+    let store = Arc::new(InMemoryBackend::new());
+    let repo = small_repo(store.clone(), None);
+    let source = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        std::fs::write(
+            source.path().join(format!("f{i}")),
+            random_bytes(150 * 1024, 50 + i),
+        )
+        .unwrap();
+    }
+    let mut opts = BackupOptions::new(actor());
+    opts.volume = Some(VOLUME.into());
+    let cancel = AtomicBool::new(false);
+    let snap = backup(
+        &repo.clone().to_indexed().unwrap(),
+        BackupSource::Volume(source.path().to_path_buf()),
+        &opts,
+        &NoProgress,
+        &cancel,
+    )
+    .unwrap()
+    .snapshot;
+    let expected = files(source.path());
+    let rates = FaultRates {
+        truncate: 0.03,
+        ..FaultRates::NONE
+    };
+    let cutting = Arc::new(FaultyBackend::new(store, rates, 0x5eed_0003));
+    cutting.set_enabled(false);
+    let repo = Repository::open(cutting.clone(), PASSWORD).unwrap();
+    cutting.set_enabled(true);
+    let target = tempfile::tempdir().unwrap();
+    let (mut restores, mut restores_cut, mut checks, mut checks_cut) = (0, 0, 0, 0);
+    for i in 0..25 {
+        let before = cutting.stats();
+        let mut ropts = RestoreOptions::default();
+        ropts.target = target.path().join(format!("r{i}"));
+        let outcome = repo
+            .clone()
+            .to_indexed()
+            .and_then(|r| restore(&r, snap.tree, &ropts, &NoProgress, &cancel));
+        let cut = cutting.stats().since(&before).truncated;
+        restores += 1;
+        match outcome {
+            Ok(_) => {
+                assert_eq!(cut, 0, "a restore took {cut} short reads for data");
+                assert_eq!(files(&ropts.target), expected);
+            }
+            Err(e) => {
+                assert!(cut > 0, "restore failed without a short read: {e}");
+                assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+                restores_cut += 1;
+            }
+        }
+
+        let before = cutting.stats();
+        let report = check(&repo, ReadData::All, &NoProgress).unwrap();
+        let cut = cutting.stats().since(&before).truncated;
+        checks += 1;
+        if cut > 0 {
+            checks_cut += 1;
+        }
+        assert_eq!(
+            report.errors() > 0,
+            cut > 0,
+            "check met {cut} short reads and reported {:#?}",
+            report.problems
+        );
+    }
+    eprintln!(
+        "faults: short reads: {} injected; {restores_cut} of {restores} restores met one and \
+         failed as corrupt, the others restored exactly; {checks_cut} of {checks} checks met one \
+         and reported it, the others were clean",
+        cutting.stats().truncated
+    );
+    assert!(
+        restores_cut > 0 && restores_cut < restores,
+        "a mix of outcomes"
+    );
 }
