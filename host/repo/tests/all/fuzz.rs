@@ -1,7 +1,8 @@
 //! A mutation fuzzer for the decoders, bounded so that it runs with the suite.
 //!
 //! Seeds are real objects of a tiny repository, committed under `tests/fuzz-corpus/<kind>/`
-//! (remake them with `cargo test -p cairn-repo --test all -- --ignored write_fuzz_corpus`).
+//! (remake them with `CAIRN_WRITE_FUZZ_CORPUS=1 cargo test -p cairn-repo --test all --
+//! --ignored write_fuzz_corpus`).
 //! Each input is a seed with one to four mutations (bit flips, interesting bytes, truncation,
 //! insertion, deletion, splices from other seeds, repeated ranges, 32/64-bit length fields
 //! set to huge values, and for JSON huge numbers, deep nesting and format tokens), fed to a
@@ -512,12 +513,39 @@ fn fuzz_pack_header_decoder() {
     );
 }
 
+/// A compressed blob whose entry claims a huge plaintext (a header or index with that entry
+/// authenticates only under the key, but a writer's bug or a key holder can make one): opening
+/// it must not reserve that much up front. Today `open_blob` asks zstd for a buffer of
+/// `raw_length` bytes (4 GiB here) before decompressing.
+#[test]
+#[ignore = "fails until the zstd decompression cap of the hardening issue lands"]
+fn compressed_blob_claiming_a_huge_plaintext_allocates_within_the_cap() {
+    let (id, pack, entries) = packs()
+        .into_iter()
+        .find(|(_, _, es)| es.iter().any(|e| e.compressed))
+        .expect("the corpus holds a compressed blob");
+    let e = entries.iter().find(|e| e.compressed).unwrap();
+    let sealed = &pack[e.offset as usize..(e.offset + e.length) as usize];
+    let mut huge = *e;
+    huge.raw_length = u32::MAX;
+    let (opened, largest) = largest_allocation(|| open_blob(key(), &huge, sealed, &id).is_ok());
+    assert!(!opened, "the length does not match");
+    assert!(
+        largest <= ALLOCATION_CAP,
+        "an allocation of {largest} bytes"
+    );
+}
+
 // ---- The corpus ----
 
 /// Writes the corpus from a new tiny repository (run by hand; the corpus is committed).
 #[test]
 #[ignore = "writes the committed fuzz corpus; run by hand to remake it"]
 fn write_fuzz_corpus() {
+    // Not by accident: `--ignored` alone runs this too.
+    if std::env::var_os("CAIRN_WRITE_FUZZ_CORPUS").is_none() {
+        return;
+    }
     use cairn_repo::ops::backup::BackupOptions;
     use cairn_testing::fixture::random_bytes;
 
