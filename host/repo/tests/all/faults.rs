@@ -22,7 +22,6 @@ use cairn_testing::fixture::{random_bytes, snapshot_state};
 
 use crate::support::{PASSWORD, actor, fast_kdf};
 
-const ROUNDS: u64 = 10;
 /// Attempts of one operation under faults before it is run without.
 const ATTEMPTS: u32 = 4;
 const VOLUME: &str = "test/faults/vol";
@@ -37,8 +36,8 @@ fn small_repo(be: Arc<dyn Backend>, like: Option<&Repository>) -> Repository {
     Repository::init(be, PASSWORD, &opts, &actor()).expect("init")
 }
 
-fn faulty(seed: u64) -> Arc<FaultyBackend> {
-    let b = FaultyBackend::new(Arc::new(InMemoryBackend::new()), FaultRates::harsh(), seed);
+fn faulty(inner: Arc<dyn Backend>, seed: u64) -> Arc<FaultyBackend> {
+    let b = FaultyBackend::new(inner, FaultRates::harsh(), seed);
     b.set_enabled(false);
     Arc::new(b)
 }
@@ -179,10 +178,26 @@ fn assert_clean(repo: &Repository, when: &str) {
 }
 
 #[test]
-#[expect(clippy::print_stderr, reason = "the figures are the test's report")]
 fn operations_complete_or_fail_cleanly_under_faults() {
-    let src_store = faulty(0x5eed_0001);
-    let dst_store = faulty(0x5eed_0002);
+    let stores = || Arc::new(InMemoryBackend::new()) as Arc<dyn Backend>;
+    fault_rounds("memory", stores(), stores(), 10, 0x5eed_0001);
+}
+
+/// The same on local directories: packs are streamed to temporary files and renamed, and
+/// prune removes what failed writers left.
+#[test]
+fn operations_complete_or_fail_cleanly_under_faults_on_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = |name: &str| {
+        Arc::new(cairn_backend::LocalBackend::new(dir.path().join(name))) as Arc<dyn Backend>
+    };
+    fault_rounds("local", store("src"), store("dst"), 4, 0x5eed_0011);
+}
+
+#[expect(clippy::print_stderr, reason = "the figures are the test's report")]
+fn fault_rounds(label: &str, src: Arc<dyn Backend>, dst: Arc<dyn Backend>, rounds: u64, seed: u64) {
+    let src_store = faulty(src, seed);
+    let dst_store = faulty(dst, seed + 1);
     let repo = small_repo(src_store.clone(), None);
     let dst = small_repo(dst_store.clone(), Some(&repo));
     let mut h = Harness {
@@ -195,7 +210,7 @@ fn operations_complete_or_fail_cleanly_under_faults() {
     let mut expected: BTreeMap<Id, BTreeMap<String, String>> = BTreeMap::new();
     let cancel = AtomicBool::new(false);
 
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         // A new file, a changed one, a small one.
         std::fs::write(
             source.path().join(format!("new-{round}")),
@@ -280,10 +295,10 @@ fn operations_complete_or_fail_cleanly_under_faults() {
 
     let mut total = Tally::default();
     for (name, t) in &h.tallies {
-        eprintln!("faults: {name}: {t}");
+        eprintln!("faults ({label}): {name}: {t}");
         total += t;
     }
-    eprintln!("faults: all: {total}");
+    eprintln!("faults ({label}): all: {total}");
     assert_eq!(
         total.faults,
         h.stats(),
