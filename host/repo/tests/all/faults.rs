@@ -392,3 +392,38 @@ fn short_reads_are_never_taken_for_data() {
         "a mix of outcomes"
     );
 }
+
+/// A store that answers "already exists" to every write that landed (a client retrying a
+/// create-only write whose first answer was lost): every file is content-addressed, so the
+/// backup succeeds and the repository is whole.
+#[test]
+fn already_exists_after_a_landed_write_is_success() {
+    let rates = FaultRates {
+        exists_after_write: 1.0,
+        ..FaultRates::NONE
+    };
+    let store = Arc::new(FaultyBackend::new(
+        Arc::new(InMemoryBackend::new()),
+        rates,
+        0x5eed_0004,
+    ));
+    store.set_enabled(false);
+    let repo = small_repo(store.clone(), None);
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(source.path().join("f"), random_bytes(300 * 1024, 77)).unwrap();
+    let mut opts = BackupOptions::new(actor());
+    opts.volume = Some(VOLUME.into());
+    store.set_enabled(true);
+    backup(
+        &repo.clone().to_indexed().unwrap(),
+        BackupSource::Volume(source.path().to_path_buf()),
+        &opts,
+        &NoProgress,
+        &AtomicBool::new(false),
+    )
+    .expect("backup succeeds");
+    store.set_enabled(false);
+    assert!(store.stats().exists_after_write >= 3, "{}", store.stats());
+    assert_clean(&repo, "after the backup");
+    assert_eq!(repo.snapshots().unwrap().len(), 1);
+}
