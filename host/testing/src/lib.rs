@@ -1,8 +1,12 @@
 //! cairn-testing: test support for cairn crates.
 //!
 //! [`InMemoryBackend`] stores a repository in memory (create-only like every backend);
-//! [`fixture`] builds directory trees holding every kind of entry the format records.
+//! [`fixture`] builds directory trees holding every kind of entry the format records;
+//! [`faulty::FaultyBackend`] wraps any backend and injects the faults of an unreliable store;
+//! [`alloc::TrackingAllocator`] measures the largest allocation a decoder asks for.
 
+pub mod alloc;
+pub mod faulty;
 pub mod fixture;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,8 @@
 //! `check`: prove the repository is intact.
 //!
+//! 0. Every key slot's content matches its name and parses, and the stored config decodes to
+//!    the one the repository was opened with (opening reads only the config and the slots it
+//!    tries, so damage to another slot would otherwise go unseen until it is needed).
 //! 1. Every index file opens.
 //! 2. Every indexed pack exists with the indexed size, and its header lists exactly what the
 //!    index says. Packs that no index names are reported as orphans (what an interrupted
@@ -21,7 +24,10 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::format::config::Config;
+use crate::format::decode_file;
 use crate::format::index::IndexFile;
+use crate::format::keyfile::KeyFile;
 use crate::format::pack::{BlobEntry, BlobType, open_blob, parse_header};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
@@ -162,6 +168,38 @@ fn select_packs(packs: &[(Id, u64)], read: ReadData) -> Vec<(Id, u64)> {
     }
 }
 
+/// Step 0: every key slot is intact (by its name, which is its hash) and parses; the stored
+/// config is the one in use.
+fn check_keys_and_config(repo: &Repository, findings: &Findings) -> Result<()> {
+    for (name, _) in repo.backend().list(FileType::Key)? {
+        let object = format!("key {name}");
+        match repo.backend().read(FileType::Key, &name) {
+            Err(e) => findings.error(object, e.to_string()),
+            Ok(bytes) if Id::hash_of(&bytes).to_hex() != name => {
+                findings.error(object, "its content does not match its name (damaged)");
+            }
+            Ok(bytes) => {
+                if let Err(e) = KeyFile::from_bytes(&name, &bytes) {
+                    findings.error(object, e.to_string());
+                }
+            }
+        }
+    }
+    let object = || String::from("config");
+    match repo.backend().read(FileType::Config, "config") {
+        Err(e) => findings.error(object(), e.to_string()),
+        Ok(bytes) => match decode_file::<Config>(repo.key(), FileType::Config, "config", &bytes) {
+            Ok(c) if c == *repo.config() => {}
+            Ok(_) => findings.error(
+                object(),
+                "differs from the config the repository was opened with",
+            ),
+            Err(e) => findings.error(object(), e.to_string()),
+        },
+    }
+    Ok(())
+}
+
 /// Checks the repository.
 ///
 /// # Errors
@@ -180,6 +218,9 @@ pub fn check(
     }
     let findings = Findings(Mutex::new(Vec::new()));
     let mut report = CheckReport::default();
+
+    // 0. Key slots and config.
+    check_keys_and_config(repo, &findings)?;
 
     // 1. Index files.
     let index_names = repo.backend().list(FileType::Index)?;

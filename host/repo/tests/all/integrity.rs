@@ -116,3 +116,24 @@ fn truncated_pack_is_named() {
     assert_eq!(e.kind(), ErrorKind::Corrupt);
     assert!(e.to_string().contains(&loc.pack.to_hex()), "{e}");
 }
+
+/// Opening reads only the slots it tries, so check looks at every one.
+#[test]
+fn check_names_a_damaged_key_slot_other_than_the_one_opened() {
+    use cairn_repo::ops::backup::NoProgress;
+    use cairn_repo::ops::check::{ReadData, check};
+
+    let (be, repo) = setup();
+    let other = repo
+        .add_key(
+            b"another",
+            crate::support::fast_kdf(),
+            &crate::support::actor(),
+        )
+        .unwrap();
+    assert_ne!(other, repo.key_id());
+    be.tamper(FileType::Key, &other, |d| d[10] ^= 1);
+    let report = check(&repo, ReadData::None, &NoProgress).unwrap();
+    assert_eq!(report.errors(), 1, "{:#?}", report.problems);
+    assert_eq!(report.problems[0].object, format!("key {other}"));
+}

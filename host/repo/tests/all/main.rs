@@ -2,7 +2,16 @@
 
 mod support;
 
+// Measures the largest allocation of the thread that asks (the fuzz tests); passes everything
+// to the system allocator.
+#[global_allocator]
+static ALLOCATOR: cairn_testing::alloc::TrackingAllocator =
+    cairn_testing::alloc::TrackingAllocator::new();
+
+mod byte_flips;
 mod dedup;
+mod faults;
+mod fuzz;
 mod integrity;
 mod locks;
 mod prune;

@@ -45,3 +45,22 @@ pub fn backup_path(repo: &Repository, path: &Path) -> BackupOutcome {
     )
     .expect("backup")
 }
+
+/// Backs `root` up twice as the volume `volume` (the snapshot's tree is `root` itself), with
+/// `root/a.txt` rewritten in between: two snapshots that share most of their blobs.
+pub fn backup_volume_twice(repo: &Repository, root: &Path, volume: &str, mut opts: BackupOptions) {
+    opts.volume = Some(volume.into());
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::write(root.join("a.txt"), "changed\n").unwrap();
+        }
+        backup(
+            &repo.clone().to_indexed().unwrap(),
+            BackupSource::Volume(root.to_path_buf()),
+            &opts,
+            &NoProgress,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+    }
+}
