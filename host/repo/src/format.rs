@@ -58,8 +58,12 @@ pub(crate) fn encode_file<T: Serialize>(key: &MasterKey, tpe: FileType, value: &
     key.seal(&plain, &aad(tpe))
 }
 
-/// Opens, decompresses and parses a metadata file; errors name the file.
-pub(crate) fn decode_file<T: DeserializeOwned>(
+/// Opens, decompresses (within [`max_metadata_size`]) and parses a metadata file named
+/// `name`; errors name the file.
+///
+/// # Errors
+/// [`crate::ErrorKind::Corrupt`] when it does not open, is too large or does not parse.
+pub fn decode_file<T: DeserializeOwned>(
     key: &MasterKey,
     tpe: FileType,
     name: &str,

@@ -279,7 +279,9 @@ fn fault_rounds(label: &str, src: Arc<dyn Backend>, dst: Arc<dyn Backend>, round
                 .unwrap();
             let mut opts = PruneOptions::default();
             opts.max_unused_percent = 0.0;
-            h.run("prune", &[&repo], || prune(&repo, &opts));
+            h.run("prune", &[&repo], || {
+                prune(&repo, &opts, &std::sync::atomic::AtomicBool::new(false))
+            });
         }
     }
 
