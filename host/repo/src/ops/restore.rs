@@ -317,7 +317,12 @@ impl Ctx<'_> {
                 // a restore that fails or is killed leaves what was there, and no file of
                 // zeros under the real name.
                 let deferred = node.content.as_ref().is_some_and(|c| c.len() == 1);
-                let (write_to, replace) = if existing.is_some() || !deferred {
+                // (With `--overwrite never` every file: a rerun keeps what it finds, so an
+                // unfinished file must never carry the real name.)
+                let (write_to, replace) = if existing.is_some()
+                    || !deferred
+                    || self.opts.overwrite == Overwrite::Never
+                {
                     (temporary_name(&rel), Some(rel))
                 } else {
                     (rel, None)
