@@ -138,13 +138,9 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
                 gid,
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             ),
-            Target::Held(held, _, _) => nix::unistd::fchownat(
-                held,
-                "",
-                uid,
-                gid,
-                nix::fcntl::AtFlags::AT_EMPTY_PATH,
-            ),
+            Target::Held(held, _, _) => {
+                nix::unistd::fchownat(held, "", uid, gid, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+            }
             Target::File(file) => nix::unistd::fchown(file, uid, gid),
         };
         if let Err(e) = r {

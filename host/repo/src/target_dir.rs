@@ -169,6 +169,28 @@ impl TargetDir {
         })
     }
 
+    /// Opens directory `path`, which must exist, without following any link in it (a
+    /// canonical path has none, so a link there now was swapped in).
+    ///
+    /// # Errors
+    /// When it is missing, not a directory, or a link is on the way (`ELOOP`).
+    pub fn open_existing(path: &Path) -> io::Result<Self> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let fd = match openat2(nix::fcntl::AT_FDCWD, path, how) {
+            Err(Errno::ENOSYS | Errno::EPERM) => {
+                openat(nix::fcntl::AT_FDCWD, path, flags, Mode::empty())?
+            }
+            r => r?,
+        };
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
     /// Opens `rel` with `flags` only if it still is the inode `want` this process made or
     /// opened before: looked up `O_PATH` first (no device driver's open runs, no FIFO
     /// blocks), checked, then opened through `/proc/self/fd`. Without `/proc`: opened

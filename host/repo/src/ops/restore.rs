@@ -22,8 +22,8 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -42,8 +42,8 @@ use crate::target_dir::{
     Ident, MAX_DEPTH, TargetDir, ident, is_dir, is_file, list, mkdir_in, open_dir_in, remove_in,
     replaced, stat_in,
 };
-use nix::sys::stat::fstat;
 use nix::fcntl::OFlag;
+use nix::sys::stat::fstat;
 
 /// What to do with a file that exists in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -331,7 +331,10 @@ impl Ctx<'_> {
                 if let Some(st) = &existing {
                     let same = is_file(st)
                         && st.st_size as u64 == node.size
-                        && st.st_mtime.saturating_mul(1_000_000_000).saturating_add(st.st_mtime_nsec)
+                        && st
+                            .st_mtime
+                            .saturating_mul(1_000_000_000)
+                            .saturating_add(st.st_mtime_nsec)
                             == node.mtime;
                     if self.opts.overwrite == Overwrite::IfChanged && same {
                         plan.skipped += 1;
@@ -383,7 +386,9 @@ impl Ctx<'_> {
                 }
                 let made = make_special(dir, &name, node).and_then(|()| stat_in(dir, &name));
                 match made {
-                    Ok(st) => plan.others.push((rel, node.clone(), st.as_ref().map(ident))),
+                    Ok(st) => plan
+                        .others
+                        .push((rel, node.clone(), st.as_ref().map(ident))),
                     Err(e) => {
                         let shown = self.target.display(&rel);
                         self.warn(&shown, format!("cannot create {}: {e}", shown.display()));
@@ -692,7 +697,10 @@ fn apply_dir(ctx: &Ctx<'_>, (rel, node, made): &Entry) {
         ),
         Err(e) => {
             let shown = ctx.target.display(rel);
-            ctx.warn(&shown, format!("cannot set the metadata of {}: {e}", shown.display()));
+            ctx.warn(
+                &shown,
+                format!("cannot set the metadata of {}: {e}", shown.display()),
+            );
         }
     }
 }
@@ -723,7 +731,10 @@ fn apply_special(ctx: &Ctx<'_>, (rel, node, made): &Entry) {
             };
             ctx.warn_all(rel, problems);
         }
-        Err(e) => ctx.warn(&shown, format!("cannot set the metadata of {}: {e}", shown.display())),
+        Err(e) => ctx.warn(
+            &shown,
+            format!("cannot set the metadata of {}: {e}", shown.display()),
+        ),
     }
 }
 

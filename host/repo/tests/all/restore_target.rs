@@ -298,7 +298,11 @@ impl RestoreProgress for Swap {
             return;
         }
         for e in walk(&self.target) {
-            if e.file_name().unwrap().to_string_lossy().starts_with(self.prefix) {
+            if e.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(self.prefix)
+            {
                 std::fs::rename(&e, e.with_extension("moved")).unwrap();
                 std::fs::hard_link(&self.host, &e).unwrap();
             }
@@ -336,10 +340,18 @@ fn a_file_swapped_while_written_is_not_written_through() {
     let repo = repo.to_indexed().unwrap();
     let target = tempfile::tempdir().unwrap();
     let (_host, swap) = swapper(target.path(), ".cairn-restore-");
-    let result = restore(&repo, tree, &options(target.path()), &swap, &AtomicBool::new(false));
+    let result = restore(
+        &repo,
+        tree,
+        &options(target.path()),
+        &swap,
+        &AtomicBool::new(false),
+    );
     assert_host_intact(&swap, &format!("{result:?}"));
     let err = result.expect_err("the file being written was replaced");
-    let why = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default();
+    let why = std::error::Error::source(&err)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     assert!(why.contains("was replaced"), "{err}: {why}");
 }
 
@@ -363,4 +375,34 @@ fn a_special_file_swapped_before_its_metadata_is_left_alone() {
     let summary = restore(&repo, tree, &opts, &swap, &AtomicBool::new(false)).unwrap();
     assert_host_intact(&swap, "after the FIFO's metadata");
     assert!(summary.warnings >= 1, "{summary:?}");
+}
+
+/// A tenant's chain of directories deeper than cairn descends: the backup warns about what it
+/// leaves out (an incomplete snapshot), neither it nor the restore of that snapshot runs out of
+/// stack, and removing the restored chain works through descriptors.
+#[test]
+fn a_chain_of_directories_deeper_than_the_limit_is_cut_with_a_warning() {
+    use cairn_repo::target_dir::{MAX_DEPTH, TargetDir, remove_in};
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("deep");
+    // Made through descriptors: the full path is longer than PATH_MAX.
+    let root = TargetDir::create(&top).unwrap();
+    let chain: PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 50).collect();
+    root.make_dirs(&chain, false).unwrap();
+    let repo = init(Arc::new(InMemoryBackend::new()));
+    let out = backup_path(&repo, src.path());
+    assert_eq!(
+        out.snapshot.summary.unwrap().errors,
+        1,
+        "the cut is counted"
+    );
+    let tree = tree_of(&repo, src.path());
+    let target = tempfile::tempdir().unwrap();
+    run(&repo, tree, &options(target.path())).unwrap();
+    remove_in(
+        TargetDir::create(target.path()).unwrap().fd(),
+        std::ffi::OsStr::new("deep"),
+    )
+    .unwrap_or_else(|e| assert!(e.to_string().contains("nested"), "{e}"));
+    remove_in(root.fd(), std::ffi::OsStr::new("d")).unwrap_err();
 }
