@@ -114,7 +114,7 @@ pub type Ident = (u64, u64);
 
 /// The identity of what a stat describes.
 pub fn ident(st: &FileStat) -> Ident {
-    (st.st_dev as u64, st.st_ino as u64)
+    (st.st_dev, st.st_ino)
 }
 
 /// An error saying `shown` is no longer what this process made there.
