@@ -52,7 +52,10 @@ pub fn write(target: &Path, id: &str, snapshot: &str) -> Result<()> {
     let temp = format!(".{id}.tmp");
     let body = serde_json::json!({ "snapshot": snapshot, "time": jiff::Timestamp::now() });
     (|| -> std::io::Result<()> {
-        let dir = TargetDir::create(target)?.make_dirs(Path::new(DIR), true)?;
+        let volume = TargetDir::create(target)?;
+        // The restored data on disk before the marker that says it is there.
+        nix::unistd::syncfs(volume.fd())?;
+        let dir = volume.make_dirs(Path::new(DIR), true)?;
         // Readable by the app's wait-restore, which need not run as root.
         nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o755))?;
         remove_in(dir.as_fd(), temp.as_ref())?;

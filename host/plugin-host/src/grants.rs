@@ -374,7 +374,7 @@ impl Grants {
                 ),
             ));
         }
-        cairn_repo::target_dir::TargetDir::create(&real)
+        cairn_repo::target_dir::TargetDir::open_existing(&real)
             .and_then(|dir| dir.make_dirs(rest, false))
             .map(drop)
             .map_err(cannot)

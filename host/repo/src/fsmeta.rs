@@ -67,6 +67,30 @@ pub(crate) fn apply_metadata_at(
     apply(Target::At(dir, name), node, owner, true)
 }
 
+/// [`apply_metadata_at`] on an entry held open with `O_PATH` (`held`, whose identity the
+/// caller checked): owner, mode, xattrs and times go to that very inode (through
+/// `/proc/self/fd`), whatever is named `name` in `dir` by now. A link's times are set by
+/// name (without following it) and its xattrs are not restored.
+pub(crate) fn apply_metadata_held(
+    held: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    node: &Node,
+    owner: bool,
+) -> Vec<String> {
+    apply(Target::Held(held, dir, name), node, owner, true)
+}
+
+/// Whether `/proc/self/fd` can reach what a descriptor holds.
+pub(crate) fn have_proc() -> bool {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    *HAVE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
+fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// [`apply_metadata_at`] on a file or directory held open after its content was written: no path is
 /// looked up again. `set_mode: false` when the file was created with its mode already (see
 /// [`create_mode`]).
@@ -96,6 +120,8 @@ pub(crate) fn create_mode(mode: u32) -> Option<u32> {
 #[derive(Clone, Copy)]
 enum Target<'a> {
     At(BorrowedFd<'a>, &'a OsStr),
+    /// Opened `O_PATH`, and its directory and name.
+    Held(BorrowedFd<'a>, BorrowedFd<'a>, &'a OsStr),
     File(&'a File),
 }
 
@@ -112,6 +138,9 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
                 gid,
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             ),
+            Target::Held(held, _, _) => {
+                nix::unistd::fchownat(held, "", uid, gid, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+            }
             Target::File(file) => nix::unistd::fchown(file, uid, gid),
         };
         if let Err(e) = r {
@@ -127,6 +156,13 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
                 name,
                 Mode::from_bits_truncate(node.mode),
                 FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(std::io::Error::from),
+            Target::Held(held, _, _) => fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &proc_path(held),
+                Mode::from_bits_truncate(node.mode),
+                FchmodatFlags::FollowSymlink,
             )
             .map_err(std::io::Error::from),
             Target::File(file) => file.set_permissions(std::fs::Permissions::from_mode(node.mode)),
@@ -148,6 +184,10 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
                 x.name.to_os(),
                 &value,
             ),
+            Target::Held(..) if is_link => Err(std::io::Error::other(
+                "extended attributes of a symbolic link are not restored",
+            )),
+            Target::Held(held, _, _) => xattr::set_deref(proc_path(held), x.name.to_os(), &value),
             Target::File(file) => file.set_xattr(x.name.to_os(), &value),
         };
         if let Err(e) = r {
@@ -157,9 +197,19 @@ fn apply(target: Target<'_>, node: &Node, owner: bool, set_mode: bool) -> Vec<St
     let ts = |t: i64| TimeSpec::new(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000));
     let (atime, mtime) = (ts(node.atime), ts(node.mtime));
     let r = match target {
+        Target::At(dir, name) | Target::Held(_, dir, name) if is_link => {
+            utimensat(dir, name, &atime, &mtime, UtimensatFlags::NoFollowSymlink)
+        }
         Target::At(dir, name) => {
             utimensat(dir, name, &atime, &mtime, UtimensatFlags::NoFollowSymlink)
         }
+        Target::Held(held, _, _) => utimensat(
+            nix::fcntl::AT_FDCWD,
+            &proc_path(held),
+            &atime,
+            &mtime,
+            UtimensatFlags::FollowSymlink,
+        ),
         Target::File(file) => futimens(file, &atime, &mtime),
     };
     if let Err(e) = r {

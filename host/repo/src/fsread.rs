@@ -78,8 +78,43 @@ pub(crate) enum Opened {
 /// The open's, except those that mean the entry was swapped (`ELOOP`, `ENOTDIR`, `ENXIO`),
 /// which are [`Opened::Changed`].
 pub(crate) fn open_at(dir: BorrowedFd<'_>, name: &OsStr, lstat: &FileStat) -> nix::Result<Opened> {
-    let base = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let opened = if file_type(lstat) == SFlag::S_IFDIR {
+    let base = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let is_dir = file_type(lstat) == SFlag::S_IFDIR;
+    if !is_dir && crate::fsmeta::have_proc() {
+        // Looked up O_PATH and checked before it is opened: a device swapped in for the file
+        // is never opened (its driver's open could act: a watchdog, a tape), only looked at.
+        let held = match openat(
+            dir,
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT | Errno::ELOOP) => return Ok(Opened::Changed),
+            Err(e) => return Err(e),
+        };
+        let st = fstat(&held)?;
+        if !same_file(lstat, &st) {
+            return Ok(Opened::Changed);
+        }
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+        let flags = base & !OFlag::O_NOFOLLOW;
+        let fd = match openat(
+            nix::fcntl::AT_FDCWD,
+            path.as_str(),
+            flags | OFlag::O_NOATIME,
+            Mode::empty(),
+        ) {
+            Err(Errno::EPERM) => openat(nix::fcntl::AT_FDCWD, path.as_str(), flags, Mode::empty())?,
+            r => r?,
+        };
+        return Ok(Opened::Same(File::from(fd), st));
+    }
+    let opened = if is_dir {
         openat(dir, name, base | OFlag::O_DIRECTORY, Mode::empty())
     } else {
         // O_NOATIME is refused (EPERM) on files this process does not own, unless it is root.

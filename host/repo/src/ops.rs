@@ -31,6 +31,8 @@ pub(crate) fn in_pool<T: Send>(
     };
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        // Walks recurse once per directory level (up to `target_dir::MAX_DEPTH`).
+        .stack_size(16 << 20)
         .thread_name(|i| format!("cairn-worker-{i}"))
         .build()
         .map_err(|e| Error::new(ErrorKind::Io, "cannot start worker threads").with_source(e))?

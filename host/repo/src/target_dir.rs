@@ -77,22 +77,52 @@ pub fn mkdir_in(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     Ok(mkdirat(dir, name, Mode::from_bits_truncate(0o700))?)
 }
 
+/// Directories nested deeper than this are not descended into (by restore, by removal): a
+/// tree or a tenant's directory chain of any depth must not exhaust the stack or the
+/// descriptors.
+pub const MAX_DEPTH: usize = 1024;
+
 /// Removes whatever is named `name` in `dir`: a directory with everything below it, reached
 /// through descriptors (a link inside is removed, never followed). Nothing there is fine.
 pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    remove_below(dir, name, 0)
+}
+
+fn remove_below(dir: BorrowedFd<'_>, name: &OsStr, depth: usize) -> io::Result<()> {
     let Some(st) = stat_in(dir, name)? else {
         return Ok(());
     };
     if is_dir(&st) {
+        if depth >= MAX_DEPTH {
+            return Err(io::Error::other(format!(
+                "directories nested more than {MAX_DEPTH} deep"
+            )));
+        }
         let sub = open_dir_in(dir, name)?;
         for entry in list(sub.as_fd())? {
-            remove_in(sub.as_fd(), &entry)?;
+            remove_below(sub.as_fd(), &entry, depth + 1)?;
         }
         unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
     } else {
         unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
     }
     Ok(())
+}
+
+/// The identity of an inode: (device, inode number).
+pub type Ident = (u64, u64);
+
+/// The identity of what a stat describes.
+pub fn ident(st: &FileStat) -> Ident {
+    (st.st_dev, st.st_ino)
+}
+
+/// An error saying `shown` is no longer what this process made there.
+pub fn replaced(shown: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} was replaced by something else while cairn worked on it; it was left alone",
+        shown.display()
+    ))
 }
 
 /// The names in directory `dir` (without `.` and `..`).
@@ -124,10 +154,73 @@ impl TargetDir {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
+        // A kernel without openat2 says ENOSYS; a seccomp filter that does not know it, EPERM.
+        if !NO_OPENAT2.load(Ordering::Relaxed) {
+            let how = OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_BENEATH);
+            if let Err(Errno::ENOSYS | Errno::EPERM) = openat2(fd.as_fd(), ".", how) {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+            }
+        }
         Ok(Self {
             fd,
             path: path.to_owned(),
         })
+    }
+
+    /// Opens directory `path`, which must exist, without following any link in it (a
+    /// canonical path has none, so a link there now was swapped in).
+    ///
+    /// # Errors
+    /// When it is missing, not a directory, or a link is on the way (`ELOOP`).
+    pub fn open_existing(path: &Path) -> io::Result<Self> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let fd = match openat2(nix::fcntl::AT_FDCWD, path, how) {
+            Err(Errno::ENOSYS | Errno::EPERM) => {
+                openat(nix::fcntl::AT_FDCWD, path, flags, Mode::empty())?
+            }
+            r => r?,
+        };
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens `rel` with `flags` only if it still is the inode `want` this process made or
+    /// opened before: looked up `O_PATH` first (no device driver's open runs, no FIFO
+    /// blocks), checked, then opened through `/proc/self/fd`. Without `/proc`: opened
+    /// `O_NONBLOCK|O_NOCTTY` and checked after.
+    ///
+    /// # Errors
+    /// [`replaced`] when something else is there now; the open's error.
+    pub fn reopen(&self, rel: &Path, flags: OFlag, want: Ident) -> io::Result<OwnedFd> {
+        let check = |fd: &OwnedFd| -> io::Result<()> {
+            let st = nix::sys::stat::fstat(fd)?;
+            if ident(&st) == want && (is_file(&st) || is_dir(&st)) {
+                Ok(())
+            } else {
+                Err(replaced(&self.display(rel)))
+            }
+        };
+        if crate::fsmeta::have_proc() {
+            let held = self.open(rel, OFlag::O_PATH, 0)?;
+            check(&held)?;
+            let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+            return Ok(openat(
+                nix::fcntl::AT_FDCWD,
+                path.as_str(),
+                flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+                Mode::empty(),
+            )?);
+        }
+        let fd = self.open(rel, flags | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, 0)?;
+        check(&fd)?;
+        Ok(fd)
     }
 
     /// The target's path.

@@ -47,6 +47,7 @@ use crate::id::Id;
 use crate::indexed::IndexedRepository;
 use crate::packer::BlobSaver;
 use crate::repository::Actor;
+use crate::target_dir::MAX_DEPTH;
 
 /// Which snapshot to compare against.
 #[derive(Debug, Clone, Default)]
@@ -378,6 +379,19 @@ impl Run<'_> {
     /// Saves the directory open as `dir`: its entries are listed first, then saved in
     /// parallel relative to `dir`, which is closed when they are done.
     fn save_dir(&self, dir: File, path: &Path, root_dev: u64, parent: Option<Id>) -> Result<Id> {
+        if path.components().count() > MAX_DEPTH {
+            // A chain of directories of any depth must not exhaust the stack or descriptors.
+            warn(
+                self,
+                path,
+                format!(
+                    "{} is nested more than {MAX_DEPTH} directories deep; what it holds is \
+                     not backed up",
+                    path.display()
+                ),
+            );
+            return self.save_tree(Vec::new(), parent);
+        }
         let mut names = match list_dir(&dir) {
             Ok(names) => names,
             Err(e) => {
@@ -648,6 +662,8 @@ impl Counting<'_> {
             return;
         }
         match kind_of(lstat) {
+            // (The backup warns about these.)
+            NodeKind::Dir if at.path.components().count() > MAX_DEPTH => {}
             NodeKind::Dir => {
                 let Ok(Opened::Same(dir, _)) = open_at(at.dir, at.name, lstat) else {
                     return;
@@ -778,7 +794,10 @@ fn run_backup(
             let stop = AtomicBool::new(false);
             let result = std::thread::scope(|s| {
                 if progress.wants_totals() {
-                    s.spawn(|| count_totals(&items, &run.excludes, progress, &stop));
+                    // Totals are only for the progress bar: a thread that cannot start is none.
+                    let _ = std::thread::Builder::new()
+                        .stack_size(16 << 20)
+                        .spawn_scoped(s, || count_totals(&items, &run.excludes, progress, &stop));
                 }
                 let r = run.save_items(&items, parent.as_ref().map(|p| p.1.tree));
                 stop.store(true, Ordering::Relaxed);

@@ -19,11 +19,11 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -32,14 +32,18 @@ use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{BlobEntry, open_blob_in_place};
 use crate::format::tree::{Node, NodeKind};
-use crate::fsmeta::{apply_metadata_at, apply_metadata_to_file, create_mode};
+use crate::fsmeta::{
+    apply_metadata_at, apply_metadata_held, apply_metadata_to_file, create_mode, have_proc,
+};
 use crate::glob::PathPatterns;
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
 use crate::target_dir::{
-    TargetDir, is_dir, is_file, list, mkdir_in, open_dir_in, remove_in, stat_in,
+    Ident, MAX_DEPTH, TargetDir, ident, is_dir, is_file, list, mkdir_in, open_dir_in, remove_in,
+    replaced, stat_in,
 };
 use nix::fcntl::OFlag;
+use nix::sys::stat::fstat;
 
 /// What to do with a file that exists in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,16 +121,22 @@ struct FileJob {
     /// The name (relative to the target) that `path`, a temporary name beside it, gets once
     /// the content is complete.
     replace: Option<PathBuf>,
+    /// The inode this restore created: every later open checks that it is still there.
+    ident: OnceLock<Ident>,
 }
+
+/// A directory or special entry of the plan: its path relative to the target, its node, and
+/// the inode this restore made or opened there.
+type Entry = (PathBuf, Node, Option<Ident>);
 
 /// Paths in a plan are relative to the target.
 struct Plan {
     /// Directories in pre-order, with their nodes.
-    dirs: Vec<(PathBuf, Node)>,
+    dirs: Vec<Entry>,
     /// Regular files to write.
     files: Vec<FileJob>,
     /// Other entries made during planning, whose metadata is set at the end.
-    others: Vec<(PathBuf, Node)>,
+    others: Vec<Entry>,
     /// (new path, existing path) hard links to make after contents.
     links: Vec<(PathBuf, PathBuf)>,
     skipped: u64,
@@ -224,6 +234,17 @@ impl Ctx<'_> {
             // Without include patterns every directory is restored: make it now, so files
             // below need no existence checks when it is new. With them, a directory is made
             // only if something below it is restored.
+            if rel.components().count() > MAX_DEPTH {
+                let shown = self.target.display(&rel);
+                self.warn(
+                    &shown,
+                    format!(
+                        "{} is nested more than {MAX_DEPTH} directories deep; not restored",
+                        shown.display()
+                    ),
+                );
+                return Ok(true);
+            }
             let (child_dir, child_fresh) = match dir {
                 Some(parent) if self.includes.is_empty() => {
                     match self.make_dir(plan, parent, &name, &rel, fresh)? {
@@ -233,8 +254,14 @@ impl Ctx<'_> {
                 }
                 _ => (None, false),
             };
+            let made = match &child_dir {
+                Some(fd) => Some(ident(
+                    &fstat(fd).map_err(|e| self.io(&rel, "inspect", e.into()))?,
+                )),
+                None => None,
+            };
             let mark = plan.dirs.len();
-            plan.dirs.push((rel.clone(), node.clone()));
+            plan.dirs.push((rel.clone(), node.clone(), made));
             let mut any = included;
             if let Some(sub) = node.subtree {
                 let tree = self.repo.load_tree(&sub)?;
@@ -304,7 +331,10 @@ impl Ctx<'_> {
                 if let Some(st) = &existing {
                     let same = is_file(st)
                         && st.st_size as u64 == node.size
-                        && st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec
+                        && st
+                            .st_mtime
+                            .saturating_mul(1_000_000_000)
+                            .saturating_add(st.st_mtime_nsec)
                             == node.mtime;
                     if self.opts.overwrite == Overwrite::IfChanged && same {
                         plan.skipped += 1;
@@ -317,6 +347,7 @@ impl Ctx<'_> {
                 // a restore that fails or is killed leaves what was there, and no file of
                 // zeros under the real name.
                 let deferred = node.content.as_ref().is_some_and(|c| c.len() == 1);
+                let made_file = OnceLock::new();
                 // (With `--overwrite never` every file: a rerun keeps what it finds, so an
                 // unfinished file must never carry the real name.)
                 let (write_to, replace) = if existing.is_some()
@@ -342,12 +373,15 @@ impl Ctx<'_> {
                     .map_err(|e| self.io(&write_to, "create", e.into()))?;
                     f.set_len(node.size)
                         .map_err(|e| self.io(&write_to, "size", e))?;
+                    let st = fstat(&f).map_err(|e| self.io(&write_to, "inspect", e.into()))?;
+                    let _ = made_file.set(ident(&st));
                 }
                 plan.files.push(FileJob {
                     path: write_to,
                     node: node.clone(),
                     deferred,
                     replace,
+                    ident: made_file,
                 });
             }
             NodeKind::Socket => {}
@@ -355,12 +389,16 @@ impl Ctx<'_> {
                 if existing.is_some() {
                     remove_in(dir, &name).map_err(|e| self.io(&rel, "remove", e))?;
                 }
-                if let Err(e) = make_special(dir, &name, node) {
-                    let shown = self.target.display(&rel);
-                    self.warn(&shown, format!("cannot create {}: {e}", shown.display()));
-                    return Ok(true);
+                let made = make_special(dir, &name, node).and_then(|()| stat_in(dir, &name));
+                match made {
+                    Ok(st) => plan
+                        .others
+                        .push((rel, node.clone(), st.as_ref().map(ident))),
+                    Err(e) => {
+                        let shown = self.target.display(&rel);
+                        self.warn(&shown, format!("cannot create {}: {e}", shown.display()));
+                    }
                 }
-                plan.others.push((rel, node.clone()));
             }
         }
         Ok(true)
@@ -401,6 +439,15 @@ impl Ctx<'_> {
         }
         mkdir_in(parent, name).map_err(|e| self.io(rel, "create directory", e))?;
         let fd = open_dir_in(parent, name).map_err(|e| self.io(rel, "open", e))?;
+        // What was just made: ours, 0700 and empty. Anything else was swapped in between the
+        // mkdir and the open, and nothing below it may be taken as fresh.
+        let st = fstat(&fd).map_err(|e| self.io(rel, "inspect", e.into()))?;
+        if st.st_uid != nix::unistd::geteuid().as_raw()
+            || st.st_mode & 0o7777 != 0o700
+            || st.st_nlink != 2
+        {
+            return Err(self.io(rel, "create directory", replaced(&self.target.display(rel))));
+        }
         Ok(Some((fd, true)))
     }
 }
@@ -505,20 +552,25 @@ fn place(ctx: &Ctx<'_>, files: &[FileJob], targets: &Targets, plain: &[u8]) -> R
                     mode.unwrap_or(0o600),
                 )
                 .map_err(|e| ctx.io(&job.path, "create", e))?;
-            if zero {
+            let st = fstat(&f).map_err(|e| ctx.io(&job.path, "inspect", e.into()))?;
+            let _ = job.ident.set(ident(&st));
+            let written = if zero {
                 f.set_len(job.node.size)
-                    .map_err(|e| ctx.io(&job.path, "size", e))?;
+                    .map_err(|e| ctx.io(&job.path, "size", e))
             } else {
                 f.write_all(plain)
-                    .map_err(|e| ctx.io(&job.path, "write", e))?;
+                    .map_err(|e| ctx.io(&job.path, "write", e))
+            };
+            if let Err(e) = written {
+                // No short file under its name (a full disk, say): it goes, if still ours.
+                drop(f);
+                remove_made(ctx, job);
+                return Err(e);
             }
             let problems = apply_metadata_to_file(&f, &job.node, ctx.opts.owner, mode.is_none());
             ctx.warn_all(job.replace.as_ref().unwrap_or(&job.path), problems);
         } else if !zero {
-            let f = ctx
-                .target
-                .open_file(&job.path, OFlag::O_WRONLY, 0)
-                .map_err(|e| ctx.io(&job.path, "open", e))?;
+            let f = open_made(ctx, job, OFlag::O_WRONLY)?;
             f.write_all_at(plain, offset)
                 .map_err(|e| ctx.io(&job.path, "write", e))?;
         }
@@ -527,31 +579,34 @@ fn place(ctx: &Ctx<'_>, files: &[FileJob], targets: &Targets, plain: &[u8]) -> R
     Ok(())
 }
 
-/// Opens restored file `rel` for reading: a regular file, never through a link (a FIFO
-/// swapped in does not block: `O_NONBLOCK`).
-fn open_restored(ctx: &Ctx<'_>, rel: &Path) -> Result<std::fs::File> {
-    let f = ctx
-        .target
-        .open_file(rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)
-        .map_err(|e| ctx.io(rel, "open", e))?;
-    let st = nix::sys::stat::fstat(&f).map_err(|e| ctx.io(rel, "inspect", e.into()))?;
-    if !is_file(&st) {
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!(
-                "{} was replaced by something other than a file during the restore",
-                ctx.target.display(rel).display()
-            ),
-        ));
+/// The inode this restore made for `job`, opened with `flags` — only if it is still the one
+/// at its path (see [`TargetDir::reopen`]).
+fn open_made(ctx: &Ctx<'_>, job: &FileJob, flags: OFlag) -> Result<std::fs::File> {
+    let want = job
+        .ident
+        .get()
+        .copied()
+        .ok_or_else(|| ctx.io(&job.path, "open", replaced(&ctx.target.display(&job.path))))?;
+    ctx.target
+        .reopen(&job.path, flags, want)
+        .map(std::fs::File::from)
+        .map_err(|e| ctx.io(&job.path, "open", e))
+}
+
+/// Removes the file this restore made for `job`, if it is still the one there.
+fn remove_made(ctx: &Ctx<'_>, job: &FileJob) {
+    if let (Some(want), Ok((dir, name))) = (job.ident.get(), ctx.target.parent(&job.path))
+        && stat_in(dir.as_fd(), name).is_ok_and(|st| st.is_some_and(|st| ident(&st) == *want))
+    {
+        let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
-    Ok(f)
 }
 
 /// Re-reads a restored file and checks every piece against its blob id.
 fn verify_file(ctx: &Ctx<'_>, job: &FileJob) -> Result<()> {
     let repo = ctx.repo;
     let shown = ctx.target.display(&job.path);
-    let mut f = open_restored(ctx, &job.path)?;
+    let mut f = open_made(ctx, job, OFlag::O_RDONLY)?;
     let mut buf = Vec::new();
     let mut total = 0u64;
     for id in job.node.content.iter().flatten() {
@@ -586,7 +641,10 @@ fn verify_file(ctx: &Ctx<'_>, job: &FileJob) -> Result<()> {
 /// Removes entries below the restored directories that the snapshot does not have, each
 /// reached through its directory's descriptor (a link in the target is removed, never
 /// followed).
-fn delete_extra(ctx: &Ctx<'_>, dirs: &[(PathBuf, Node)]) -> Result<u64> {
+fn delete_extra<'a>(
+    ctx: &Ctx<'_>,
+    dirs: impl Iterator<Item = (&'a Path, &'a Node)>,
+) -> Result<u64> {
     let mut deleted = 0;
     for (rel, node) in dirs {
         let keep: HashSet<Vec<u8>> = match node.subtree {
@@ -614,39 +672,74 @@ fn delete_extra(ctx: &Ctx<'_>, dirs: &[(PathBuf, Node)]) -> Result<u64> {
     Ok(deleted)
 }
 
-/// Sets the metadata of a restored file or directory through a descriptor of it.
-fn apply_opened(ctx: &Ctx<'_>, rel: &Path, node: &Node, dir: bool) {
-    let opened = if dir {
-        ctx.target
-            .open_dir(rel)
-            .map(std::fs::File::from)
-            .map_err(|e| ctx.io(rel, "open", e))
-    } else {
-        open_restored(ctx, rel)
-    };
-    match opened {
-        Ok(f) => ctx.warn_all(rel, apply_metadata_to_file(&f, node, ctx.opts.owner, true)),
+/// Sets the metadata of a restored file through a descriptor of the inode this restore made.
+fn apply_file(ctx: &Ctx<'_>, job: &FileJob) {
+    match open_made(ctx, job, OFlag::O_RDONLY) {
+        Ok(f) => ctx.warn_all(
+            &job.path,
+            apply_metadata_to_file(&f, &job.node, ctx.opts.owner, true),
+        ),
         Err(e) => {
-            let shown = ctx.target.display(rel);
+            let shown = ctx.target.display(&job.path);
             ctx.warn(&shown, format!("{e}: {}", source_text(&e)));
         }
     }
 }
 
-/// Sets the metadata of a restored link, FIFO or device through its directory's descriptor.
-fn apply_in_dir(ctx: &Ctx<'_>, rel: &Path, node: &Node) {
-    match ctx.target.parent(rel) {
-        Ok((dir, name)) => ctx.warn_all(
+/// Sets the metadata of a restored directory through a descriptor of it, if it still is
+/// the one this restore made or opened.
+fn apply_dir(ctx: &Ctx<'_>, (rel, node, made): &Entry) {
+    let opened = match made {
+        Some(want) => ctx
+            .target
+            .reopen(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, *want),
+        None => Err(replaced(&ctx.target.display(rel))),
+    };
+    match opened {
+        Ok(fd) => ctx.warn_all(
             rel,
-            apply_metadata_at(dir.as_fd(), name, node, ctx.opts.owner),
+            apply_metadata_to_file(&std::fs::File::from(fd), node, ctx.opts.owner, true),
         ),
         Err(e) => {
             let shown = ctx.target.display(rel);
             ctx.warn(
                 &shown,
-                format!("cannot open the directory of {}: {e}", shown.display()),
+                format!("cannot set the metadata of {}: {e}", shown.display()),
             );
         }
+    }
+}
+
+/// Sets the metadata of a restored link, FIFO or device: held `O_PATH` and checked to be the
+/// inode this restore made, then changed through that descriptor.
+fn apply_special(ctx: &Ctx<'_>, (rel, node, made): &Entry) {
+    let shown = ctx.target.display(rel);
+    let held = (|| -> std::io::Result<_> {
+        let (dir, name) = ctx.target.parent(rel)?;
+        let fd = nix::fcntl::openat(
+            dir.as_fd(),
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        if Some(ident(&fstat(&fd)?)) != *made {
+            return Err(replaced(&shown));
+        }
+        Ok((dir, name, fd))
+    })();
+    match held {
+        Ok((dir, name, fd)) => {
+            let problems = if have_proc() {
+                apply_metadata_held(fd.as_fd(), dir.as_fd(), name, node, ctx.opts.owner)
+            } else {
+                apply_metadata_at(dir.as_fd(), name, node, ctx.opts.owner)
+            };
+            ctx.warn_all(rel, problems);
+        }
+        Err(e) => ctx.warn(
+            &shown,
+            format!("cannot set the metadata of {}: {e}", shown.display()),
+        ),
     }
 }
 
@@ -682,14 +775,16 @@ fn run_restore(
 ) -> Result<RestoreSummary> {
     let began = std::time::Instant::now();
     let start = repo.find_node(tree, &opts.subpath)?;
-    // A target that does not exist yet (or is empty) holds nothing to check or overwrite.
-    let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut rd| rd.next().is_none());
     let target = TargetDir::create(&opts.target).map_err(|e| {
         Error::io(
             format!("cannot create directory {}", opts.target.display()),
             e,
         )
     })?;
+    // A target that is empty (or new) holds nothing to check or overwrite.
+    let fresh = list(target.fd())
+        .map_err(|e| Error::io(format!("cannot list {}", opts.target.display()), e))?
+        .is_empty();
     let ctx = Ctx {
         repo,
         opts,
@@ -742,13 +837,16 @@ fn run_restore(
     }
     if !ctx.includes.is_empty() {
         let replace = opts.overwrite != Overwrite::Never;
-        for (p, _) in &plan.dirs {
+        for (p, _, made) in &mut plan.dirs {
             match ctx.target.make_dirs(p, replace) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     ctx.warn(&ctx.target.display(p), e.to_string());
                 }
                 r => {
-                    r.map_err(|e| ctx.io(p, "create directory", e))?;
+                    let fd = r.map_err(|e| ctx.io(p, "create directory", e))?;
+                    *made = Some(ident(
+                        &fstat(&fd).map_err(|e| ctx.io(p, "inspect", e.into()))?,
+                    ));
                 }
             }
         }
@@ -794,19 +892,43 @@ fn run_restore(
             f.path = dest;
         }
     }
+    let made: HashMap<&Path, Ident> = plan
+        .files
+        .iter()
+        .filter_map(|f| Some((f.path.as_path(), *f.ident.get()?)))
+        .collect();
     for (new, first) in &plan.links {
         let linked = (|| -> std::io::Result<()> {
-            let (from_dir, from) = ctx.target.parent(first)?;
+            // The file this restore wrote as `first`, held and checked: a link to whatever
+            // somebody put under its name instead would reach beyond the target.
+            let want = made.get(first.as_path()).copied();
+            let held = ctx.target.open(first, OFlag::O_PATH, 0)?;
+            if want != Some(ident(&fstat(&held)?)) {
+                return Err(replaced(&ctx.target.display(first)));
+            }
             let (to_dir, to) = ctx.target.parent(new)?;
             remove_in(to_dir.as_fd(), to)?;
-            // Without AT_SYMLINK_FOLLOW: the entry itself, never what a link points to.
-            nix::unistd::linkat(
-                from_dir.as_fd(),
-                from,
-                to_dir.as_fd(),
-                to,
-                nix::fcntl::AtFlags::empty(),
-            )?;
+            if have_proc() {
+                // The held inode itself (linkat(2) on /proc/self/fd with AT_SYMLINK_FOLLOW).
+                let path = format!("/proc/self/fd/{}", held.as_raw_fd());
+                nix::unistd::linkat(
+                    nix::fcntl::AT_FDCWD,
+                    path.as_str(),
+                    to_dir.as_fd(),
+                    to,
+                    nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                )?;
+            } else {
+                let (from_dir, from) = ctx.target.parent(first)?;
+                // Without AT_SYMLINK_FOLLOW: the entry itself, never what a link points to.
+                nix::unistd::linkat(
+                    from_dir.as_fd(),
+                    from,
+                    to_dir.as_fd(),
+                    to,
+                    nix::fcntl::AtFlags::empty(),
+                )?;
+            }
             Ok(())
         })();
         if let Err(e) = linked {
@@ -825,25 +947,25 @@ fn run_restore(
     plan.files
         .par_iter()
         .filter(|f| !f.deferred)
-        .for_each(|f| apply_opened(&ctx, &f.path, &f.node, false));
-    for (p, n) in &plan.others {
-        apply_in_dir(&ctx, p, n);
+        .for_each(|f| apply_file(&ctx, f));
+    for e in &plan.others {
+        apply_special(&ctx, e);
     }
     let deleted = if opts.delete {
         // The target itself stands for the restored directory (a restored single file deletes
         // nothing around it).
-        let mut roots = Vec::new();
-        if start.kind == NodeKind::Dir {
-            roots.push((PathBuf::new(), start.clone()));
-        }
-        roots.extend(plan.dirs.iter().cloned());
-        delete_extra(&ctx, &roots)?
+        let root = (start.kind == NodeKind::Dir).then_some((Path::new(""), &start));
+        delete_extra(
+            &ctx,
+            root.into_iter()
+                .chain(plan.dirs.iter().map(|(p, n, _)| (p.as_path(), n))),
+        )?
     } else {
         0
     };
     // Children first: a directory made 0700 gets its own mode once all below it is done.
-    for (p, n) in plan.dirs.iter().rev() {
-        apply_opened(&ctx, p, n, true);
+    for e in plan.dirs.iter().rev() {
+        apply_dir(&ctx, e);
     }
     tracing::debug!(ms = began.elapsed().as_millis(), "restore metadata set");
     let verified = Mutex::new(0u64);

@@ -282,3 +282,127 @@ fn an_interrupted_restore_leaves_no_file_of_zeros() {
         3 << 20
     );
 }
+
+/// Swaps entries of the target while content is written, once: each entry whose name starts
+/// with `prefix` is renamed away and replaced by a hard link to `host`, outside the target.
+struct Swap {
+    target: PathBuf,
+    host: PathBuf,
+    prefix: &'static str,
+    done: AtomicBool,
+}
+
+impl RestoreProgress for Swap {
+    fn bytes(&self, _n: u64) {
+        if self.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for e in walk(&self.target) {
+            if e.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(self.prefix)
+            {
+                std::fs::rename(&e, e.with_extension("moved")).unwrap();
+                std::fs::hard_link(&self.host, &e).unwrap();
+            }
+        }
+    }
+}
+
+/// A host file (0600) outside any target, and a swapper aiming at it.
+fn swapper(target: &Path, prefix: &'static str) -> (tempfile::TempDir, Swap) {
+    let host_dir = tempfile::tempdir().unwrap();
+    let host = host_dir.path().join("shadow");
+    std::fs::write(&host, b"host secret").unwrap();
+    std::fs::set_permissions(&host, PermissionsExt::from_mode(0o600)).unwrap();
+    let swap = Swap {
+        target: target.to_path_buf(),
+        host,
+        prefix,
+        done: AtomicBool::new(false),
+    };
+    (host_dir, swap)
+}
+
+fn assert_host_intact(swap: &Swap, what: &str) {
+    assert!(swap.done.load(Ordering::SeqCst));
+    assert_eq!(std::fs::read(&swap.host).unwrap(), b"host secret", "{what}");
+    let mode = std::fs::metadata(&swap.host).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "{what}");
+}
+
+/// A hard link to a host file put in place of the file being written (under its temporary
+/// name) is not written through: restore checks the inode it made before every later open.
+#[test]
+fn a_file_swapped_while_written_is_not_written_through() {
+    let (_src, repo, tree) = source();
+    let repo = repo.to_indexed().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let (_host, swap) = swapper(target.path(), ".cairn-restore-");
+    let result = restore(
+        &repo,
+        tree,
+        &options(target.path()),
+        &swap,
+        &AtomicBool::new(false),
+    );
+    assert_host_intact(&swap, &format!("{result:?}"));
+    let err = result.expect_err("the file being written was replaced");
+    let why = std::error::Error::source(&err)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    assert!(why.contains("was replaced"), "{err}: {why}");
+}
+
+/// A FIFO swapped for a hard link to a host file before its mode is set: the host file keeps
+/// its mode and owner, and the restore says what it left alone.
+#[test]
+fn a_special_file_swapped_before_its_metadata_is_left_alone() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("b"), b"bee").unwrap();
+    let fifo = src.path().join("p");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    std::fs::set_permissions(&fifo, PermissionsExt::from_mode(0o666)).unwrap();
+    let repo = init(Arc::new(InMemoryBackend::new()));
+    backup_path(&repo, src.path());
+    let tree = tree_of(&repo, src.path());
+    let repo = repo.to_indexed().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let (_host, swap) = swapper(target.path(), "p");
+    let mut opts = options(target.path());
+    opts.owner = true;
+    let summary = restore(&repo, tree, &opts, &swap, &AtomicBool::new(false)).unwrap();
+    assert_host_intact(&swap, "after the FIFO's metadata");
+    assert!(summary.warnings >= 1, "{summary:?}");
+}
+
+/// A tenant's chain of directories deeper than cairn descends: the backup warns about what it
+/// leaves out (an incomplete snapshot), neither it nor the restore of that snapshot runs out of
+/// stack, and removing the restored chain works through descriptors.
+#[test]
+fn a_chain_of_directories_deeper_than_the_limit_is_cut_with_a_warning() {
+    use cairn_repo::target_dir::{MAX_DEPTH, TargetDir, remove_in};
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("deep");
+    // Made through descriptors: the full path is longer than PATH_MAX.
+    let root = TargetDir::create(&top).unwrap();
+    let chain: PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 50).collect();
+    root.make_dirs(&chain, false).unwrap();
+    let repo = init(Arc::new(InMemoryBackend::new()));
+    let out = backup_path(&repo, src.path());
+    assert_eq!(
+        out.snapshot.summary.unwrap().errors,
+        1,
+        "the cut is counted"
+    );
+    let tree = tree_of(&repo, src.path());
+    let target = tempfile::tempdir().unwrap();
+    run(&repo, tree, &options(target.path())).unwrap();
+    remove_in(
+        TargetDir::create(target.path()).unwrap().fd(),
+        std::ffi::OsStr::new("deep"),
+    )
+    .unwrap_or_else(|e| assert!(e.to_string().contains("nested"), "{e}"));
+    remove_in(root.fd(), std::ffi::OsStr::new("d")).unwrap_err();
+}
