@@ -350,14 +350,12 @@ impl Ctx<'_> {
                 let made_file = OnceLock::new();
                 // (With `--overwrite never` every file: a rerun keeps what it finds, so an
                 // unfinished file must never carry the real name.)
-                let (write_to, replace) = if existing.is_some()
-                    || !deferred
-                    || self.opts.overwrite == Overwrite::Never
-                {
-                    (temporary_name(&rel), Some(rel))
-                } else {
-                    (rel, None)
-                };
+                let (write_to, replace) =
+                    if existing.is_some() || !deferred || self.opts.overwrite == Overwrite::Never {
+                        (temporary_name(&rel), Some(rel))
+                    } else {
+                        (rel, None)
+                    };
                 if !deferred {
                     let f = nix::fcntl::openat(
                         dir,
