@@ -141,6 +141,10 @@ impl Backend for CachedBackend {
         self.inner.connections()
     }
 
+    fn retries_internally(&self) -> bool {
+        self.inner.retries_internally()
+    }
+
     fn create(&self) -> Result<()> {
         let _ = fs::remove_dir_all(&self.dir);
         self.inner.create()

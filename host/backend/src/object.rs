@@ -545,6 +545,11 @@ impl Backend for ObjectBackend {
         self.connections
     }
 
+    /// object_store's retry layer retries 5xx, timeouts and resets (see [`retry`]).
+    fn retries_internally(&self) -> bool {
+        true
+    }
+
     fn create(&self) -> Result<()> {
         let first = self
             .remote

@@ -5,13 +5,17 @@
 //! Every write is create-only: writing a name that exists fails with
 //! [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) and never replaces it.
 //! Names from a store are not trusted: a repository reaches its store through
-//! [`CheckedBackend`], which accepts only [`valid_name`]s.
+//! [`CheckedBackend`], which accepts only [`valid_name`]s, and beneath it [`RetryBackend`],
+//! which retries transient errors.
 
 mod checked;
+mod retry;
 
 use std::fmt;
 
 pub use checked::{CheckedBackend, check_name, valid_name};
+pub use retry::{REREADS, RetryBackend, RetryPolicy, RetryStats};
+pub(crate) use retry::{RetryCounters, read_verified};
 
 use crate::error::Result;
 
@@ -105,6 +109,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What the store guarantees.
     fn guarantees(&self) -> Guarantees;
+
+    /// Whether the store retries transient errors itself (an object-store client with its
+    /// own backoff). The engine's [`RetryBackend`] then tries each call once, so that a failure
+    /// is not retried `n × m` times. Wrappers forward their inner store's answer.
+    fn retries_internally(&self) -> bool {
+        false
+    }
 
     /// Prepares an empty location for a new repository.
     ///

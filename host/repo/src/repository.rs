@@ -9,7 +9,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, CheckedBackend, FileType};
+use crate::backend::{
+    Backend, CheckedBackend, FileType, RetryBackend, RetryCounters, RetryPolicy, RetryStats,
+    read_verified,
+};
 use crate::crypto::MasterKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{ChunkerParams, Config, FORMAT_VERSION};
@@ -45,6 +48,8 @@ pub struct InitOptions {
     /// The most the first key slot's KDF may cost (default [`KdfLimits::DEFAULT`]): a slot
     /// beyond what [`OpenOptions::kdf_limits`] allows would not be tried when opening.
     pub kdf_limits: KdfLimits,
+    /// How transient store errors are retried (default [`RetryPolicy::default`]).
+    pub retry: RetryPolicy,
 }
 
 impl InitOptions {
@@ -72,6 +77,12 @@ impl InitOptions {
         self.kdf_limits = limits;
         self
     }
+    /// Sets how transient store errors are retried.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
 }
 
 /// Options for [`Repository::open_with`].
@@ -82,6 +93,8 @@ pub struct OpenOptions {
     /// [`KdfLimits::DEFAULT`]); costlier slots are skipped with a warning. Also bounds the
     /// slots [`Repository::add_key`] makes.
     pub kdf_limits: KdfLimits,
+    /// How transient store errors are retried (default [`RetryPolicy::default`]).
+    pub retry: RetryPolicy,
 }
 
 impl OpenOptions {
@@ -89,6 +102,12 @@ impl OpenOptions {
     #[must_use]
     pub fn kdf_limits(mut self, limits: KdfLimits) -> Self {
         self.kdf_limits = limits;
+        self
+    }
+    /// Sets how transient store errors are retried.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
     /// Tries every key slot however costly (`true`: [`KdfLimits::UNLIMITED`]) or only those
@@ -144,6 +163,17 @@ fn write_hashed(backend: &dyn Backend, tpe: FileType, name: &str, bytes: &[u8]) 
     }
 }
 
+/// The store as a repository uses it: names checked, and beneath that transient errors
+/// retried by `policy` (counted in `retries`).
+fn wrap(
+    backend: Arc<dyn Backend>,
+    policy: RetryPolicy,
+    retries: &Arc<RetryCounters>,
+) -> Arc<dyn Backend> {
+    let retried = Arc::new(RetryBackend::new(backend, policy, retries.clone()));
+    Arc::new(CheckedBackend::new(retried))
+}
+
 /// A key slot as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyInfo {
@@ -175,6 +205,7 @@ struct Inner {
     /// Locks taken through this repository or a clone.
     holds: crate::lock::Holds,
     kdf_limits: KdfLimits,
+    retries: Arc<RetryCounters>,
 }
 
 /// An open repository. Cheap to clone.
@@ -199,7 +230,8 @@ impl Repository {
         opts: &InitOptions,
         actor: &Actor,
     ) -> Result<Self> {
-        let backend: Arc<dyn Backend> = Arc::new(CheckedBackend::new(backend));
+        let retries = Arc::<RetryCounters>::default();
+        let backend = wrap(backend, opts.retry, &retries);
         let key = MasterKey::random();
         let chunker = match opts.copy_chunker_params {
             Some(p) => p,
@@ -255,6 +287,7 @@ impl Repository {
                 config,
                 holds: Default::default(),
                 kdf_limits: opts.kdf_limits,
+                retries,
             }),
         })
     }
@@ -288,7 +321,8 @@ impl Repository {
         opts: &OpenOptions,
         cancel: &AtomicBool,
     ) -> Result<Self> {
-        let backend: Arc<dyn Backend> = Arc::new(CheckedBackend::new(backend));
+        let retries = Arc::<RetryCounters>::default();
+        let backend = wrap(backend, opts.retry, &retries);
         let config_bytes = match backend.read(FileType::Config, "config") {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -306,13 +340,27 @@ impl Repository {
         let mut slots = Vec::new();
         let mut skipped = Vec::new();
         for (name, _) in backend.list(FileType::Key)? {
-            let bytes = backend.read(FileType::Key, &name)?;
-            if Id::hash_of(&bytes).to_hex() != name {
-                corrupt = Some(Error::corrupt(format!(
-                    "key {name} is corrupt: its content does not match its name"
-                )));
-                continue;
-            }
+            let read = read_verified(
+                &retries,
+                || backend.read(FileType::Key, &name),
+                |bytes| {
+                    if Id::hash_of(&bytes).to_hex() == name {
+                        Ok(bytes)
+                    } else {
+                        Err(Error::corrupt(format!(
+                            "key {name} is corrupt: its content does not match its name"
+                        )))
+                    }
+                },
+            );
+            let bytes = match read {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    corrupt = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let kf = match KeyFile::from_bytes(&name, &bytes) {
                 Ok(kf) => kf,
                 Err(e) => {
@@ -343,7 +391,19 @@ impl Repository {
             match kf.open_cancellable(password, cancel) {
                 Ok(key) => {
                     let config: Config =
-                        decode_file(&key, FileType::Config, "config", &config_bytes)?;
+                        match decode_file(&key, FileType::Config, "config", &config_bytes) {
+                            Ok(c) => c,
+                            // Read again: a garbled answer is not a damaged config.
+                            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                                retries.note_reread();
+                                read_verified(
+                                    &retries,
+                                    || backend.read(FileType::Config, "config"),
+                                    |b| decode_file(&key, FileType::Config, "config", &b),
+                                )?
+                            }
+                            Err(e) => return Err(e),
+                        };
                     config
                         .validate()
                         .map_err(|e| Error::corrupt(e.to_string()).context("config"))?;
@@ -355,6 +415,7 @@ impl Repository {
                             config,
                             holds: Default::default(),
                             kdf_limits: opts.kdf_limits,
+                            retries,
                         }),
                     });
                 }
@@ -442,13 +503,41 @@ impl Repository {
     /// [`ErrorKind::NotFound`], or [`ErrorKind::Corrupt`] naming the file.
     pub fn load_file<T: DeserializeOwned>(&self, tpe: FileType, id: &Id) -> Result<T> {
         let name = id.to_hex();
-        let bytes = self.backend().read(tpe, &name)?;
-        if Id::hash_of(&bytes) != *id {
-            return Err(Error::corrupt(format!(
-                "{tpe} {name} is corrupt: its content does not match its name"
-            )));
-        }
-        decode_file(self.key(), tpe, &name, &bytes)
+        self.read_verified(
+            || self.backend().read(tpe, &name),
+            |bytes| {
+                if Id::hash_of(&bytes) != *id {
+                    return Err(Error::corrupt(format!(
+                        "{tpe} {name} is corrupt: its content does not match its name"
+                    )));
+                }
+                decode_file(self.key(), tpe, &name, &bytes)
+            },
+        )
+    }
+
+    /// Reads with `fetch` and checks with `verify`, reading again a few times while either
+    /// reports [`ErrorKind::Corrupt`] (a short read from a flaky store is not damage).
+    ///
+    /// # Errors
+    /// The last error of `fetch` or `verify`.
+    pub(crate) fn read_verified<T>(
+        &self,
+        fetch: impl FnMut() -> Result<Vec<u8>>,
+        verify: impl FnMut(Vec<u8>) -> Result<T>,
+    ) -> Result<T> {
+        read_verified(&self.inner.retries, fetch, verify)
+    }
+
+    /// Counts a read repeated because it failed verification (for [`Repository::retry_stats`]).
+    pub(crate) fn note_reread(&self) {
+        self.inner.retries.note_reread();
+    }
+
+    /// What the retry layer did so far: calls retried after transient errors, calls given up
+    /// on, and reads repeated because they failed verification.
+    pub fn retry_stats(&self) -> RetryStats {
+        self.inner.retries.stats()
     }
 
     /// The one id of `tpe` that starts with `prefix`.

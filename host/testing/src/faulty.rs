@@ -2,7 +2,7 @@
 //!
 //! It injects the faults a remote store shows: calls that fail with a transient-looking
 //! [`ErrorKind::Backend`] error (before the call reaches the store, or after a write or remove
-//! went through and only the answer was lost), reads that come back short, delays, and
+//! went through and only the answer was lost), reads that come back short or garbled, delays, and
 //! [`ErrorKind::AlreadyExists`] after a write that did succeed (what a client that retried a
 //! write whose first answer was lost sees). Decisions come from a seeded RNG, so a run's
 //! sequence of decisions is reproducible; which call meets which decision also depends on how
@@ -26,6 +26,9 @@ pub struct FaultRates {
     pub fail: f64,
     /// Successful reads whose data comes back cut short.
     pub truncate: f64,
+    /// Successful reads whose data comes back with one byte changed (a garbled answer; the
+    /// stored file is intact).
+    pub garble: f64,
     /// Calls delayed by up to [`FaultRates::max_delay`].
     pub delay: f64,
     /// The longest delay.
@@ -39,6 +42,7 @@ impl FaultRates {
     pub const NONE: Self = Self {
         fail: 0.0,
         truncate: 0.0,
+        garble: 0.0,
         delay: 0.0,
         max_delay: Duration::ZERO,
         exists_after_write: 0.0,
@@ -50,6 +54,7 @@ impl FaultRates {
         Self {
             fail: 0.10,
             truncate: 0.01,
+            garble: 0.0,
             delay: 0.05,
             max_delay: Duration::from_millis(2),
             exists_after_write: 0.02,
@@ -68,6 +73,8 @@ pub struct FaultStats {
     pub failed_after: u64,
     /// Reads cut short.
     pub truncated: u64,
+    /// Reads with a byte changed.
+    pub garbled: u64,
     /// Calls delayed.
     pub delayed: u64,
     /// Successful writes that answered "already exists".
@@ -77,7 +84,11 @@ pub struct FaultStats {
 impl FaultStats {
     /// Faults injected, all kinds (delays excluded: they are not failures).
     pub fn faults(&self) -> u64 {
-        self.failed_before + self.failed_after + self.truncated + self.exists_after_write
+        self.failed_before
+            + self.failed_after
+            + self.truncated
+            + self.garbled
+            + self.exists_after_write
     }
 
     /// What happened since `earlier`.
@@ -87,6 +98,7 @@ impl FaultStats {
             failed_before: self.failed_before - earlier.failed_before,
             failed_after: self.failed_after - earlier.failed_after,
             truncated: self.truncated - earlier.truncated,
+            garbled: self.garbled - earlier.garbled,
             delayed: self.delayed - earlier.delayed,
             exists_after_write: self.exists_after_write - earlier.exists_after_write,
         }
@@ -100,6 +112,7 @@ impl std::ops::AddAssign for FaultStats {
         self.failed_before += o.failed_before;
         self.failed_after += o.failed_after;
         self.truncated += o.truncated;
+        self.garbled += o.garbled;
         self.delayed += o.delayed;
         self.exists_after_write += o.exists_after_write;
     }
@@ -110,12 +123,13 @@ impl fmt::Display for FaultStats {
         write!(
             f,
             "{} calls, {} faults ({} failed, {} failed after the store acted, {} truncated reads, \
-             {} already-exists after a write), {} delayed",
+             {} garbled reads, {} already-exists after a write), {} delayed",
             self.calls,
             self.faults(),
             self.failed_before,
             self.failed_after,
             self.truncated,
+            self.garbled,
             self.exists_after_write,
             self.delayed
         )
@@ -128,6 +142,7 @@ struct Counters {
     failed_before: AtomicU64,
     failed_after: AtomicU64,
     truncated: AtomicU64,
+    garbled: AtomicU64,
     delayed: AtomicU64,
     exists_after_write: AtomicU64,
 }
@@ -144,6 +159,7 @@ struct Plan {
     fail_before: bool,
     fail_after: bool,
     truncate: bool,
+    garble: bool,
     exists: bool,
     /// The length to cut a read to, as a share of its length.
     cut: f64,
@@ -155,6 +171,7 @@ impl Faults {
             fail_before: false,
             fail_after: false,
             truncate: false,
+            garble: false,
             exists: false,
             cut: 1.0,
         };
@@ -163,17 +180,18 @@ impl Faults {
         }
         self.counts.calls.fetch_add(1, Ordering::Relaxed);
         let r = self.rates;
-        let (fail, after, truncate, exists, cut, delay) = {
+        let (fail, after, truncate, garble, exists, cut, delay) = {
             let mut rng = self.rng.lock().expect("fault rng");
             let fail = rng.random_bool(r.fail);
             let after = mutates && rng.random_bool(0.5);
             let truncate = rng.random_bool(r.truncate);
+            let garble = rng.random_bool(r.garble);
             let exists = rng.random_bool(r.exists_after_write);
             let cut = rng.random_range(0.0..1.0);
             let delay = rng
                 .random_bool(r.delay)
                 .then(|| r.max_delay.mul_f64(rng.random_range(0.0..1.0)));
-            (fail, after, truncate, exists, cut, delay)
+            (fail, after, truncate, garble, exists, cut, delay)
         };
         if let Some(d) = delay {
             self.counts.delayed.fetch_add(1, Ordering::Relaxed);
@@ -183,6 +201,7 @@ impl Faults {
             fail_before: fail && !after,
             fail_after: fail && after,
             truncate: !mutates && truncate,
+            garble: !mutates && garble,
             exists: mutates && exists,
             cut,
         }
@@ -242,6 +261,10 @@ impl Faults {
         if plan.truncate && !data.is_empty() {
             self.counts.truncated.fetch_add(1, Ordering::Relaxed);
             data.truncate((data.len() as f64 * plan.cut) as usize);
+        } else if plan.garble && !data.is_empty() {
+            self.counts.garbled.fetch_add(1, Ordering::Relaxed);
+            let at = ((data.len() - 1) as f64 * plan.cut) as usize;
+            data[at] ^= 0x40;
         }
         Ok(data)
     }
@@ -287,6 +310,7 @@ impl FaultyBackend {
             failed_before: l(&c.failed_before),
             failed_after: l(&c.failed_after),
             truncated: l(&c.truncated),
+            garbled: l(&c.garbled),
             delayed: l(&c.delayed),
             exists_after_write: l(&c.exists_after_write),
         }

@@ -61,6 +61,10 @@ impl Backend for CheckedBackend {
         self.inner.guarantees()
     }
 
+    fn retries_internally(&self) -> bool {
+        self.inner.retries_internally()
+    }
+
     fn create(&self) -> Result<()> {
         self.inner.create()
     }

@@ -22,8 +22,8 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::backend::{FileType, REREADS};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::format::decode_file;
 use crate::format::index::IndexFile;
@@ -173,29 +173,34 @@ fn select_packs(packs: &[(Id, u64)], read: ReadData) -> Vec<(Id, u64)> {
 fn check_keys_and_config(repo: &Repository, findings: &Findings) -> Result<()> {
     for (name, _) in repo.backend().list(FileType::Key)? {
         let object = format!("key {name}");
-        match repo.backend().read(FileType::Key, &name) {
-            Err(e) => findings.error(object, e.to_string()),
-            Ok(bytes) if Id::hash_of(&bytes).to_hex() != name => {
-                findings.error(object, "its content does not match its name (damaged)");
-            }
-            Ok(bytes) => {
-                if let Err(e) = KeyFile::from_bytes(&name, &bytes) {
-                    findings.error(object, e.to_string());
+        // Read again what does not verify: a garbled answer is not damage.
+        let read = repo.read_verified(
+            || repo.backend().read(FileType::Key, &name),
+            |bytes| {
+                if Id::hash_of(&bytes).to_hex() != name {
+                    return Err(Error::corrupt(
+                        "its content does not match its name (damaged)",
+                    ));
                 }
-            }
+                KeyFile::from_bytes(&name, &bytes)
+            },
+        );
+        if let Err(e) = read {
+            findings.error(object, e.to_string());
         }
     }
     let object = || String::from("config");
-    match repo.backend().read(FileType::Config, "config") {
+    let read = repo.read_verified(
+        || repo.backend().read(FileType::Config, "config"),
+        |bytes| decode_file::<Config>(repo.key(), FileType::Config, "config", &bytes),
+    );
+    match read {
+        Ok(c) if c == *repo.config() => {}
+        Ok(_) => findings.error(
+            object(),
+            "differs from the config the repository was opened with",
+        ),
         Err(e) => findings.error(object(), e.to_string()),
-        Ok(bytes) => match decode_file::<Config>(repo.key(), FileType::Config, "config", &bytes) {
-            Ok(c) if c == *repo.config() => {}
-            Ok(_) => findings.error(
-                object(),
-                "differs from the config the repository was opened with",
-            ),
-            Err(e) => findings.error(object(), e.to_string()),
-        },
     }
     Ok(())
 }
@@ -391,7 +396,21 @@ pub fn check(
     let blobs_ok = AtomicU64::new(0);
     selected.par_iter().for_each(|(id, size)| {
         let object = format!("pack {id}");
-        let data = match repo.backend().read(FileType::Pack, &id.to_hex()) {
+        // Read again when the content does not match the name: a short or garbled answer
+        // from a flaky store is not damage. What is damaged still is, after the last read.
+        let mut data = Err(Error::corrupt("unread"));
+        for n in 0..=REREADS {
+            if n > 0 {
+                repo.note_reread();
+            }
+            data = repo.backend().read(FileType::Pack, &id.to_hex());
+            match &data {
+                Ok(d) if Id::hash_of(d) != *id => {}
+                Err(e) if e.kind() == ErrorKind::Corrupt => {}
+                _ => break,
+            }
+        }
+        let data = match data {
             Ok(d) => d,
             Err(e) => return findings.error(object, e.to_string()),
         };

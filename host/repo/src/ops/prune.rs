@@ -323,7 +323,19 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Res
         let saver = BlobSaver::new(repo, Arc::new(keep_index), Compression::Auto, false);
         let result = report.repack.par_iter().try_for_each(|r| -> Result<()> {
             checkpoint(repo, cancel, "repacking more")?;
-            let data = repo.backend().read(FileType::Pack, &r.id.to_hex())?;
+            let data = repo.read_verified(
+                || repo.backend().read(FileType::Pack, &r.id.to_hex()),
+                |data| {
+                    if Id::hash_of(&data) == r.id {
+                        Ok(data)
+                    } else {
+                        Err(Error::corrupt(format!(
+                            "pack {} is corrupt: its content does not match its name",
+                            r.id
+                        )))
+                    }
+                },
+            )?;
             for b in &packs[&r.id].owned {
                 let sealed = data
                     .get(b.offset as usize..b.offset as usize + b.length as usize)

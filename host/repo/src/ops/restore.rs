@@ -28,7 +28,7 @@ use std::sync::{Mutex, OnceLock};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backend::FileType;
+use crate::backend::{FileType, REREADS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{BlobEntry, open_blob_in_place};
 use crate::format::tree::{Node, NodeKind};
@@ -501,28 +501,67 @@ fn write_content(ctx: &Ctx<'_>, files: &[FileJob]) -> Result<u64> {
                     end = end.max(o + u64::from(blobs[j].0.length));
                     j += 1;
                 }
-                let mut span = repo.backend().read_range(
-                    FileType::Pack,
-                    &pack.to_hex(),
-                    start,
-                    end - start,
-                )?;
-                // The span's blobs on this thread: a nested parallel loop would let a waiting
-                // thread steal another pack's job and hold a second span (peak memory grew
-                // with the number of packs, not the number of threads).
-                for (entry, targets) in &blobs[i..j] {
-                    ctx.check_cancel()?;
-                    let at = (u64::from(entry.offset) - start) as usize;
-                    let sealed = span
-                        .get_mut(at..at + entry.length as usize)
-                        .ok_or_else(|| {
-                            Error::corrupt(format!("pack {pack} is shorter than its index says"))
-                        })?;
-                    // Decrypted where it was read (blobs of a span do not overlap).
-                    let plain =
-                        open_blob_in_place(repo.key(), repo.blob_limits(), entry, sealed, pack)?;
-                    place(ctx, files, targets, &plain)?;
-                    written.fetch_add(plain.len() as u64 * targets.len() as u64, Ordering::Relaxed);
+                // A blob that fails authentication is read again, with the rest of the span
+                // after it, up to REREADS times: a short or garbled answer from a flaky store
+                // is not damage. Blobs placed before it are not written twice.
+                let mut from = i;
+                let mut rereads = 0;
+                while from < j {
+                    let at_start = u64::from(blobs[from].0.offset);
+                    let mut span = repo.backend().read_range(
+                        FileType::Pack,
+                        &pack.to_hex(),
+                        at_start,
+                        end - at_start,
+                    )?;
+                    let mut failed = None;
+                    // The span's blobs on this thread: a nested parallel loop would let a
+                    // waiting thread steal another pack's job and hold a second span (peak
+                    // memory grew with the number of packs, not the number of threads).
+                    for (k, (entry, targets)) in blobs.iter().enumerate().take(j).skip(from) {
+                        ctx.check_cancel()?;
+                        let at = (u64::from(entry.offset) - at_start) as usize;
+                        // Decrypted where it was read (blobs of a span do not overlap).
+                        let opened = span
+                            .get_mut(at..at + entry.length as usize)
+                            .ok_or_else(|| {
+                                Error::corrupt(format!(
+                                    "pack {pack} is shorter than its index says"
+                                ))
+                            })
+                            .and_then(|sealed| {
+                                open_blob_in_place(
+                                    repo.key(),
+                                    repo.blob_limits(),
+                                    entry,
+                                    sealed,
+                                    pack,
+                                )
+                            });
+                        match opened {
+                            Ok(plain) => {
+                                place(ctx, files, targets, &plain)?;
+                                written.fetch_add(
+                                    plain.len() as u64 * targets.len() as u64,
+                                    Ordering::Relaxed,
+                                );
+                            }
+                            Err(e) if e.kind() == ErrorKind::Corrupt && rereads < REREADS => {
+                                tracing::debug!("reading pack {pack} again: {e}");
+                                failed = Some(k);
+                                break;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    match failed {
+                        Some(k) => {
+                            rereads += 1;
+                            repo.note_reread();
+                            from = k;
+                        }
+                        None => from = j,
+                    }
                 }
                 i = j;
             }
