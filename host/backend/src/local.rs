@@ -263,6 +263,13 @@ impl Backend for LocalBackend {
         4
     }
 
+    /// Nothing a local file system reports is worth trying again (a full disk, a permission,
+    /// an I/O error stay): the engine does not retry it, and packs keep streaming to disk
+    /// instead of being held in memory for a retry.
+    fn retries_internally(&self) -> bool {
+        true
+    }
+
     fn remove_leftovers(&self) -> Result<u64> {
         // Temporary files live in the root (config) and in each type's directory.
         let dirs = std::iter::once(self.root.clone()).chain(
