@@ -87,7 +87,9 @@ pub(crate) fn have_proc() -> bool {
     *HAVE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
-fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+/// `/proc/self/fd/N`: the inode `fd` holds, reached again by a path (for calls that take
+/// one).
+pub(crate) fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 

@@ -10,7 +10,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -77,6 +77,19 @@ pub(crate) enum Opened {
 /// # Errors
 /// The open's, except those that mean the entry was swapped (`ELOOP`, `ENOTDIR`, `ENXIO`),
 /// which are [`Opened::Changed`].
+/// Opens `path` in `dir` with `flags` and `O_NOATIME`, which is refused (EPERM) on files this
+/// process does not own unless it is root: then without.
+fn open_noatime<P: ?Sized + nix::NixPath>(
+    dir: BorrowedFd<'_>,
+    path: &P,
+    flags: OFlag,
+) -> nix::Result<OwnedFd> {
+    match openat(dir, path, flags | OFlag::O_NOATIME, Mode::empty()) {
+        Err(Errno::EPERM) => openat(dir, path, flags, Mode::empty()),
+        r => r,
+    }
+}
+
 pub(crate) fn open_at(dir: BorrowedFd<'_>, name: &OsStr, lstat: &FileStat) -> nix::Result<Opened> {
     let base = OFlag::O_RDONLY
         | OFlag::O_NOFOLLOW
@@ -101,27 +114,14 @@ pub(crate) fn open_at(dir: BorrowedFd<'_>, name: &OsStr, lstat: &FileStat) -> ni
         if !same_file(lstat, &st) {
             return Ok(Opened::Changed);
         }
-        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
-        let flags = base & !OFlag::O_NOFOLLOW;
-        let fd = match openat(
-            nix::fcntl::AT_FDCWD,
-            path.as_str(),
-            flags | OFlag::O_NOATIME,
-            Mode::empty(),
-        ) {
-            Err(Errno::EPERM) => openat(nix::fcntl::AT_FDCWD, path.as_str(), flags, Mode::empty())?,
-            r => r?,
-        };
+        let path = crate::fsmeta::proc_path(held.as_fd());
+        let fd = open_noatime(nix::fcntl::AT_FDCWD, &path, base & !OFlag::O_NOFOLLOW)?;
         return Ok(Opened::Same(File::from(fd), st));
     }
     let opened = if is_dir {
         openat(dir, name, base | OFlag::O_DIRECTORY, Mode::empty())
     } else {
-        // O_NOATIME is refused (EPERM) on files this process does not own, unless it is root.
-        match openat(dir, name, base | OFlag::O_NOATIME, Mode::empty()) {
-            Err(Errno::EPERM) => openat(dir, name, base, Mode::empty()),
-            r => r,
-        }
+        open_noatime(dir, name, base)
     };
     let fd = match opened {
         Ok(fd) => fd,

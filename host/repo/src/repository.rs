@@ -45,11 +45,9 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Chunker parameters to copy from another repository (so that copies deduplicate).
     pub copy_chunker_params: Option<ChunkerParams>,
-    /// The most the first key slot's KDF may cost (default [`KdfLimits::DEFAULT`]): a slot
-    /// beyond what [`OpenOptions::kdf_limits`] allows would not be tried when opening.
-    pub kdf_limits: KdfLimits,
-    /// How transient store errors are retried (default [`RetryPolicy::default`]).
-    pub retry: RetryPolicy,
+    /// How the new repository is used, as when opened: the KDF limits (the first key slot
+    /// may cost no more than opening would try) and the retries.
+    pub open: OpenOptions,
 }
 
 impl InitOptions {
@@ -71,16 +69,16 @@ impl InitOptions {
         self.kdf = kdf;
         self
     }
-    /// Sets the most the KDF may cost.
+    /// Sets the most the KDF may cost ([`OpenOptions::kdf_limits`]).
     #[must_use]
     pub fn kdf_limits(mut self, limits: KdfLimits) -> Self {
-        self.kdf_limits = limits;
+        self.open = self.open.kdf_limits(limits);
         self
     }
-    /// Sets how transient store errors are retried.
+    /// Sets how transient store errors are retried ([`OpenOptions::retry`]).
     #[must_use]
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+        self.open = self.open.retry(policy);
         self
     }
 }
@@ -231,7 +229,7 @@ impl Repository {
         actor: &Actor,
     ) -> Result<Self> {
         let retries = Arc::<RetryCounters>::default();
-        let backend = wrap(backend, opts.retry, &retries);
+        let backend = wrap(backend, opts.open.retry, &retries);
         let key = MasterKey::random();
         let chunker = match opts.copy_chunker_params {
             Some(p) => p,
@@ -253,7 +251,7 @@ impl Repository {
             pack_size: opts.pack_size.unwrap_or(Config::DEFAULT_PACK_SIZE),
         };
         config.validate()?;
-        check_new_slot(&opts.kdf, &opts.kdf_limits)?;
+        check_new_slot(&opts.kdf, &opts.open.kdf_limits)?;
         let slot = KeyFile::create(&key, password, opts.kdf, &actor.hostname, &actor.username)?;
         backend.create()?;
         let slot_bytes = slot.to_bytes();
@@ -286,7 +284,7 @@ impl Repository {
                 key_id,
                 config,
                 holds: Default::default(),
-                kdf_limits: opts.kdf_limits,
+                kdf_limits: opts.open.kdf_limits,
                 retries,
             }),
         })

@@ -210,10 +210,9 @@ impl TargetDir {
         if crate::fsmeta::have_proc() {
             let held = self.open(rel, OFlag::O_PATH, 0)?;
             check(&held)?;
-            let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
             return Ok(openat(
                 nix::fcntl::AT_FDCWD,
-                path.as_str(),
+                &crate::fsmeta::proc_path(held.as_fd()),
                 flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
                 Mode::empty(),
             )?);
@@ -302,18 +301,6 @@ impl TargetDir {
         })?;
         let dir = self.open_dir(rel.parent().unwrap_or(Path::new("")))?;
         Ok((dir, name))
-    }
-
-    /// The lstat of `rel`; `None` when it (or its directory) does not exist.
-    ///
-    /// # Errors
-    /// Other errors of the lookup.
-    pub fn stat(&self, rel: &Path) -> io::Result<Option<FileStat>> {
-        match self.parent(rel) {
-            Ok((dir, name)) => stat_in(dir.as_fd(), name),
-            Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Makes the directories of `rel` that are missing (mode 0700) and opens the last. An

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +34,7 @@ use crate::format::pack::{BlobEntry, open_blob_in_place};
 use crate::format::tree::{Node, NodeKind};
 use crate::fsmeta::{
     apply_metadata_at, apply_metadata_held, apply_metadata_to_file, create_mode, have_proc,
+    proc_path,
 };
 use crate::glob::PathPatterns;
 use crate::id::Id;
@@ -245,20 +246,14 @@ impl Ctx<'_> {
                 );
                 return Ok(true);
             }
-            let (child_dir, child_fresh) = match dir {
+            let (child_dir, child_fresh, made) = match dir {
                 Some(parent) if self.includes.is_empty() => {
                     match self.make_dir(plan, parent, &name, &rel, fresh)? {
-                        Some(made) => (Some(made.0), made.1),
+                        Some((fd, fresh, made)) => (Some(fd), fresh, Some(made)),
                         None => return Ok(true),
                     }
                 }
-                _ => (None, false),
-            };
-            let made = match &child_dir {
-                Some(fd) => Some(ident(
-                    &fstat(fd).map_err(|e| self.io(&rel, "inspect", e.into()))?,
-                )),
-                None => None,
+                _ => (None, false, None),
             };
             let mark = plan.dirs.len();
             plan.dirs.push((rel.clone(), node.clone(), made));
@@ -403,7 +398,7 @@ impl Ctx<'_> {
     }
 
     /// Makes directory `name` (at `rel`) in `parent` unless one is there, and opens it;
-    /// returns it and whether it is new. `None`: a file is in the way and `--overwrite never`
+    /// returns it, whether it is new, and its inode. `None`: a file is in the way and `--overwrite never`
     /// keeps it.
     fn make_dir(
         &self,
@@ -412,12 +407,13 @@ impl Ctx<'_> {
         name: &OsStr,
         rel: &Path,
         parent_fresh: bool,
-    ) -> Result<Option<(OwnedFd, bool)>> {
+    ) -> Result<Option<(OwnedFd, bool, Ident)>> {
         if !parent_fresh {
             match stat_in(parent, name).map_err(|e| self.io(rel, "inspect", e))? {
                 Some(st) if is_dir(&st) => {
                     let fd = open_dir_in(parent, name).map_err(|e| self.io(rel, "open", e))?;
-                    return Ok(Some((fd, false)));
+                    let st = fstat(&fd).map_err(|e| self.io(rel, "inspect", e.into()))?;
+                    return Ok(Some((fd, false, ident(&st))));
                 }
                 Some(_) if self.opts.overwrite == Overwrite::Never => {
                     let shown = self.target.display(rel);
@@ -446,7 +442,7 @@ impl Ctx<'_> {
         {
             return Err(self.io(rel, "create directory", replaced(&self.target.display(rel))));
         }
-        Ok(Some((fd, true)))
+        Ok(Some((fd, true, ident(&st))))
     }
 }
 
@@ -947,10 +943,9 @@ fn run_restore(
             remove_in(to_dir.as_fd(), to)?;
             if have_proc() {
                 // The held inode itself (linkat(2) on /proc/self/fd with AT_SYMLINK_FOLLOW).
-                let path = format!("/proc/self/fd/{}", held.as_raw_fd());
                 nix::unistd::linkat(
                     nix::fcntl::AT_FDCWD,
-                    path.as_str(),
+                    &proc_path(held.as_fd()),
                     to_dir.as_fd(),
                     to,
                     nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
