@@ -5,6 +5,7 @@ mod commands;
 mod copy;
 mod discovery;
 mod errors;
+mod gateway;
 mod gcs;
 mod hooks;
 mod hostile;

@@ -2,6 +2,7 @@
 //! servers (`servers`).
 
 pub mod app_server;
+pub mod gateway;
 pub mod node;
 pub mod servers;
 
@@ -249,6 +250,30 @@ impl TestEnv {
     /// Runs `cairn` and waits.
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
         self.cmd(args).output().expect("run cairn").into()
+    }
+
+    /// Runs `cairn args`, killing it after `limit`: `None` when it had to be killed (it hung).
+    pub fn run_bounded<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        limit: std::time::Duration,
+    ) -> Option<Run> {
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start cairn");
+        let start = std::time::Instant::now();
+        while child.try_wait().expect("wait for cairn").is_none() {
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(child.wait_with_output().expect("cairn's output").into())
     }
 
     /// Backs up `paths` with `--json` and returns the summary.

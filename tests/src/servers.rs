@@ -50,14 +50,14 @@ pub fn http_answers(port: u16) -> bool {
 }
 
 /// A server running under its watchdog; stopped (SIGTERM) and waited for on drop.
-struct Watched {
+pub(crate) struct Watched {
     watchdog: Child,
     pidfile: PathBuf,
 }
 
 impl Watched {
     /// Sends `signal` to the server itself.
-    fn signal(&self, signal: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
         if let Ok(pid) = std::fs::read_to_string(&self.pidfile)
             && let Ok(pid) = pid.trim().parse::<i32>()
         {
@@ -74,7 +74,7 @@ impl Drop for Watched {
 }
 
 /// Runs `program args` under a watchdog that stops it when this process ends.
-fn spawn_watched(
+pub(crate) fn spawn_watched(
     program: &Path,
     args: &[String],
     env: &[(&str, &str)],

@@ -184,6 +184,10 @@ impl Backend for CachedBackend {
         self.inner.read_range(tpe, name, offset, length)
     }
 
+    fn size(&self, tpe: FileType, name: &str) -> Result<u64> {
+        self.inner.size(tpe, name)
+    }
+
     fn read_tree_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         self.path(FileType::Pack, name)?;
         if let Some(data) = self.cached_range(name, offset, length) {

@@ -1,7 +1,7 @@
 //! cairn-backend: built-in storage for cairn repositories.
 //!
-//! The local directory ([`LocalBackend`]) and object stores ([`ObjectBackend`]: S3 and
-//! S3-compatible servers, WebDAV).
+//! The local directory ([`LocalBackend`]), object stores ([`ObjectBackend`]: S3 and
+//! S3-compatible servers, WebDAV) and servers of restic's REST protocol ([`RestBackend`]).
 //! [`open_location`] maps a repository location string to a backend.
 
 mod aws_profile;
@@ -9,6 +9,7 @@ mod cache;
 mod local;
 mod multipart;
 mod object;
+mod rest;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use cairn_repo::{Backend, Error, Result};
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
 pub use object::{ObjectBackend, RemoteOptions};
+pub use rest::{RestBackend, RestCredentials};
 
 /// How to reach a repository's store.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +32,8 @@ pub struct OpenOptions {
 
 /// The backend for a repository location: a local path or `local:PATH`,
 /// `s3:http(s)://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX`,
-/// `gs://BUCKET/PREFIX`, or `webdav+http(s)://HOST/PATH`.
+/// `gs://BUCKET/PREFIX`, `webdav+http(s)://HOST/PATH`, or
+/// `rest:http(s)://[USER:PASSWORD@]HOST:PORT/PATH/` (restic's REST protocol).
 ///
 /// # Errors
 /// [`cairn_repo::ErrorKind::InvalidInput`] for a scheme this build does not support.
@@ -57,6 +60,8 @@ pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn 
         Some(Arc::new(ObjectBackend::gcs(location, &opts.remote)?))
     } else if location.starts_with("webdav+") {
         Some(Arc::new(ObjectBackend::webdav(location, &opts.remote)?))
+    } else if location.starts_with("rest:") {
+        Some(Arc::new(RestBackend::new(location, &opts.remote)?))
     } else {
         None
     };
@@ -73,7 +78,7 @@ pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn 
             .all(|c| c.is_ascii_alphanumeric() || c == '+')
     {
         return Err(Error::invalid(format!(
-            "repository scheme `{scheme}:` is not supported by this build (use a local path, s3:, az://, gs:// or webdav+http(s)://)"
+            "repository scheme `{scheme}:` is not supported by this build (use a local path, s3:, az://, gs://, webdav+http(s):// or rest:http(s)://)"
         )));
     }
     Ok(Arc::new(LocalBackend::new(location)))

@@ -252,6 +252,18 @@ impl Backend for LocalBackend {
         Box::new(w).commit(name)
     }
 
+    fn size(&self, tpe: FileType, name: &str) -> Result<u64> {
+        let path = self.path(tpe, name)?;
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => Ok(m.len()),
+            Ok(_) => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{} is not a file", what(tpe, name)),
+            )),
+            Err(e) => Err(io_err(format!("cannot find {}", what(tpe, name)), e)),
+        }
+    }
+
     fn writer(&self, tpe: FileType) -> Result<Option<Box<dyn FileWriter>>> {
         Ok(Some(Box::new(self.temp_file(tpe, "stream")?)))
     }

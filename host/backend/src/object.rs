@@ -39,6 +39,8 @@ pub struct RemoteOptions {
     pub ca_pem: Option<Vec<u8>>,
     /// Concurrent uploads (0: 4).
     pub connections: usize,
+    /// User name and password for a `rest:` server whose URL has none.
+    pub rest_credentials: Option<crate::RestCredentials>,
 }
 
 impl RemoteOptions {
@@ -58,6 +60,12 @@ impl RemoteOptions {
     #[must_use]
     pub fn connections(mut self, n: usize) -> Self {
         self.connections = n;
+        self
+    }
+    /// With these credentials for a `rest:` server whose URL has none.
+    #[must_use]
+    pub fn rest_credentials(mut self, username: &str, password: &str) -> Self {
+        self.rest_credentials = Some(crate::RestCredentials::new(username, password));
         self
     }
 }
@@ -158,7 +166,8 @@ fn client(opts: &RemoteOptions) -> Result<ClientOptions> {
     Ok(c)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The small runtime a remote backend blocks on (its callers are plain threads).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cairn-io")
@@ -596,6 +605,18 @@ impl Backend for ObjectBackend {
                 (!name.starts_with('.')).then_some((name, m.size))
             })
             .collect())
+    }
+
+    fn size(&self, tpe: FileType, name: &str) -> Result<u64> {
+        let path = self.path(tpe, name)?;
+        self.remote
+            .rt
+            .block_on(self.remote.store.head(&path))
+            .map(|m| m.size)
+            .map_err(|e| {
+                self.remote
+                    .err(format!("cannot find {}", what(tpe, name)), e)
+            })
     }
 
     fn read(&self, tpe: FileType, name: &str) -> Result<Vec<u8>> {

@@ -126,6 +126,111 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// Wait until `restore --marker ID` has completed into every given directory.
     WaitRestore(WaitRestoreArgs),
+    /// The REST gateway in front of storage: serve it, manage its credentials and grants.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Serve restic's REST protocol for the repositories under a storage location.
+    Serve(GatewayServeArgs),
+    /// Add, list and remove credentials.
+    #[command(subcommand)]
+    Token(GatewayTokenCommand),
+    /// Give time-limited access.
+    #[command(subcommand)]
+    Grant(GatewayGrantCommand),
+}
+
+/// The same keys (`listen`, `storage`, `state`, `tls-cert`, `tls-key`, `max-object-size`,
+/// `idle-timeout`, `max-requests-per-credential`) may be set in the `[gateway]` table of the
+/// configuration file (`--config FILE`); flags win.
+#[derive(Debug, Args)]
+pub struct GatewayServeArgs {
+    /// The address to listen on (default 127.0.0.1:8000).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where the repositories live: a directory, `s3:…`, `az://…`, `gs://…`, `webdav+…`;
+    /// each repository is at `LOCATION/<path>`.
+    #[arg(long, value_name = "LOCATION")]
+    pub storage: Option<String>,
+    /// The gateway's state: hashed credentials, grants, lock owners, the audit log.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// TLS certificate chain (PEM); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The largest object accepted (default 1G).
+    #[arg(long, value_name = "SIZE")]
+    pub max_object_size: Option<String>,
+    /// How long a request body may pause before it is refused (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Requests one credential may have in progress at once; more wait (default 16).
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_credential: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayStateArgs {
+    /// The gateway's state directory.
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayTokenCommand {
+    /// Make a credential; its token is printed once, alone, on stdout.
+    Add {
+        /// The credential's name (the HTTP Basic user).
+        name: String,
+        /// `node` (everything) or `app` (its repositories: read, add, remove its own locks).
+        #[arg(long)]
+        role: String,
+        /// A repository the credential may use (an app's; repeatable). Its id is the global
+        /// `--repo`'s, so that this one (a path below the storage) takes its place here.
+        #[arg(id = "repo", long = "repo", value_name = "PATH")]
+        repos: Vec<String>,
+        #[command(flatten)]
+        state: GatewayStateArgs,
+    },
+    /// List credentials (never their tokens).
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: GatewayStateArgs,
+    },
+    /// Remove a credential.
+    Remove {
+        /// The credential's name.
+        name: String,
+        #[command(flatten)]
+        state: GatewayStateArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayGrantCommand {
+    /// Read-only access to one repository for a time; its token is printed once on stdout.
+    Restore {
+        /// The grant's name (the HTTP Basic user).
+        name: String,
+        /// The repository it may read (a path below the storage; it takes the global
+        /// `--repo`'s place here).
+        #[arg(id = "repo", long = "repo", value_name = "PATH")]
+        repo: String,
+        /// How long it works (e.g. `30m`, `2h`).
+        #[arg(long, value_name = "DURATION")]
+        ttl: String,
+        #[command(flatten)]
+        state: GatewayStateArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod diff;
 mod discover;
 mod dump;
 mod forget;
+mod gateway;
 mod init;
 mod key;
 mod locks;
@@ -50,6 +51,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Plugin(a) => plugin::run(ctx, a),
         Command::Discover(a) => discover::run(ctx, a),
         Command::WaitRestore(a) => wait_restore::run(ctx, a),
+        Command::Gateway(a) => gateway::run(ctx, a),
     }
 }
 

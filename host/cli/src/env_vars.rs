@@ -22,6 +22,10 @@ impl EnvVars {
     pub const CAIRN_FROM_PASSWORD: &'static str = "CAIRN_FROM_PASSWORD";
     /// Extra CA certificates (PEM) for https stores.
     pub const CAIRN_CA_CERT: &'static str = "CAIRN_CA_CERT";
+    /// User name for a `rest:` server, when the URL has no user info.
+    pub const CAIRN_REST_USERNAME: &'static str = "CAIRN_REST_USERNAME";
+    /// Password for a `rest:` server, when the URL has no user info.
+    pub const CAIRN_REST_PASSWORD: &'static str = "CAIRN_REST_PASSWORD";
     /// Cache directory.
     pub const CAIRN_CACHE_DIR: &'static str = "CAIRN_CACHE_DIR";
     /// The user's cache base directory (XDG).

@@ -45,6 +45,8 @@ pub struct ConfigFile {
     /// Apps by name (`crate::apps`).
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
+    /// `cairn gateway serve`'s settings (the keys of its flags; read by that command).
+    pub gateway: Option<toml::Table>,
 }
 
 /// One plugin instance: which plugin, its settings, its grants.

@@ -35,6 +35,21 @@ impl Drop for Password {
     }
 }
 
+/// The user name and password for a `rest:` server from `CAIRN_REST_USERNAME` and
+/// `CAIRN_REST_PASSWORD`, when either is set (the other is then empty). Credentials in the
+/// URL win over these (cairn-backend decides).
+fn rest_credentials() -> Result<Option<(String, String)>> {
+    let var = |name: &str| match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(anyhow!("{name} is not valid UTF-8")),
+    };
+    let user = var(EnvVars::CAIRN_REST_USERNAME)?;
+    let password = var(EnvVars::CAIRN_REST_PASSWORD)?;
+    Ok((user.is_some() || password.is_some())
+        .then(|| (user.unwrap_or_default(), password.unwrap_or_default())))
+}
+
 fn first_line(data: Vec<u8>) -> Vec<u8> {
     let end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
     let mut line = data[..end].to_vec();
@@ -80,6 +95,11 @@ impl Ctx {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("cannot read the CA certificate file {}", ca.display()))?;
             opts.remote = opts.remote.ca_pem(pem);
+        }
+        if location.starts_with("rest:")
+            && let Some((user, password)) = rest_credentials()?
+        {
+            opts.remote = opts.remote.rest_credentials(&user, &password);
         }
         opts.cache_dir = self.cache_dir();
         Ok(cairn_backend::open_location_with(location, &opts)?)

@@ -7,13 +7,20 @@
 //!   one plugin's code off as another's.
 //! - The cache directory and each file must belong to this user and be writable by nobody
 //!   else; otherwise the cache is not used (plugins are compiled every time, with a warning).
+//! - The directory is held open once checked, and every file is reached relative to it, so a
+//!   directory swapped in later is never read or written.
 //! - Files are read once into memory, checked, then deserialized from those same bytes (no
 //!   second look at the file); new ones are written to a fresh temporary name
 //!   (`O_EXCL|O_NOFOLLOW`, 0600) and renamed into place.
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
+
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -28,9 +35,10 @@ pub struct CompiledCache {
     key_file: PathBuf,
 }
 
-/// A cache checked and keyed, ready to use.
+/// A cache checked and keyed, ready to use: its directory held open.
 pub(crate) struct OpenCache {
-    dir: PathBuf,
+    dir: File,
+    shown: PathBuf,
     key: [u8; 32],
 }
 
@@ -62,7 +70,15 @@ impl CompiledCache {
             .mode(0o700)
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let meta = std::fs::symlink_metadata(dir)
+        let held = nix::fcntl::open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(File::from)
+        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+        let meta = held
+            .metadata()
             .map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
         if !meta.is_dir() || !private(&meta) {
             return Err(format!(
@@ -74,7 +90,8 @@ impl CompiledCache {
             ));
         }
         Ok(OpenCache {
-            dir: dir.clone(),
+            dir: held,
+            shown: dir.clone(),
             key: self.key()?,
         })
     }
@@ -130,13 +147,13 @@ impl CompiledCache {
 }
 
 fn libc_flags() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits()
+    OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits()
 }
 
 impl OpenCache {
-    fn path(&self, digest: &str, engine_hash: u64) -> PathBuf {
+    fn name(digest: &str, engine_hash: u64) -> String {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir.join(format!("{hex}-{engine_hash:016x}.cwasm"))
+        format!("{hex}-{engine_hash:016x}.cwasm")
     }
 
     fn mac(&self, digest: &str, engine_hash: u64, code: &[u8]) -> blake3::Hash {
@@ -156,14 +173,16 @@ impl OpenCache {
         digest: &str,
         engine_hash: u64,
     ) -> Result<Option<Component>, String> {
-        let path = self.path(digest, engine_hash);
-        let mut f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags())
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let name = Self::name(digest, engine_hash);
+        let path = self.shown.join(&name);
+        let mut f = match openat(
+            &self.dir,
+            name.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => File::from(fd),
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
         };
         let meta = f.metadata().map_err(|e| e.to_string())?;
@@ -206,22 +225,22 @@ impl OpenCache {
         if code.len() as u64 > MAX_COMPILED {
             return Ok(());
         }
-        let path = self.path(digest, engine_hash);
-        let temp = self
-            .dir
-            .join(format!(".tmp-{:016x}", rand::random::<u64>()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc_flags())
-            .open(&temp)?;
+        let name = Self::name(digest, engine_hash);
+        let temp = format!(".tmp-{:016x}", rand::random::<u64>());
+        let mut f = File::from(openat(
+            &self.dir,
+            temp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?);
         let written = f
             .write_all(self.mac(digest, engine_hash, &code).as_bytes())
             .and_then(|()| f.write_all(&code))
-            .and_then(|()| std::fs::rename(&temp, &path));
+            .and_then(|()| {
+                renameat(&self.dir, temp.as_str(), &self.dir, name.as_str()).map_err(Into::into)
+            });
         if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            let _ = unlinkat(&self.dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
         }
         written
     }
@@ -234,4 +253,39 @@ fn deserialize(engine: &Engine, code: &[u8]) -> wasmtime::Result<Component> {
     // bytes, the plugin's digest and the engine's hash: this host serialized it itself (never a
     // file a plugin or another user supplied), and wasmtime checks engine compatibility.
     unsafe { Component::deserialize(engine, code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache directory is held open from the check on: a directory swapped in at its
+    /// path afterwards receives nothing, and what was stored is still found.
+    #[test]
+    fn a_cache_directory_swapped_after_the_check_is_not_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("compiled");
+        let cache = CompiledCache::new(&dir, tmp.path().join("key"))
+            .open()
+            .unwrap();
+        std::fs::rename(&dir, tmp.path().join("checked")).unwrap();
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+
+        let engine = Engine::default();
+        // The smallest component: its preamble alone.
+        let component = Component::new(&engine, b"\0asm\x0d\x00\x01\x00").unwrap();
+        cache.store(&component, "sha256:00", 7).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing lands in the directory swapped in"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("checked"))
+                .unwrap()
+                .count(),
+            1
+        );
+        assert!(cache.load(&engine, "sha256:00", 7).unwrap().is_some());
+    }
 }

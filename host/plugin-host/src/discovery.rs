@@ -148,7 +148,7 @@ pub fn discover(
         caps,
         "discovery",
         |_| {},
-        async |store| {
+        async move |store| {
             let bindings: VolumeDiscovery = pre.instantiate_async(&mut *store).await?;
             bindings
                 .cairn_plugin_discovery()
@@ -217,9 +217,9 @@ fn to_host(
     let mount = caps
         .dirs
         .iter()
-        .filter(|(_, mount, _)| wanted.starts_with(mount))
-        .max_by_key(|(_, mount, _)| mount.len());
-    let Some((real, mount, _)) = mount else {
+        .filter(|d| wanted.starts_with(&d.mount))
+        .max_by_key(|d| d.mount.len());
+    let Some(crate::grants::GrantedDir { real, mount, .. }) = mount else {
         return Err(refused("outside every directory it was given".into()));
     };
     let rest = wanted.strip_prefix(mount).unwrap_or(Path::new(""));
@@ -272,7 +272,10 @@ mod tests {
         let real = kubelet.canonicalize().unwrap();
         let caps = Capabilities {
             http: vec![],
-            dirs: vec![(real.clone(), "/var/lib/kubelet".into(), Access::ReadOnly)],
+            dirs: vec![
+                crate::grants::GrantedDir::open(&real, "/var/lib/kubelet", Access::ReadOnly)
+                    .unwrap(),
+            ],
             limits: Limits::default(),
         };
         let map = |p: &str| to_host("k", &caps, p, VolumeKind::Csi);

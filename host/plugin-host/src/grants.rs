@@ -3,7 +3,9 @@
 //! A plugin gets exactly what its manifest requests, and only when every request is covered
 //! by a grant; otherwise it does not start, and the error names the plugin and the capability.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_repo::{Error, ErrorKind, Result};
@@ -53,10 +55,69 @@ pub struct DirGrant {
 pub struct Capabilities {
     /// Authorities (`host:port`) for outgoing HTTP.
     pub http: Vec<String>,
-    /// Directories: host path, guest mount, access.
-    pub dirs: Vec<(PathBuf, String, Access)>,
+    /// Directories, each held open since it was checked.
+    pub dirs: Vec<GrantedDir>,
     /// Limits for every instance and call.
     pub limits: Limits,
+}
+
+/// A directory given to a plugin instance: held open from the moment it was checked against
+/// the grants, so that what the instance gets is that directory even if a path component is
+/// swapped for a link afterwards.
+#[derive(Debug, Clone)]
+pub struct GrantedDir {
+    /// Its real path when it was checked (for messages and for mapping guest paths back).
+    pub real: PathBuf,
+    /// Where the guest sees it.
+    pub mount: String,
+    /// Its access.
+    pub access: Access,
+    handle: Arc<OwnedFd>,
+}
+
+impl PartialEq for GrantedDir {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.real, &self.mount, self.access) == (&other.real, &other.mount, other.access)
+    }
+}
+
+impl Eq for GrantedDir {}
+
+impl GrantedDir {
+    /// Opens `path` (links followed: a grant may contain them) and records where it really
+    /// is: the kernel's name for the held descriptor, so that no second lookup can differ
+    /// from the first.
+    pub(crate) fn open(path: &Path, mount: &str, access: Access) -> std::io::Result<Self> {
+        use nix::fcntl::{OFlag, open};
+        let fd = open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let real = if cairn_repo::target_dir::have_proc() {
+            PathBuf::from(nix::fcntl::readlink(&cairn_repo::target_dir::proc_path(
+                fd.as_fd(),
+            ))?)
+        } else {
+            path.canonicalize()?
+        };
+        Ok(GrantedDir {
+            real,
+            mount: mount.to_owned(),
+            access,
+            handle: Arc::new(fd),
+        })
+    }
+
+    /// The path to give wasmtime's preopen: `/proc/self/fd/N` of the held directory (the same
+    /// inode whatever happened to its path since), or its real path without `/proc`.
+    pub fn host_path(&self) -> PathBuf {
+        if cairn_repo::target_dir::have_proc() {
+            cairn_repo::target_dir::proc_path(self.handle.as_fd())
+        } else {
+            self.real.clone()
+        }
+    }
 }
 
 /// Resource limits of an instance.
@@ -238,7 +299,7 @@ impl Grants {
                 }
             };
             match self.dir(plugin, request, &raw, hint)? {
-                Some(real) => dirs.push((real, request.mount.clone(), request.access)),
+                Some(dir) => dirs.push(dir),
                 None => {
                     tracing::debug!(plugin, mount = %request.mount, path = raw, "optional directory left out: missing or not granted")
                 }
@@ -281,14 +342,14 @@ impl Grants {
     }
 
     /// Checks one directory request for `raw` (its host path): the real directory to give,
-    /// `None` for an optional one that is missing or not granted.
+    /// held open, or `None` for an optional one that is missing or not granted.
     fn dir(
         &self,
         plugin: &str,
         request: &DirRequest,
         raw: &str,
         hint: &str,
-    ) -> Result<Option<PathBuf>> {
+    ) -> Result<Option<GrantedDir>> {
         let path = Path::new(raw);
         if !path.is_absolute() {
             return Err(Error::invalid(format!(
@@ -323,8 +384,8 @@ impl Grants {
         if request.access == Access::ReadWrite && std::fs::symlink_metadata(&wanted).is_err() {
             self.create_beneath(plugin, &wanted)?;
         }
-        // Symbolic links must not lead out of the grant.
-        let real = wanted.canonicalize().map_err(|e| {
+        // Symbolic links must not lead out of the grant; what is checked is what is held.
+        let dir = GrantedDir::open(&wanted, &request.mount, request.access).map_err(|e| {
             Error::io(
                 format!(
                     "cannot open directory {} for plugin `{plugin}`",
@@ -334,17 +395,17 @@ impl Grants {
             )
         })?;
         // Compared with the grants' real paths, so that neither side's links mislead.
-        if !self.covers_real(&real, request.access) {
+        if !self.covers_real(&dir.real, request.access) {
             return Err(denied(
                 plugin,
                 format!(
                     "{} which resolves to {}, outside its grants",
                     wanted.display(),
-                    real.display()
+                    dir.real.display()
                 ),
             ));
         }
-        Ok(Some(real))
+        Ok(Some(dir))
     }
 
     /// Creates the missing directories of `wanted` only where a grant covers them for
@@ -480,7 +541,7 @@ mod tests {
             inside.is_dir(),
             "a read-write directory inside a grant is created"
         );
-        assert_eq!(caps.dirs[0].1, "/repo");
+        assert_eq!(caps.dirs[0].mount, "/repo");
 
         let escape = format!("{}/../elsewhere", root.display());
         let e = grants
@@ -514,6 +575,40 @@ mod tests {
             .resolve(&m, &cfg(&[("path", inside.to_str().unwrap())]), "")
             .unwrap_err();
         assert!(e.to_string().contains("read-write access"), "{e}");
+    }
+
+    /// The directory an instance is given is the one that was checked: a path component
+    /// swapped for a link after the check does not change it.
+    #[test]
+    fn a_directory_swapped_after_the_check_is_not_what_the_plugin_gets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("granted");
+        let tenant = root.join("tenant");
+        std::fs::create_dir_all(&tenant).unwrap();
+        std::fs::write(tenant.join("mine.txt"), "tenant").unwrap();
+        let outside = tmp.path().join("host-secrets");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+        let m = manifest("[[capabilities.dirs]]\nmount = \"/data\"\npath = \"config:path\"");
+        let grants = Grants {
+            dirs: vec![DirGrant {
+                path: root.clone(),
+                access: Access::ReadOnly,
+            }],
+            ..Grants::default()
+        };
+        let caps = grants
+            .resolve(&m, &cfg(&[("path", tenant.to_str().unwrap())]), "")
+            .unwrap();
+        // The tenant swaps its directory for a link to the host's secrets.
+        std::fs::rename(&tenant, root.join("old")).unwrap();
+        std::os::unix::fs::symlink(&outside, &tenant).unwrap();
+        let given = caps.dirs[0].host_path();
+        let names: Vec<String> = std::fs::read_dir(&given)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["mine.txt"], "the plugin gets the checked directory");
     }
 
     #[test]
@@ -579,14 +674,14 @@ mod tests {
             ..Grants::default()
         };
         let caps = grants.resolve(&m, &[], &format!("{host_root}/")).unwrap();
-        let mounts: Vec<&str> = caps.dirs.iter().map(|d| d.1.as_str()).collect();
+        let mounts: Vec<&str> = caps.dirs.iter().map(|d| d.mount.as_str()).collect();
         assert_eq!(
             mounts,
             ["/var/lib/kubelet"],
             "missing, unset and ungranted are left out"
         );
         assert_eq!(
-            caps.dirs[0].0,
+            caps.dirs[0].real,
             node.join("var/lib/kubelet").canonicalize().unwrap()
         );
 

@@ -92,8 +92,23 @@ fn to_wit(e: &Error) -> WitError {
     WitError::Other(e.to_string())
 }
 
+impl State {
+    /// Sinks refuse a call its caller stopped waiting for: its files are not part of any
+    /// backup any more.
+    fn not_abandoned(&self) -> std::result::Result<(), WitError> {
+        if self.abandoned.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(WitError::Denied(
+                "this call ran past its wall-clock limit and was abandoned".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl SinkHost for State {
     fn open(&mut self, path: String) -> std::result::Result<Resource<OpenSink>, WitError> {
+        self.not_abandoned()?;
         check_path(&path)?;
         let Some(sinks) = self.sinks.clone() else {
             return Err(WitError::Denied(format!(
@@ -113,6 +128,7 @@ impl HostFileSink for State {
         sink: Resource<OpenSink>,
         data: Vec<u8>,
     ) -> std::result::Result<(), WitError> {
+        self.not_abandoned()?;
         let open = self
             .table
             .get_mut(&sink)
@@ -124,6 +140,7 @@ impl HostFileSink for State {
     }
 
     fn finish(&mut self, sink: Resource<OpenSink>) -> std::result::Result<(), WitError> {
+        self.not_abandoned()?;
         let open = self
             .table
             .get_mut(&sink)
@@ -175,7 +192,7 @@ pub fn run_hook(
         caps,
         what,
         |state| state.sinks = sinks,
-        async |store| {
+        async move |store| {
             let bindings: Hook = pre.instantiate_async(&mut *store).await?;
             bindings
                 .cairn_plugin_hooks()

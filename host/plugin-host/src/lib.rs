@@ -25,7 +25,7 @@ pub mod world;
 pub use catalog::{Installed, PluginStore};
 pub use compiled_cache::CompiledCache;
 pub use discovery::{Target, VolumeKind, discover};
-pub use grants::{Capabilities, DirGrant, Grants, Limits};
+pub use grants::{Capabilities, DirGrant, GrantedDir, Grants, Limits};
 pub use hooks::{HookContext, Phase, Report, SinkFile, Sinks, run_hook};
 pub use manifest::{Access, Manifest};
 pub use runtime::{Plugin, Runtime, digest};

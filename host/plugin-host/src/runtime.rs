@@ -3,6 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -19,6 +20,9 @@ use crate::world::World;
 
 /// How often the epoch advances: the granularity of CPU limits and of yielding to tokio.
 const TICK: Duration = Duration::from_millis(10);
+/// How long past its wall-clock limit a one-shot call may take to report its own timeout
+/// before its caller stops waiting for it.
+const WALL_GRACE: Duration = Duration::from_secs(1);
 
 /// The plugin runtime: one engine (compiled code is shared), one linker holding every host
 /// interface a plugin may import, and an optional on-disk cache of compiled components.
@@ -213,12 +217,21 @@ impl Runtime {
         Ok(component)
     }
 
-    /// A fresh store holding exactly `caps`, its limits armed.
-    pub(crate) fn store(&self, plugin: Arc<str>, caps: &Capabilities) -> Result<Store<State>> {
-        let mut store = Store::new(&self.engine, State::new(plugin, caps)?);
+    /// A fresh store holding exactly `caps`, its limits armed. `inline_blocking`: the
+    /// guest's file calls block the thread that runs it (see [`State::new`]).
+    pub(crate) fn store(
+        &self,
+        plugin: Arc<str>,
+        caps: &Capabilities,
+        inline_blocking: bool,
+    ) -> Result<Store<State>> {
+        let mut store = Store::new(&self.engine, State::new(plugin, caps, inline_blocking)?);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
+            if state.abandoned.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::msg("abandoned after its wall-clock limit"));
+            }
             state.ticks += 1;
             if state.ticks > state.tick_budget {
                 let budget = TICK * u32::try_from(state.tick_budget).unwrap_or(u32::MAX);
@@ -232,25 +245,61 @@ impl Runtime {
 }
 
 /// Runs `call` once in a fresh store for plugin instance `name` holding `caps` (after
-/// `prepare` adjusted its state), on a runtime of its own, under the plugin's limits: for
-/// plugins called once per operation (discovery, hooks).
-pub(crate) fn one_shot<R>(
+/// `prepare` adjusted its state), under the plugin's limits: for plugins called once per
+/// operation (discovery, hooks).
+///
+/// The call runs on a thread of its own, where the guest's file calls may block (no hop to a
+/// blocking pool for each: discovery over thousands of directories is mostly such calls).
+/// The caller waits at most the wall-clock limit: a guest stuck in a call that does not
+/// return (a FIFO opened in a granted directory, a hung network mount) is abandoned there,
+/// and traps as soon as it runs guest code again; its sinks refuse it from then on.
+pub(crate) fn one_shot<R: Send + 'static>(
     runtime: &Runtime,
     name: &str,
     caps: &Capabilities,
     what: &str,
     prepare: impl FnOnce(&mut State),
-    call: impl AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<R>,
+    call: impl AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<R> + Send + 'static,
 ) -> Result<R> {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the plugin runtime", e))?;
-    tokio.block_on(async {
-        let mut store = runtime.store(Arc::from(name), caps)?;
-        prepare(store.data_mut());
-        guarded(&mut store, &caps.limits, what, call).await
-    })
+    let mut store = runtime.store(Arc::from(name), caps, caps.http.is_empty())?;
+    prepare(store.data_mut());
+    let abandoned = store.data().abandoned.clone();
+    let limits = caps.limits;
+    let owned_what = what.to_owned();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("cairn-plugin-call".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("cannot start the plugin runtime", e))
+                .and_then(|tokio| {
+                    let outcome = tokio.block_on(guarded(&mut store, &limits, &owned_what, call));
+                    // Nothing of this call may outlive it (a blocking task stuck in a file).
+                    tokio.shutdown_background();
+                    outcome
+                });
+            let _ = tx.send(outcome);
+        })
+        .map_err(|e| Error::io("cannot start a plugin thread", e))?;
+    match rx.recv_timeout(limits.wall + WALL_GRACE) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            abandoned.store(true, Ordering::Relaxed);
+            Err(wall_exceeded(name, what, &limits))
+        }
+    }
+}
+
+fn wall_exceeded(plugin: &str, what: &str, limits: &Limits) -> Error {
+    Error::new(
+        ErrorKind::Backend,
+        format!(
+            "plugin `{plugin}` did not finish {what} within its wall-clock limit of {} s",
+            limits.wall.as_secs_f64()
+        ),
+    )
 }
 
 /// Runs one call into a plugin under its limits: the CPU budget (epoch ticks spent in guest
@@ -276,13 +325,7 @@ pub(crate) async fn guarded<R>(
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(describe(&plugin, what, &e, store.data(), limits)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Backend,
-            format!(
-                "plugin `{plugin}` did not finish {what} within its wall-clock limit of {} s",
-                limits.wall.as_secs_f64()
-            ),
-        )),
+        Err(_) => Err(wall_exceeded(&plugin, what, limits)),
     }
 }
 

@@ -6,6 +6,7 @@
 //! tagged with the plugin's name), and a memory cap over all of the instance's linear memories.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result as WasmResult};
@@ -137,17 +138,27 @@ pub(crate) struct State {
     pub(crate) sinks: Option<Arc<dyn crate::hooks::Sinks>>,
     pub(crate) memory: MemoryCap,
     output: MemoryOutputPipe,
+    /// Set when the caller stopped waiting for the current call: the guest traps as soon as
+    /// it runs again, and sinks refuse it.
+    pub(crate) abandoned: Arc<AtomicBool>,
     /// Epoch ticks spent in guest code during the current call, and the budget.
     pub(crate) ticks: u64,
     pub(crate) tick_budget: u64,
 }
 
 impl State {
-    /// A state holding exactly `caps`.
+    /// A state holding exactly `caps`. With `inline_blocking`, the guest's file calls run on
+    /// the thread that runs the guest instead of hopping to tokio's blocking pool and back
+    /// for each: only for a guest on a thread of its own that its caller can abandon (see
+    /// [`crate::runtime::one_shot`]), since nothing else on that thread runs meanwhile.
     ///
     /// # Errors
     /// When a granted directory cannot be opened.
-    pub(crate) fn new(plugin: Arc<str>, caps: &Capabilities) -> Result<State> {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        caps: &Capabilities,
+        inline_blocking: bool,
+    ) -> Result<State> {
         let output = MemoryOutputPipe::new(OUTPUT_KEPT);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(output.clone())
@@ -155,23 +166,23 @@ impl State {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            // Calls run on the caller's thread (`block_on`), so a file operation may block it
-            // instead of hopping to tokio's blocking pool and back for each one: discovery
-            // over thousands of directories was mostly those hops (2.07 s → 0.39 s on 2,000
-            // pods). Not with HTTP: a guest blocked on a body would hold back the connection's
-            // own task on that thread (a streamed export took 30 % longer).
-            .allow_blocking_current_thread(caps.http.is_empty());
-        for (host, mount, access) in &caps.dirs {
-            let perms = match access {
+            // Discovery over thousands of directories was mostly blocking-pool hops (2.07 s →
+            // 0.39 s on 2,000 pods inline). Never with HTTP: a guest blocked on a body would
+            // hold back the connection's own task on that thread (a streamed export took 30 %
+            // longer).
+            .allow_blocking_current_thread(inline_blocking && caps.http.is_empty());
+        for dir in &caps.dirs {
+            let perms = match dir.access {
                 Access::ReadOnly => FsPerms::ReadOnly,
                 Access::ReadWrite => FsPerms::ReadWrite,
             };
-            wasi.preopened_dir(host, mount, perms).map_err(|e| {
-                Error::invalid(format!(
-                    "cannot give plugin `{plugin}` the directory {}: {e}",
-                    host.display()
-                ))
-            })?;
+            wasi.preopened_dir(dir.host_path(), &dir.mount, perms)
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "cannot give plugin `{plugin}` the directory {}: {e}",
+                        dir.real.display()
+                    ))
+                })?;
         }
         Ok(State {
             wasi: wasi.build(),
@@ -187,6 +198,7 @@ impl State {
                 used: 0,
             },
             output,
+            abandoned: Arc::new(AtomicBool::new(false)),
             ticks: 0,
             tick_budget: u64::MAX,
             plugin,

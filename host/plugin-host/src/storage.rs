@@ -35,7 +35,18 @@ pub struct PluginBackend {
     pool: Mutex<Vec<Slot>>,
     guarantees: Guarantees,
     connections: usize,
-    tokio: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (then shut down without waiting: see [`Drop`]).
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PluginBackend {
+    fn drop(&mut self) {
+        // A guest's file call stuck in the blocking pool (its call already timed out) must not
+        // hold the process at exit.
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for PluginBackend {
@@ -95,7 +106,7 @@ impl PluginBackend {
                 atomic_create: false,
             },
             connections: connections.max(1),
-            tokio,
+            tokio: Some(tokio),
         };
         let guarantees = backend.call("opening the store", async |store, b, h| {
             let g = b
@@ -118,7 +129,7 @@ impl PluginBackend {
     /// When the plugin fails to start.
     #[doc(hidden)]
     pub fn fresh_instance(&self) -> Result<()> {
-        self.tokio.block_on(self.new_slot()).map(drop)
+        self.block_on(self.new_slot()).map(drop)
     }
 
     /// The capabilities this instance holds.
@@ -127,7 +138,9 @@ impl PluginBackend {
     }
 
     async fn new_slot(&self) -> Result<Slot> {
-        let mut store = self.runtime.store(self.name.clone(), &self.caps)?;
+        // The engine's thread waits in `block_on`: a guest blocked in a file call there would
+        // keep the wall-clock timeout from firing, so file calls go to the blocking pool.
+        let mut store = self.runtime.store(self.name.clone(), &self.caps, false)?;
         let limits = self.caps.limits;
         let (bindings, opened) = guarded(&mut store, &limits, "start-up", async |store| {
             let bindings = self.pre.instantiate_async(&mut *store).await?;
@@ -157,7 +170,7 @@ impl PluginBackend {
             ResourceAny,
         ) -> wasmtime::Result<std::result::Result<R, WitError>>,
     ) -> Result<R> {
-        self.tokio.block_on(async {
+        self.block_on(async {
             let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut slot = match pooled {
                 Some(slot) => slot,
@@ -182,6 +195,16 @@ impl PluginBackend {
             }
             answer.map_err(|e| self.error(what, e))
         })
+    }
+
+    fn block_on<R>(&self, f: impl Future<Output = Result<R>>) -> Result<R> {
+        match &self.tokio {
+            Some(tokio) => tokio.block_on(f),
+            None => Err(Error::new(
+                ErrorKind::Backend,
+                "the plugin backend is shut down",
+            )),
+        }
     }
 
     fn error(&self, what: &str, e: WitError) -> Error {

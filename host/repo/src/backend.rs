@@ -135,6 +135,24 @@ pub trait Backend: Send + Sync + 'static {
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when it does not exist.
     fn read(&self, tpe: FileType, name: &str) -> Result<Vec<u8>>;
 
+    /// The size of a file. The default looks it up in a listing; stores that can ask for one
+    /// file's size override it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when it does not exist.
+    fn size(&self, tpe: FileType, name: &str) -> Result<u64> {
+        self.list(tpe)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, size)| size)
+            .ok_or_else(|| {
+                crate::Error::new(
+                    crate::ErrorKind::NotFound,
+                    format!("{tpe} {name} does not exist"),
+                )
+            })
+    }
+
     /// `length` bytes from `offset`.
     ///
     /// # Errors

@@ -82,14 +82,14 @@ pub(crate) fn apply_metadata_held(
 }
 
 /// Whether `/proc/self/fd` can reach what a descriptor holds.
-pub(crate) fn have_proc() -> bool {
+pub fn have_proc() -> bool {
     static HAVE: OnceLock<bool> = OnceLock::new();
     *HAVE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// `/proc/self/fd/N`: the inode `fd` holds, reached again by a path (for calls that take
 /// one).
-pub(crate) fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+pub fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 

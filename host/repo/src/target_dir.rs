@@ -21,6 +21,8 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+pub use crate::fsmeta::{have_proc, proc_path};
+
 /// Set once the kernel said it has no `openat2`.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 

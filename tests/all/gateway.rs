@@ -1,0 +1,475 @@
+//! `cairn gateway`: restic and cairn as its clients, the roles, and an adversarial suite of
+//! an app credential against it, counting deletes and overwrites in the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cairn_tests::gateway::Gateway;
+use cairn_tests::servers::find_program;
+
+/// Every file below `dir` with its bytes (the store, compared before and after).
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut all = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                all.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    all
+}
+
+/// Some data to back up: small files and one of a few MiB.
+fn source(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            src.join(format!("f{i}.txt")),
+            format!("file {i}\n").repeat(i + 1),
+        )
+        .unwrap();
+    }
+    let big: Vec<u8> = (0..6u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(src.join("sub/big.bin"), big).unwrap();
+    src
+}
+
+/// Files below `root` relative to it, with contents (for comparing a restore).
+fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    contents(root)
+}
+
+struct Restic {
+    bin: PathBuf,
+    cache: PathBuf,
+}
+
+impl Restic {
+    fn new(dir: &Path) -> Restic {
+        Restic {
+            bin: find_program("restic", "CAIRN_TEST_RESTIC", "apt-get install restic"),
+            cache: dir.join("restic-cache"),
+        }
+    }
+
+    fn run(&self, repo: &str, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
+            .arg("-r")
+            .arg(format!("rest:{repo}"))
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .env("RESTIC_PASSWORD", "restic test password")
+            .output()
+            .expect("run restic")
+    }
+
+    #[track_caller]
+    fn ok(&self, repo: &str, args: &[&str]) -> String {
+        let out = self.run(repo, args);
+        assert!(
+            out.status.success(),
+            "restic {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// restic with an app credential: init, two backups, an exact restore, a clean
+/// `check --read-data`; its `forget --prune` is refused and leaves the store as it was; the
+/// node's works.
+#[test]
+fn restic_backs_up_through_the_gateway_and_only_the_node_prunes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = tmp.path().join("storage");
+    let gw = Gateway::start(tmp.path(), storage.to_str().unwrap(), &[]);
+    let app = gw.token("shop", "app", &["apps/shop"]);
+    let node = gw.token("node-1", "node", &[]);
+    let restic = Restic::new(tmp.path());
+    let as_app = gw.url("shop", &app, "apps/shop");
+    let src = source(tmp.path());
+    restic.ok(&as_app, &["init"]);
+    restic.ok(&as_app, &["backup", src.to_str().unwrap()]);
+    std::fs::write(src.join("f0.txt"), "changed\n").unwrap();
+    restic.ok(&as_app, &["backup", src.to_str().unwrap()]);
+    let target = tmp.path().join("restored");
+    restic.ok(
+        &as_app,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        files(&restored),
+        files(&src),
+        "the restore equals the source"
+    );
+    restic.ok(&as_app, &["check", "--read-data"]);
+
+    let repo = storage.join("apps/shop");
+    let before = contents(&repo);
+    let refused = restic.run(&as_app, &["forget", "--keep-last", "1", "--prune"]);
+    assert!(
+        !refused.status.success(),
+        "the app's forget --prune succeeded"
+    );
+    assert_eq!(
+        contents(&repo),
+        before,
+        "the app's forget --prune changed the store"
+    );
+
+    let as_node = gw.url("node-1", &node, "apps/shop");
+    restic.ok(&as_node, &["forget", "--keep-last", "1", "--prune"]);
+    let snapshots = restic.ok(&as_node, &["snapshots", "--json"]);
+    let n = serde_json::from_str::<serde_json::Value>(&snapshots)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(n, 1);
+    restic.ok(&as_node, &["check", "--read-data"]);
+    let log = std::fs::read_to_string(gw.state.join("audit.log")).unwrap();
+    assert!(
+        !log.contains(&app) && !log.contains(&node),
+        "a token is in the audit log"
+    );
+    assert!(log.contains("\"credential\":\"shop\""), "{log}");
+}
+
+const NAME: &str = "00000000000000000000000000000000000000000000000000000000000000aa";
+
+/// An app credential against the gateway, every way it could try to destroy or reach what
+/// it may not: each attempt is refused, and the store is byte for byte what it was.
+#[test]
+fn an_app_credential_can_neither_delete_nor_overwrite_nor_reach_other_repositories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = tmp.path().join("storage");
+    let gw = Gateway::start(
+        tmp.path(),
+        storage.to_str().unwrap(),
+        &["--max-object-size", "1M", "--idle-timeout", "2s"],
+    );
+    let app = gw.token("shop", "app", &["apps/shop"]);
+    let other = gw.token("blog", "app", &["apps/blog"]);
+    let restic = Restic::new(tmp.path());
+    let src = source(tmp.path());
+    // Two repositories with real content, by their own apps.
+    for (name, token, repo) in [("shop", &app, "apps/shop"), ("blog", &other, "apps/blog")] {
+        let url = gw.url(name, token, repo);
+        restic.ok(&url, &["init"]);
+        restic.ok(&url, &["backup", src.to_str().unwrap()]);
+    }
+    // A lock of blog's, held while shop attacks.
+    let blog_lock = b"blog's lock".to_vec();
+    let blog_lock_name = sha256_hex(&blog_lock);
+    let auth_blog = Some(("blog", other.as_str()));
+    assert_eq!(
+        gw.request(
+            "POST",
+            &format!("/apps/blog/locks/{blog_lock_name}"),
+            auth_blog,
+            &blog_lock
+        )
+        .0,
+        200
+    );
+    let before = contents(&storage);
+    let auth = Some(("shop", app.as_str()));
+    let mut refused = 0;
+    let mut expect = |what: &str, (status, response): (u16, String), wanted: &[u16]| {
+        assert!(
+            wanted.contains(&status),
+            "{what}: answered {status}, wanted one of {wanted:?}:\n{response}"
+        );
+        refused += 1;
+    };
+
+    // Deletes of every kind of file, in its own repository and the other's.
+    for repo in ["apps/shop", "apps/blog"] {
+        for (tpe, dir) in [
+            ("data", repo_dir(&storage, repo, "data")),
+            ("index", repo_dir(&storage, repo, "index")),
+            ("keys", repo_dir(&storage, repo, "keys")),
+            ("snapshots", repo_dir(&storage, repo, "snapshots")),
+        ] {
+            for name in names_in(&dir) {
+                expect(
+                    &format!("DELETE {repo}/{tpe}/{name}"),
+                    gw.request("DELETE", &format!("/{repo}/{tpe}/{name}"), auth, b""),
+                    &[403],
+                );
+            }
+        }
+        expect(
+            &format!("DELETE {repo}/config"),
+            gw.request("DELETE", &format!("/{repo}/config"), auth, b""),
+            &[403],
+        );
+    }
+    expect(
+        "DELETE another credential's lock",
+        gw.request(
+            "DELETE",
+            &format!("/apps/blog/locks/{blog_lock_name}"),
+            auth,
+            b"",
+        ),
+        &[403],
+    );
+    // POST over every existing object with other bytes.
+    for (path, _) in before.iter() {
+        let path = path.to_string_lossy();
+        let Some(url) = object_url(&path) else {
+            continue;
+        };
+        expect(
+            &format!("POST over {url}"),
+            gw.request("POST", &url, auth, b"other bytes"),
+            &[400, 403],
+        );
+    }
+    // Traversal in every spelling; another repository; bad names.
+    for path in [
+        "/apps/shop/../blog/config",
+        "/apps/shop/%2e%2e/blog/config",
+        "/apps/shop%2F..%2Fblog/config",
+        "/apps/shop/..%2Fblog/config",
+        "/apps/shop/.%2E/blog/config",
+        "/apps/shop/./config",
+        "/apps//shop/config",
+        "/apps/shop\\..\\blog/config",
+        "/apps/shop/data/..",
+        "/apps/shop/data/NOTHEX",
+        &format!("/apps/shop/data/{}", NAME.to_uppercase()),
+    ] {
+        expect(
+            &format!("POST {path}"),
+            gw.request("POST", path, auth, b"x"),
+            &[400],
+        );
+        expect(
+            &format!("GET {path}"),
+            gw.request("GET", path, auth, b""),
+            &[400],
+        );
+    }
+    let nul = b"GET /apps/shop\0/config HTTP/1.1\r\nHost: x\r\n\r\n";
+    expect("NUL in the path", gw.raw(nul), &[400]);
+    for method in ["GET", "POST"] {
+        expect(
+            &format!("{method} another app's repository"),
+            gw.request(method, "/apps/blog/config", auth, b"x"),
+            &[403],
+        );
+        expect(
+            &format!("{method} another app's listing"),
+            gw.request(method, "/apps/blog/snapshots/", auth, b""),
+            &[403],
+        );
+    }
+    // Credentials: none, malformed, wrong.
+    for (what, answer) in [
+        (
+            "no credentials",
+            gw.request("GET", "/apps/shop/config", None, b""),
+        ),
+        (
+            "wrong token",
+            gw.request("GET", "/apps/shop/config", Some(("shop", "0000")), b""),
+        ),
+        (
+            "unknown name",
+            gw.request(
+                "GET",
+                "/apps/shop/config",
+                Some(("nobody", app.as_str())),
+                b"",
+            ),
+        ),
+        (
+            "malformed",
+            gw.raw(
+                b"GET /apps/shop/config HTTP/1.1\r\nHost: x\r\nAuthorization: Basic !!!\r\n\r\n",
+            ),
+        ),
+        (
+            "not basic",
+            gw.raw(
+                b"GET /apps/shop/config HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\n\r\n",
+            ),
+        ),
+    ] {
+        assert!(
+            answer.1.contains("WWW-Authenticate") || answer.1.contains("www-authenticate"),
+            "{what}: {}",
+            answer.1
+        );
+        expect(what, answer, &[401]);
+    }
+    // An expired restore grant.
+    let grant = gw.admin(&[
+        "grant",
+        "restore",
+        "late",
+        "--repo",
+        "apps/blog",
+        "--ttl",
+        "1s",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    expect(
+        "an expired restore grant",
+        gw.request("GET", "/apps/blog/config", Some(("late", &grant)), b""),
+        &[401],
+    );
+    // A body over the limit; a body that does not hash to its name; one that stops.
+    let big = vec![7u8; (1 << 20) + 1];
+    let big_name = sha256_hex(&big);
+    expect(
+        "an oversized body",
+        gw.request("POST", &format!("/apps/shop/data/{big_name}"), auth, &big),
+        &[413],
+    );
+    expect(
+        "a body that does not hash to its name",
+        gw.request(
+            "POST",
+            &format!("/apps/shop/data/{NAME}"),
+            auth,
+            b"not what the name says",
+        ),
+        &[400],
+    );
+    let stalled = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        let body = b"only half";
+        let head = format!(
+            "POST /apps/shop/data/{} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nAuthorization: Basic {}\r\n\r\n",
+            sha256_hex(body),
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("shop:{app}")
+            )
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut out = vec![0u8; 256];
+        let n = s.read(&mut out).unwrap_or(0);
+        let text = String::from_utf8_lossy(&out[..n]).into_owned();
+        (
+            text.split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0),
+            text,
+        )
+    };
+    expect("a client that stops sending mid-body", stalled, &[408]);
+
+    assert_eq!(
+        contents(&storage),
+        before,
+        "the store changed: something was deleted, overwritten or added"
+    );
+    assert!(refused > 60, "only {refused} attempts were made");
+    // What an app may do: remove the lock it made itself.
+    let mine = b"shop's lock".to_vec();
+    let mine_name = sha256_hex(&mine);
+    // Twice: a retried upload is not an error.
+    for _ in 0..2 {
+        let path = format!("/apps/shop/locks/{mine_name}");
+        assert_eq!(gw.request("POST", &path, auth, &mine).0, 200);
+    }
+    assert_eq!(
+        gw.request(
+            "DELETE",
+            &format!("/apps/shop/locks/{mine_name}"),
+            auth,
+            b""
+        )
+        .0,
+        200
+    );
+
+    let log = std::fs::read_to_string(gw.state.join("audit.log")).unwrap();
+    let gateway_log = std::fs::read_to_string(&gw.log).unwrap();
+    for secret in [&app, &other, &grant] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token is in the audit log"
+        );
+        assert!(
+            !gateway_log.contains(secret.as_str()),
+            "a token is in the gateway's output"
+        );
+    }
+    let denials = log
+        .lines()
+        .filter(|l| !l.contains("\"reason\":\"deleted\""))
+        .count();
+    assert!(
+        denials >= refused,
+        "{denials} denials logged for {refused} refusals"
+    );
+    let (status, metrics) = gw.request("GET", "/metrics", None, b"");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("cairn_gateway_denials_total{reason=\"delete\"}"),
+        "{metrics}"
+    );
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex_encode(&sha2::Sha256::digest(data))
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn repo_dir(storage: &Path, repo: &str, tpe: &str) -> PathBuf {
+    storage.join(repo).join(tpe)
+}
+
+/// Names of the files below `dir` (packs are fanned out in subdirectories).
+fn names_in(dir: &Path) -> Vec<String> {
+    contents(dir)
+        .keys()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// The REST path of a stored file (`apps/shop/data/ab/<id>` → `/apps/shop/data/<id>`).
+fn object_url(rel: &str) -> Option<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let at = parts
+        .iter()
+        .position(|p| ["config", "data", "keys", "locks", "snapshots", "index"].contains(p))?;
+    let repo = parts[..at].join("/");
+    if parts[at] == "config" {
+        return Some(format!("/{repo}/config"));
+    }
+    Some(format!("/{repo}/{}/{}", parts[at], parts.last()?))
+}
