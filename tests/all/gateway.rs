@@ -473,3 +473,90 @@ fn object_url(rel: &str) -> Option<String> {
     }
     Some(format!("/{repo}/{}/{}", parts[at], parts.last()?))
 }
+
+/// cairn through `rest:` with an app credential, over SeaweedFS (S3) under the gateway: the
+/// round trip, a refused `forget --prune` that removes nothing, and the node's that works.
+#[test]
+fn cairn_backs_up_through_the_gateway_over_s3_and_only_the_node_prunes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = cairn_tests::servers::shared_seaweed();
+    let storage = s3.location(&cairn_tests::servers::bucket("gateway"), "tenants");
+    let gw = Gateway::start(tmp.path(), &storage, &[]);
+    let app = gw.token("shop", "app", &["apps/shop"]);
+    let node = gw.token("node-1", "node", &[]);
+    let as_app = cairn_tests::TestEnv::at(&format!("rest:{}", gw.url("shop", &app, "apps/shop")));
+    as_app.init().ok();
+    let src = source(tmp.path());
+    as_app.backup(&[&src]);
+    std::fs::write(src.join("f1.txt"), "changed\n").unwrap();
+    as_app.backup(&[&src]);
+    let restored = as_app.restore_verified("restored");
+    let got = restored.join(src.strip_prefix("/").unwrap());
+    let got = if got.is_dir() {
+        got
+    } else {
+        restored.join("src")
+    };
+    assert_eq!(files(&got), files(&src), "the restore equals the source");
+    as_app.run(&["check", "--read-data"]).ok();
+
+    let refused = as_app.run(&["forget", "--keep-last", "1", "--prune"]);
+    assert_ne!(refused.code, 0, "the app's forget --prune succeeded");
+    assert!(
+        !refused.stderr.contains(&app),
+        "the token is in an error: {}",
+        refused.stderr
+    );
+    assert_eq!(as_app.snapshot_ids().len(), 2, "the app removed a snapshot");
+
+    let mut as_node =
+        cairn_tests::TestEnv::at(&format!("rest:{}", gw.url("node-1", &node, "apps/shop")));
+    as_node.password = as_app.password.clone();
+    as_node.run(&["forget", "--keep-last", "1", "--prune"]).ok();
+    assert_eq!(as_node.snapshot_ids().len(), 1);
+    as_node.run(&["check", "--read-data"]).ok();
+}
+
+/// 20 apps backing up at once, each into its own repository, while 5 readers restore: no
+/// error, and every repository checks clean.
+#[test]
+fn twenty_app_backups_and_five_readers_share_one_gateway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = tmp.path().join("storage");
+    let gw = Gateway::start(tmp.path(), storage.to_str().unwrap(), &[]);
+    let src = source(tmp.path());
+    let reader_token = gw.token("reader", "app", &["apps/read"]);
+    let reader = cairn_tests::TestEnv::at(&format!(
+        "rest:{}",
+        gw.url("reader", &reader_token, "apps/read")
+    ));
+    reader.init().ok();
+    reader.backup(&[&src]);
+    let apps: Vec<cairn_tests::TestEnv> = (0..20)
+        .map(|i| {
+            let name = format!("app{i}");
+            let repo = format!("apps/{name}");
+            let token = gw.token(&name, "app", &[&repo]);
+            cairn_tests::TestEnv::at(&format!("rest:{}", gw.url(&name, &token, &repo)))
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for env in &apps {
+            let src = &src;
+            s.spawn(move || {
+                env.init().ok();
+                env.backup(&[src]);
+            });
+        }
+        for i in 0..5 {
+            let reader = &reader;
+            s.spawn(move || {
+                reader.restore_verified(&format!("read-{i}"));
+            });
+        }
+    });
+    for env in &apps {
+        env.run(&["check"]).ok();
+        assert_eq!(env.snapshot_ids().len(), 1);
+    }
+}

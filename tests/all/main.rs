@@ -15,5 +15,6 @@ mod lifecycle;
 mod plugins;
 mod prune;
 mod rclone;
+mod rest;
 mod roundtrip;
 mod s3;

@@ -593,11 +593,17 @@ impl Backend for ObjectBackend {
             };
         }
         let dir = self.prefix.clone().join(tpe.dir());
-        let all: Vec<object_store::ObjectMeta> = self
+        let all: Vec<object_store::ObjectMeta> = match self
             .remote
             .rt
             .block_on(self.remote.store.list(Some(&dir)).try_collect())
-            .map_err(|e| self.remote.err(format!("cannot list {}", tpe.dir()), e))?;
+        {
+            Ok(all) => all,
+            // A bucket not made yet holds no files (its first write makes it, where the
+            // store allows that).
+            Err(e) if no_such_bucket(&e) => Vec::new(),
+            Err(e) => return Err(self.remote.err(format!("cannot list {}", tpe.dir()), e)),
+        };
         Ok(all
             .into_iter()
             .filter_map(|m| {

@@ -1,0 +1,200 @@
+//! The built-in `rest:` backend against a real `rclone serve restic` on loopback, with HTTP
+//! basic auth: the whole life of a repository, credentials from the URL or the environment,
+//! refused credentials that are never shown, and an append-only server.
+
+use std::path::{Path, PathBuf};
+
+use cairn_testing::fixture::random_bytes;
+use cairn_tests::TestEnv;
+use cairn_tests::servers::Rclone;
+
+const USER: &str = "cairn";
+const PASS: &str = "rest-Secret-4711";
+
+/// `rclone serve restic` over `dir/served` with the test credentials and `extra` flags.
+fn server(dir: &Path, extra: &[&str]) -> Rclone {
+    let mut args = vec!["--user", USER, "--pass", PASS];
+    args.extend_from_slice(extra);
+    Rclone::start_with("restic", &dir.join("served"), &args)
+}
+
+/// An environment for the repository `repo/` on `server`, with `userinfo` (`USER:PASS@` or
+/// nothing) in its URL, and a cache.
+fn env_on(server: &Rclone, userinfo: &str) -> TestEnv {
+    let mut env = TestEnv::at(&format!(
+        "rest:http://{userinfo}127.0.0.1:{}/repo/",
+        server.port
+    ));
+    let cache = env.path("cache");
+    env.envs.push(("CAIRN_CACHE_DIR".into(), cache.into()));
+    env
+}
+
+fn source(env: &TestEnv) -> PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("big.bin"), random_bytes(5 << 20, 1)).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            src.join(format!("sub/f{i}.bin")),
+            random_bytes(300_000, 10 + i),
+        )
+        .unwrap();
+    }
+    std::fs::write(src.join("note.txt"), "over REST\n").unwrap();
+    src
+}
+
+/// Every file below `dir` with its bytes, by path relative to `dir`.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_owned();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn rest_repository_lives_through_init_backups_restore_check_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), &[]);
+    let env = env_on(&server, &format!("{USER}:{PASS}@"));
+
+    let init = env.init();
+    init.ok();
+    assert!(
+        init.stderr.contains("does not refuse a second write"),
+        "REST has no conditional create: {}",
+        init.stderr
+    );
+    assert!(!init.stderr.contains(PASS), "{}", init.stderr);
+    let location = format!("rest:http://127.0.0.1:{}/repo/", server.port);
+    assert!(init.stderr.contains(&location), "{}", init.stderr);
+    assert!(dir.path().join("served/repo/config").exists());
+
+    let src = source(&env);
+    let first = env.backup(&[&src]);
+    assert_eq!(first["files_new"], 7, "{first}");
+    std::fs::write(src.join("note.txt"), "over REST, again\n").unwrap();
+    let second = env.backup(&[&src]);
+    assert_eq!(second["files_new"], 0, "{second}");
+    assert_eq!(second["files_changed"], 1, "{second}");
+    assert_eq!(env.snapshot_ids().len(), 2);
+
+    let out = env.restore_verified("out");
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert!(
+        tree(&restored) == tree(&src),
+        "the restore equals the source"
+    );
+
+    let check = env.run(&["check", "--read-data", "--json"]).json();
+    assert_eq!(check["errors"], 0, "{check}");
+
+    let r = env.run(&["forget", "--keep-last", "1", "--prune"]);
+    r.ok();
+    assert_eq!(env.snapshot_ids().len(), 1);
+    env.run(&["check", "--read-data"]).ok();
+    let out = env.restore_verified("out2");
+    assert!(tree(&out.join(src.strip_prefix("/").unwrap())) == tree(&src));
+
+    // The location is never shown with its password, not even in debug logs.
+    let r = env.run(&["-vv", "snapshots"]);
+    r.ok();
+    assert!(
+        !r.stderr.contains(PASS) && !r.stdout.contains(PASS),
+        "{}",
+        r.stderr
+    );
+
+    // A place that holds a repository is not made into another one.
+    let again = env.init();
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+    assert!(!again.stderr.contains(PASS), "{}", again.stderr);
+}
+
+#[test]
+fn rest_credentials_come_from_the_environment_and_refusals_never_show_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), &[]);
+    let mut env = env_on(&server, "");
+    env.envs.push(("CAIRN_REST_USERNAME".into(), USER.into()));
+    env.envs.push(("CAIRN_REST_PASSWORD".into(), PASS.into()));
+    env.init().ok();
+    let src = source(&env);
+    env.backup(&[&src]);
+    assert_eq!(env.snapshot_ids().len(), 1);
+
+    // A wrong password, from the environment and from the URL.
+    let wrong = "Wrong-Pass-0815";
+    env.envs.retain(|(k, _)| k != "CAIRN_REST_PASSWORD");
+    env.envs.push(("CAIRN_REST_PASSWORD".into(), wrong.into()));
+    let in_url = env_on(&server, &format!("{USER}:{wrong}@"));
+    for env in [&env, &in_url] {
+        for args in [
+            &["snapshots"][..],
+            &["-vv", "backup", src.to_str().unwrap()],
+        ] {
+            let r = env.run(args);
+            assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
+            assert!(
+                r.stderr.contains("refused the credentials")
+                    && r.stderr.contains("CAIRN_REST_USERNAME")
+                    && r.stderr.contains("CAIRN_REST_PASSWORD"),
+                "{args:?}: {}",
+                r.stderr
+            );
+            assert!(
+                !r.stderr.contains(wrong) && !r.stdout.contains(wrong),
+                "{args:?}: {}",
+                r.stderr
+            );
+            assert!(!r.stderr.contains(PASS), "{args:?}: {}", r.stderr);
+        }
+    }
+
+    // None at all.
+    let none = env_on(&server, "");
+    let r = none.run(&["snapshots"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("without credentials"), "{}", r.stderr);
+
+    // Credentials in the URL win over the environment's.
+    let mut both = env_on(&server, &format!("{USER}:{PASS}@"));
+    both.envs.push(("CAIRN_REST_PASSWORD".into(), wrong.into()));
+    assert_eq!(both.snapshot_ids().len(), 1);
+}
+
+#[test]
+fn rest_on_an_append_only_server_backs_up_but_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), &["--append-only"]);
+    let env = env_on(&server, &format!("{USER}:{PASS}@"));
+    env.init().ok();
+    let src = source(&env);
+    env.backup(&[&src]);
+    std::fs::write(src.join("note.txt"), "two").unwrap();
+    env.backup(&[&src]);
+    let ids = env.snapshot_ids();
+    assert_eq!(ids.len(), 2);
+    let r = env.run(&["forget", &ids[0]]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("refused to remove") && r.stderr.contains("append-only"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.snapshot_ids().len(), 2, "nothing was removed");
+    env.run(&["check", "--read-data"]).ok();
+}
