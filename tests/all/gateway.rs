@@ -560,3 +560,65 @@ fn twenty_app_backups_and_five_readers_share_one_gateway() {
         assert_eq!(env.snapshot_ids().len(), 1);
     }
 }
+
+/// TLS: cairn trusts the gateway through `--ca-cert`; after the certificate files are
+/// replaced (another CA) and SIGHUP, new connections get the new certificate.
+#[test]
+fn tls_is_served_and_a_new_certificate_is_taken_on_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    cairn_tests::servers::private_ca(&certs, "");
+    cairn_tests::servers::private_ca(&certs, "new-");
+    let cert = certs.join("srv.pem");
+    let key = certs.join("srv.key");
+    let storage = tmp.path().join("storage");
+    let gw = Gateway::start(
+        tmp.path(),
+        storage.to_str().unwrap(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let app = gw.token("shop", "app", &["apps/shop"]);
+    let url = gw
+        .url("shop", &app, "apps/shop")
+        .replace("http://", "https://");
+    let env = cairn_tests::TestEnv::at(&format!("rest:{url}"));
+    let with_ca = |ca: &str, args: &[&str]| {
+        let mut all = vec![
+            "--ca-cert".to_owned(),
+            certs.join(ca).to_string_lossy().into_owned(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        env.run(&all)
+    };
+    with_ca(
+        "ca.pem",
+        &["init", "--kdf-memory", "1024", "--kdf-iterations", "1"],
+    )
+    .ok();
+    with_ca("ca.pem", &["snapshots"]).ok();
+    let plain = gw.request("GET", "/apps/shop/config", Some(("shop", &app)), b"");
+    assert_ne!(plain.0, 200, "plain HTTP was served beside TLS");
+
+    std::fs::copy(certs.join("new-srv.pem"), &cert).unwrap();
+    std::fs::copy(certs.join("new-srv.key"), &key).unwrap();
+    gw.hangup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let old = with_ca("ca.pem", &["snapshots"]);
+        if old.code != 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the certificate was not reloaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    with_ca("new-ca.pem", &["snapshots"]).ok();
+}

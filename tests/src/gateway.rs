@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cairn_bin;
-use crate::servers::{Watched, free_ports, http_answers, spawn_watched};
+use crate::servers::{Watched, free_ports, spawn_watched};
 
 /// A running gateway over `storage`, its state in `state`.
 pub struct Gateway {
@@ -45,7 +45,12 @@ impl Gateway {
         let server = spawn_watched(cairn_bin(), &args, &env, dir, "gateway");
         let log = dir.join("gateway.log");
         let start = Instant::now();
-        while !http_answers(port) {
+        // Ready when it says so (a TLS gateway does not answer plain HTTP).
+        let listening = || {
+            std::fs::read_to_string(dir.join("gateway.log"))
+                .is_ok_and(|l| l.contains("gateway listening on"))
+        };
+        while !listening() {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "the gateway did not start: {}",

@@ -397,7 +397,7 @@ impl Rest {
                 || start.elapsed() + delay > self.retry.total
             {
                 if failure.transient && n > 1 {
-                    tracing::warn!("{what} at {} failed {n} times; giving up", self.location);
+                    tracing::warn!("{what} at {}: giving up after {n} tries", self.location);
                 }
                 return Err(failure.error);
             }
