@@ -29,8 +29,8 @@ use object_store::{
     RetryConfig,
 };
 
-/// How to reach a remote store.
-#[derive(Debug, Clone, Default)]
+/// How to reach a remote store. Its `Debug` never shows the secret.
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct RemoteOptions {
     /// Access key and secret (default: from the environment).
@@ -41,6 +41,30 @@ pub struct RemoteOptions {
     pub connections: usize,
     /// User name and password for a `rest:` server whose URL has none.
     pub rest_credentials: Option<crate::RestCredentials>,
+}
+
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteOptions")
+            .field("access_key", &self.keys.as_ref().map(|(k, _)| k))
+            .field("ca_pem", &self.ca_pem.is_some())
+            .field("connections", &self.connections)
+            .field("rest_credentials", &self.rest_credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let o = super::RemoteOptions::default().keys("AKID", "very-secret");
+        let shown = format!("{o:?}");
+        assert!(
+            shown.contains("AKID") && !shown.contains("very-secret"),
+            "{shown}"
+        );
+    }
 }
 
 impl RemoteOptions {
