@@ -20,7 +20,8 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Repository location: a directory, `s3:http(s)://HOST:PORT/BUCKET/PREFIX`,
     /// `s3://BUCKET/PREFIX` (AWS), `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX`,
-    /// `webdav+http(s)://HOST/PATH`, or
+    /// `webdav+http(s)://HOST/PATH`, `rest:http(s)://[USER:TOKEN@]HOST:PORT/PATH/` (restic's
+    /// REST protocol: `cairn gateway`, rest-server, `rclone serve restic`), or
     /// `plugin:NAME` (a storage-backend plugin instance from the configuration file).
     #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY)]
     pub repo: Option<String>,
