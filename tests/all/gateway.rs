@@ -271,8 +271,9 @@ fn an_app_credential_can_neither_delete_nor_overwrite_nor_reach_other_repositori
             &[400],
         );
     }
+    // Refused by the HTTP layer before any handler (so not in the audit log, not counted).
     let nul = b"GET /apps/shop\0/config HTTP/1.1\r\nHost: x\r\n\r\n";
-    expect("NUL in the path", gw.raw(nul), &[400]);
+    assert_eq!(gw.raw(nul).0, 400, "NUL in the path");
     for method in ["GET", "POST"] {
         expect(
             &format!("{method} another app's repository"),
@@ -392,7 +393,7 @@ fn an_app_credential_can_neither_delete_nor_overwrite_nor_reach_other_repositori
         before,
         "the store changed: something was deleted, overwritten or added"
     );
-    assert!(refused > 60, "only {refused} attempts were made");
+    assert!(refused > 50, "only {refused} attempts were made");
     // What an app may do: remove the lock it made itself.
     let mine = b"shop's lock".to_vec();
     let mine_name = sha256_hex(&mine);
