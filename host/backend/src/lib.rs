@@ -84,6 +84,24 @@ pub fn open_location_with(location: &str, opts: &OpenOptions) -> Result<Arc<dyn 
     Ok(Arc::new(LocalBackend::new(location)))
 }
 
+/// `data`, the answer to a read of `length` bytes at `offset`, when it is that long: a short
+/// one is [`cairn_repo::ErrorKind::Corrupt`].
+pub(crate) fn exact_range(
+    tpe: cairn_repo::FileType,
+    name: &str,
+    offset: u64,
+    length: u64,
+    data: bytes::Bytes,
+) -> Result<Vec<u8>> {
+    if data.len() as u64 != length {
+        return Err(Error::corrupt(format!(
+            "{tpe} {name} is truncated: wanted {length} bytes at offset {offset}, got {}",
+            data.len()
+        )));
+    }
+    Ok(Vec::from(data))
+}
+
 /// How an object is named in messages: `config`, or `pack 3fa2…`.
 pub(crate) fn what(tpe: cairn_repo::FileType, name: &str) -> String {
     if tpe == cairn_repo::FileType::Config {

@@ -690,13 +690,7 @@ impl Backend for ObjectBackend {
                 self.remote
                     .err(format!("cannot read {}", what(tpe, name)), e)
             })?;
-        if data.len() as u64 != length {
-            return Err(Error::corrupt(format!(
-                "{tpe} {name} is truncated: wanted {length} bytes at offset {offset}, got {}",
-                data.len()
-            )));
-        }
-        Ok(Vec::from(data))
+        crate::exact_range(tpe, name, offset, length, data)
     }
 
     fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {

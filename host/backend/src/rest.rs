@@ -35,9 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_repo::backend::FileWriter;
+use cairn_repo::backend::{FileWriter, RetryPolicy};
 use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
-use rand::Rng as _;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode, Url};
 
@@ -87,38 +86,14 @@ impl std::fmt::Debug for RestCredentials {
     }
 }
 
-/// How often, and how patiently, a transient failure is tried again.
-#[derive(Debug, Clone, Copy)]
-struct RetryPolicy {
-    /// Tries after the first.
-    retries: u32,
-    /// The wait before the first retry. It doubles for each further one.
-    first_delay: Duration,
-    /// The longest wait between two tries.
-    max_delay: Duration,
-    /// No retry starts later than this after the first try.
-    total: Duration,
-}
-
-/// The object stores' policy: four retries, 100 ms doubling to at most 5 s, within 60 s.
+/// The object stores' policy: four retries, 100 ms doubling to at most 5 s …
 const RETRY: RetryPolicy = RetryPolicy {
-    retries: 4,
+    tries: 5,
     first_delay: Duration::from_millis(100),
     max_delay: Duration::from_secs(5),
-    total: Duration::from_secs(60),
 };
-
-impl RetryPolicy {
-    /// The wait before retry `n` (1 for the first). A random share of up to half is cut off,
-    /// so that threads that failed together do not retry together.
-    fn delay(&self, n: u32) -> Duration {
-        let full = self
-            .first_delay
-            .saturating_mul(1 << (n - 1).min(16))
-            .min(self.max_delay);
-        full.mul_f64(rand::rng().random_range(0.5..=1.0))
-    }
-}
+/// … and no retry starts later than 60 s after the first try.
+const RETRY_TOTAL: Duration = Duration::from_secs(60);
 
 /// One try that failed, and whether another try may go better.
 struct Failure {
@@ -392,9 +367,7 @@ impl Rest {
                 Err(f) => f,
             };
             let delay = self.retry.delay(n);
-            if !failure.transient
-                || n > self.retry.retries
-                || start.elapsed() + delay > self.retry.total
+            if !failure.transient || n >= self.retry.tries || start.elapsed() + delay > RETRY_TOTAL
             {
                 if failure.transient && n > 1 {
                     tracing::warn!("{what} at {}: giving up after {n} tries", self.location);
@@ -808,13 +781,7 @@ impl Backend for RestBackend {
             let (start, end) = (offset.min(len), offset.saturating_add(length).min(len));
             body.slice(start as usize..end as usize)
         };
-        if data.len() as u64 != length {
-            return Err(Error::corrupt(format!(
-                "{tpe} {name} is truncated: wanted {length} bytes at offset {offset}, got {}",
-                data.len()
-            )));
-        }
-        Ok(Vec::from(data))
+        crate::exact_range(tpe, name, offset, length, data)
     }
 
     fn write(&self, tpe: FileType, name: &str, data: &[u8]) -> Result<()> {

@@ -109,12 +109,8 @@ impl Fake {
             &RemoteOptions::default(),
         )
         .unwrap();
-        Arc::get_mut(&mut b.rest).unwrap().retry = RetryPolicy {
-            retries: 2,
-            first_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-            total: Duration::from_secs(10),
-        };
+        Arc::get_mut(&mut b.rest).unwrap().retry =
+            RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2));
         b
     }
 

@@ -60,7 +60,7 @@ impl RetryPolicy {
     /// The wait before retry `n` (1 for the first): doubling from `first_delay`, capped, and
     /// cut by a random share of up to half so that threads that failed together do not retry
     /// together.
-    fn delay(&self, n: u32) -> Duration {
+    pub fn delay(&self, n: u32) -> Duration {
         let full = self
             .first_delay
             .saturating_mul(1 << (n - 1).min(16))
