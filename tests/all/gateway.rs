@@ -606,6 +606,11 @@ fn tls_is_served_and_a_new_certificate_is_taken_on_sighup() {
     let plain = gw.request("GET", "/apps/shop/config", Some(("shop", &app)), b"");
     assert_ne!(plain.0, 200, "plain HTTP was served beside TLS");
 
+    // A connection opened before the reload: it must outlive it.
+    let mut open = KeptConnection::open(gw.port, &certs.join("ca.pem"));
+    open.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    open.wait_for_answers(1);
+
     std::fs::copy(certs.join("new-srv.pem"), &cert).unwrap();
     std::fs::copy(certs.join("new-srv.key"), &key).unwrap();
     gw.hangup();
@@ -622,4 +627,209 @@ fn tls_is_served_and_a_new_certificate_is_taken_on_sighup() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     with_ca("new-ca.pem", &["snapshots"]).ok();
+    open.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    open.wait_for_answers(2);
+}
+
+/// A TLS connection held open by `openssl s_client`, its answers collected as they come.
+struct KeptConnection {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    answers: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl KeptConnection {
+    fn open(port: u16, ca: &Path) -> KeptConnection {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-CAfile")
+            .arg(ca)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run openssl s_client");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = answers.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        KeptConnection {
+            child,
+            stdin,
+            answers,
+        }
+    }
+
+    fn send(&mut self, request: &str) {
+        std::io::Write::write_all(&mut self.stdin, request.as_bytes()).unwrap();
+        std::io::Write::flush(&mut self.stdin).unwrap();
+    }
+
+    /// Waits until `n` answers with status 200 came over this one connection.
+    fn wait_for_answers(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = String::from_utf8_lossy(&self.answers.lock().unwrap()).into_owned();
+            if text.matches("HTTP/1.1 200").count() >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the connection opened before the reload did not answer {n} times: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for KeptConnection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A credential at its limit of concurrent requests waits for a slot (a slow client holds
+/// its own slots, not everyone's): another credential is served meanwhile, and the waiting
+/// request is answered once the slow one goes away.
+#[test]
+fn a_credential_over_its_request_limit_waits_while_others_are_served() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = tmp.path().join("storage");
+    let gw = Gateway::start(
+        tmp.path(),
+        storage.to_str().unwrap(),
+        &["--max-requests-per-credential", "1"],
+    );
+    let slow = gw.token("slow", "app", &["apps/slow"]);
+    let other = gw.token("other", "app", &["apps/other"]);
+    for (name, token) in [("slow", &slow), ("other", &other)] {
+        let (status, _) = gw.request(
+            "POST",
+            &format!("/apps/{name}/?create=true"),
+            Some((name, token)),
+            b"",
+        );
+        assert_eq!(status, 200, "create apps/{name}");
+    }
+    let auth = |name: &str, token: &str| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{name}:{token}"),
+        )
+    };
+    // The slow upload: headers and a few bytes of a 1 MiB body, then nothing.
+    let mut held = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    write!(
+        held,
+        "POST /apps/slow/data/{NAME} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
+         Content-Length: 1048576\r\n\r\nsome bytes",
+        auth("slow", &slow)
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The same credential's next request waits for the slot.
+    let mut queued = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    write!(
+        queued,
+        "GET /apps/slow/keys/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
+         Connection: close\r\n\r\n",
+        auth("slow", &slow)
+    )
+    .unwrap();
+    queued
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    assert!(
+        queued.read(&mut first).is_err(),
+        "a request over the credential's limit was answered while its slot was held"
+    );
+    // Another credential is not held up by it.
+    let (status, _) = gw.request("GET", "/apps/other/keys/", Some(("other", &other)), b"");
+    assert_eq!(status, 200, "another credential waited for the slow one");
+    // The slow client goes away: its slot frees, the waiting request is answered.
+    drop(held);
+    queued
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = queued.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        names_in(&repo_dir(&storage, "apps/slow", "data")).is_empty(),
+        "the abandoned upload left an object"
+    );
+}
+
+/// `/metrics` passes `promtool check metrics` (Debian's prometheus) and counts what was done:
+/// requests by role, a denial by its reason, bytes received.
+#[test]
+fn the_metrics_pass_promtool_and_count_requests_and_denials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = tmp.path().join("storage");
+    let gw = Gateway::start(tmp.path(), storage.to_str().unwrap(), &[]);
+    let app = gw.token("shop", "app", &["apps/shop"]);
+    let auth = Some(("shop", app.as_str()));
+    assert_eq!(
+        gw.request("POST", "/apps/shop/?create=true", auth, b"").0,
+        200
+    );
+    let body = b"the config";
+    assert_eq!(gw.request("POST", "/apps/shop/config", auth, body).0, 200);
+    assert_eq!(gw.request("DELETE", "/apps/shop/config", auth, b"").0, 403);
+    let (status, response) = gw.request("GET", "/metrics", None, b"");
+    assert_eq!(status, 200);
+    let exposition = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let promtool = find_program(
+        "promtool",
+        "PROMTOOL_BIN",
+        "apt-get install prometheus (scripts/test-tools.sh does)",
+    );
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool refused the exposition: {}{}\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = |series: &str| -> f64 {
+        exposition
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in\n{exposition}"))
+    };
+    assert_eq!(
+        value(r#"cairn_gateway_requests_total{method="POST",status="200",role="app"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"cairn_gateway_denials_total{reason="delete"}"#),
+        1.0
+    );
+    assert!(value("cairn_gateway_bytes_received_total") >= body.len() as f64);
+    assert!(value("cairn_gateway_request_duration_seconds_count") >= 3.0);
 }

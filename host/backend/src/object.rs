@@ -505,6 +505,27 @@ impl Remote {
         conditional: bool,
     ) -> std::result::Result<(), object_store::Error> {
         let payload = data.into();
+        // A WebDAV server answers 423 Locked while another request holds the resource (rclone
+        // under load does): that passes, so it is tried again, a few times, backing off.
+        let mut wait = Duration::from_millis(100);
+        for _ in 0..6 {
+            match self.create_once(path, payload.clone(), conditional).await {
+                Err(e) if e.to_string().contains("423 Locked") => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.create_once(path, payload, conditional).await
+    }
+
+    async fn create_once(
+        &self,
+        path: &Path,
+        payload: PutPayload,
+        conditional: bool,
+    ) -> std::result::Result<(), object_store::Error> {
         if conditional {
             let opts = PutOptions {
                 mode: PutMode::Create,

@@ -130,6 +130,66 @@ pub enum Command {
     /// The REST gateway in front of storage: serve it, manage its credentials and grants.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// The node agent: serve it (`--config FILE` with an `[agent]` table), or ask the running
+    /// one to run an app, for status, history and logs.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run the agent of `--config FILE`: schedules, queue, state, HTTP API and metrics.
+    Serve,
+    /// Queue a run of an app now; with --wait, wait for it and exit with its code.
+    Run(AgentRunArgs),
+    /// Each app's state, last run, last success, next run and missed runs.
+    Status(AgentTarget),
+    /// Past runs, newest first.
+    History(AgentHistoryArgs),
+    /// The last lines of a run's log.
+    Logs(AgentLogsArgs),
+}
+
+/// Which agent: `--agent ADDR` (`HOST:PORT` or `unix:PATH`), else the `listen` of the
+/// `[agent]` table of `--config FILE`.
+#[derive(Debug, Args)]
+pub struct AgentTarget {
+    /// The agent's address.
+    #[arg(long, value_name = "ADDR")]
+    pub agent: Option<String>,
+    /// The file holding the agent's API token (default: the config's `token-file`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// The app.
+    pub app: String,
+    /// Wait for the run to end; exit with its code (0, 1, 3 incomplete, 11 locked).
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub target: AgentTarget,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentHistoryArgs {
+    /// Only this app's runs.
+    pub app: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub target: AgentTarget,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentLogsArgs {
+    /// The run's number.
+    pub run: u64,
+    #[command(flatten)]
+    pub target: AgentTarget,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod agent;
 mod backup;
 mod cat;
 mod check;
@@ -25,7 +26,7 @@ use anyhow::Result;
 use cairn_repo::{Id, Repository, Snapshot, SnapshotFilter};
 
 use crate::Outcome;
-use crate::args::{Command, FilterArgs};
+use crate::args::{Command, DiscoverySource, FilterArgs};
 use crate::settings::Ctx;
 
 /// Runs one command.
@@ -52,6 +53,16 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Discover(a) => discover::run(ctx, a),
         Command::WaitRestore(a) => wait_restore::run(ctx, a),
         Command::Gateway(a) => gateway::run(ctx, a),
+        Command::Agent(a) => agent::run(ctx, a),
+    }
+}
+
+impl From<&DiscoverySource> for cairn_apps::Discovery {
+    fn from(s: &DiscoverySource) -> Self {
+        cairn_apps::Discovery {
+            plugins: s.plugins.clone(),
+            inventory: s.inventory.clone(),
+        }
     }
 }
 

@@ -2,17 +2,14 @@
 //! the outcome to restic's exit codes (0 ok, 1 fatal, 3 incomplete snapshot, 10 no repository,
 //! 11 locked, 12 wrong password, 130 interrupted).
 
-mod apps;
 mod args;
 mod commands;
-mod discovery;
 mod env_vars;
 mod marker;
 mod output;
 mod plugins;
 mod progress;
 mod settings;
-mod sinks;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -85,11 +82,8 @@ fn main() -> ExitCode {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone());
         let _ = signal_hook::flag::register(sig, cancel.clone());
     }
-    let ctx = Ctx {
-        global: cli.global,
-        cancel,
-    };
-    match commands::run(&ctx, cli.command) {
+    let result = Ctx::new(cli.global, cancel).and_then(|ctx| commands::run(&ctx, cli.command));
+    match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(3),
         Err(err) => {

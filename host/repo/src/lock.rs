@@ -196,6 +196,26 @@ pub fn list_locks(repo: &Repository, hostname: &str) -> Result<Vec<LockInfo>> {
     Ok(out)
 }
 
+/// Removes the stale locks as seen from `hostname` (with `all`, every lock, also those of
+/// running processes); how many were removed. A lock already gone is not counted.
+///
+/// # Errors
+/// Backend errors while listing or removing.
+pub fn remove_locks(repo: &Repository, hostname: &str, all: bool) -> Result<usize> {
+    let mut removed = 0;
+    for l in list_locks(repo, hostname)? {
+        if !(l.stale || all) {
+            continue;
+        }
+        match repo.backend().remove(FileType::Lock, &l.id.to_hex()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
 /// What is known about a held lock; shared by its guard, its refresh thread and the repository.
 pub(crate) struct Health {
     /// The lock file now.

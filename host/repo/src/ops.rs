@@ -10,6 +10,7 @@ pub mod prune;
 pub mod recover;
 pub mod restore;
 pub mod stats;
+pub mod tag;
 pub mod walk;
 
 use crate::error::{Error, ErrorKind, Result};

@@ -121,7 +121,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
     };
 
     let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
-    let result = backup(&repo, source, &opts, &progress, &ctx.cancel);
+    let result = backup(&repo, source, &opts, &progress, ctx.cancel());
     progress.finish();
     let outcome = result?;
     report(ctx, &outcome, args.dry_run, None)?;

@@ -4,10 +4,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::Outcome;
-use crate::apps::Apps;
 use crate::args::DiscoverArgs;
 use crate::output;
 use crate::settings::Ctx;
+use cairn_apps::plan::Apps;
 
 #[derive(Serialize)]
 struct Shown<'a> {
@@ -18,9 +18,8 @@ struct Shown<'a> {
 }
 
 pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
-    let file = ctx.config_file()?;
-    let apps = Apps::new(&file)?;
-    let targets = ctx.discover(&file, &args.source, true)?;
+    let apps = Apps::new(ctx.config()?)?;
+    let targets = ctx.discover(&(&args.source).into(), true)?;
     let shown: Vec<Shown> = targets
         .iter()
         .map(|t| Shown {

@@ -1,55 +1,32 @@
 //! `cairn forget`
 
 use anyhow::{Result, bail};
-use cairn_repo::ops::forget::{CalendarDuration, Count, GroupBy, KeepPolicy, Period, apply_policy};
-use cairn_repo::{FileType, SnapshotFilter};
+use cairn_apps::config::Retention;
+use cairn_repo::SnapshotFilter;
+use cairn_repo::ops::forget::{GroupBy, KeepPolicy, apply_policy, remove_snapshots};
 
 use crate::Outcome;
 use crate::args::ForgetArgs;
 use crate::output;
 use crate::settings::Ctx;
 
-fn count(flag: &str, v: Option<i64>) -> Result<Option<Count>> {
-    match v {
-        None => Ok(None),
-        Some(-1) => Ok(Some(Count::Unlimited)),
-        Some(n) if n >= 0 => Ok(Some(Count::N(u32::try_from(n)?))),
-        Some(n) => bail!("--keep-{flag} {n}: give a count, or -1 for unlimited"),
-    }
-}
-
 fn policy(a: &ForgetArgs) -> Result<KeepPolicy> {
-    let mut p = KeepPolicy::default();
-    for (period, flag, v) in [
-        (Period::Last, "last", a.keep_last),
-        (Period::Hourly, "hourly", a.keep_hourly),
-        (Period::Daily, "daily", a.keep_daily),
-        (Period::Weekly, "weekly", a.keep_weekly),
-        (Period::Monthly, "monthly", a.keep_monthly),
-        (Period::Yearly, "yearly", a.keep_yearly),
-    ] {
-        if let Some(c) = count(flag, v)? {
-            p.counts.insert(period, c);
-        }
-    }
-    p.within = a
-        .keep_within
-        .as_deref()
-        .map(CalendarDuration::parse)
-        .transpose()?;
-    for (period, v) in [
-        (Period::Hourly, &a.keep_within_hourly),
-        (Period::Daily, &a.keep_within_daily),
-        (Period::Weekly, &a.keep_within_weekly),
-        (Period::Monthly, &a.keep_within_monthly),
-        (Period::Yearly, &a.keep_within_yearly),
-    ] {
-        if let Some(d) = v {
-            p.within_buckets.insert(period, CalendarDuration::parse(d)?);
-        }
-    }
-    p.tags = a.keep_tag.clone();
-    Ok(p)
+    let rules = Retention {
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within: a.keep_within.clone(),
+        keep_within_hourly: a.keep_within_hourly.clone(),
+        keep_within_daily: a.keep_within_daily.clone(),
+        keep_within_weekly: a.keep_within_weekly.clone(),
+        keep_within_monthly: a.keep_within_monthly.clone(),
+        keep_within_yearly: a.keep_within_yearly.clone(),
+        keep_tag: a.keep_tag.clone(),
+    };
+    rules.policy().map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<Outcome> {
@@ -150,11 +127,9 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<Outcome> {
         }
         return Ok(Outcome::Ok);
     }
-    for id in &to_remove {
-        repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
-    }
+    let removed = remove_snapshots(&repo, &to_remove)?;
     if !ctx.global.quiet && !ctx.global.json {
-        output::line(format!("removed {} snapshots", to_remove.len()))?;
+        output::line(format!("removed {removed} snapshots"))?;
     }
     if args.prune {
         drop(_lock);

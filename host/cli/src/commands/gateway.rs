@@ -56,7 +56,7 @@ struct ServeFile {
 }
 
 fn serve(ctx: &Ctx, a: GatewayServeArgs) -> Result<Outcome> {
-    let file: ServeFile = match ctx.config_file()?.gateway {
+    let file: ServeFile = match ctx.config()?.gateway.clone() {
         Some(table) => table
             .try_into()
             .map_err(|e| anyhow!("invalid [gateway] table in the configuration file: {e}"))?,
@@ -98,14 +98,9 @@ fn serve(ctx: &Ctx, a: GatewayServeArgs) -> Result<Outcome> {
     if storage.starts_with("plugin:") {
         bail!("the gateway cannot serve a plugin: storage yet; use a directory or an object store");
     }
+    // The gateway's storage: no client cache.
     let mut opts = cairn_backend::OpenOptions::default();
-    opts.remote =
-        cairn_backend::RemoteOptions::default().connections(ctx.global.connections.unwrap_or(0));
-    if let Some(ca) = &ctx.global.ca_cert {
-        let pem = std::fs::read(ca)
-            .with_context(|| format!("cannot read the CA certificate file {}", ca.display()))?;
-        opts.remote = opts.remote.ca_pem(pem);
-    }
+    opts.remote = ctx.remote_options()?;
     let base = storage.trim_end_matches('/').to_owned();
     let open = move |repo: &RepoPath| -> cairn_repo::Result<Arc<dyn cairn_repo::Backend>> {
         cairn_backend::open_location_with(&format!("{base}/{repo}"), &opts)

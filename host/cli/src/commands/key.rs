@@ -6,18 +6,19 @@ use cairn_repo::{FileType, KdfParams};
 use crate::Outcome;
 use crate::args::{KeyCommand, NewPasswordArgs};
 use crate::output;
-use crate::settings::{Ctx, Password, read_password};
+use crate::settings::Ctx;
+use cairn_apps::{Password, PasswordSource};
 
-fn new_password(args: &NewPasswordArgs) -> Result<Password> {
-    let p = read_password(
-        args.new_insecure_no_password,
-        args.new_password_file.as_deref(),
-        None,
-        None,
-        "enter the new password: ",
-    )?;
+fn new_password(ctx: &Ctx, args: &NewPasswordArgs) -> Result<Password> {
+    let source = PasswordSource {
+        insecure_empty: args.new_insecure_no_password,
+        file: args.new_password_file.clone(),
+        ..PasswordSource::default()
+    };
+    let p = ctx.password_from(&source, "enter the new password: ")?;
     if args.new_password_file.is_none() && !args.new_insecure_no_password {
-        let again = read_password(false, None, None, None, "enter the new password again: ")?;
+        let again =
+            ctx.password_from(&PasswordSource::default(), "enter the new password again: ")?;
         if again.bytes() != p.bytes() {
             bail!("the two new passwords differ; nothing was changed");
         }
@@ -48,7 +49,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<Outcome> {
             }
         }
         KeyCommand::Add(a) => {
-            let p = new_password(&a)?;
+            let p = new_password(ctx, &a)?;
             let id = repo.add_key(p.bytes(), KdfParams::default(), &ctx.actor())?;
             if !ctx.global.quiet {
                 output::line(format!("added key {}", &id[..8]))?;
@@ -62,7 +63,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<Outcome> {
             }
         }
         KeyCommand::Passwd(a) => {
-            let p = new_password(&a)?;
+            let p = new_password(ctx, &a)?;
             let new = repo.add_key(p.bytes(), KdfParams::default(), &ctx.actor())?;
             repo.remove_key(repo.key_id(), true)?;
             if !ctx.global.quiet {

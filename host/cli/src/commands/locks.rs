@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use cairn_repo::FileType;
-use cairn_repo::lock::list_locks;
+use cairn_repo::lock::{list_locks, remove_locks};
 
 use crate::Outcome;
 use crate::args::{ListArgs, ListKind, UnlockArgs};
@@ -17,13 +17,7 @@ pub fn unlock(ctx: &Ctx, args: UnlockArgs) -> Result<Outcome> {
         );
     }
     let repo = ctx.open()?;
-    let mut removed = 0;
-    for l in list_locks(&repo, &ctx.actor().hostname)? {
-        if l.stale || args.remove_all {
-            repo.backend().remove(FileType::Lock, &l.id.to_hex())?;
-            removed += 1;
-        }
-    }
+    let removed = remove_locks(&repo, &ctx.actor().hostname, args.remove_all)?;
     if ctx.global.json {
         output::json(&serde_json::json!({ "removed": removed }))?;
     } else if !ctx.global.quiet {

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use crate::Outcome;
 use crate::args::{PluginCommand, PluginInspectArgs, PluginInstallArgs, PluginRemoveArgs};
 use crate::output;
-use crate::plugins::{manifest_for, setting_value};
+use crate::plugins::manifest_for;
 use crate::settings::Ctx;
+use cairn_apps::config::setting_value;
 
 pub fn run(ctx: &Ctx, command: PluginCommand) -> Result<Outcome> {
     match command {
@@ -148,7 +149,7 @@ fn inspect(ctx: &Ctx, args: PluginInspectArgs) -> Result<Outcome> {
     };
     let m = &plugin.manifest;
     // Instances of this plugin in the configuration file, secrets redacted.
-    let config = ctx.config_file()?;
+    let config = ctx.config()?;
     let instances: Vec<Value> = config
         .plugins
         .iter()

@@ -31,7 +31,7 @@ pub fn options(args: &PruneArgs) -> Result<PruneOptions> {
 /// Prunes an opened repository under an exclusive lock and prints the report.
 pub fn run_on(ctx: &Ctx, repo: &Repository, opts: &PruneOptions) -> Result<Outcome> {
     let _lock = ctx.lock(repo, true)?;
-    let r = prune(repo, opts, &ctx.cancel)?;
+    let r = prune(repo, opts, ctx.cancel())?;
     if ctx.global.json {
         output::json(&r)?;
         return Ok(Outcome::Ok);

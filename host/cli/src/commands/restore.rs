@@ -1,15 +1,13 @@
 //! `cairn restore`
 
 use anyhow::{Result, anyhow, bail};
-use cairn_plugin_host::Phase;
+use cairn_apps::{AppHooks, HookFailure, Operation, bracket};
 use cairn_repo::HookRun;
 use cairn_repo::ops::restore::{Overwrite, RestoreOptions, restore};
 
 use crate::Outcome;
-use crate::apps::AppHooks;
 use crate::args::{OverwriteArg, RestoreArgs};
 use crate::output;
-use crate::plugins::ConfigFile;
 use crate::progress::{Mode, Progress};
 use crate::settings::Ctx;
 
@@ -21,15 +19,9 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     if let Some(m) = &args.marker {
         crate::marker::check(m)?;
     }
-    let file = match &args.for_app {
-        Some(_) => ctx.config_file()?,
-        None => ConfigFile::default(),
-    };
     let app = match &args.for_app {
         Some(name) => {
-            let app = file.apps.get(name).ok_or_else(|| {
-                anyhow!("no app `{name}` in the configuration file ([apps.{name}])")
-            })?;
+            let app = ctx.config()?.app(name)?;
             Some((name.as_str(), app, AppHooks::load(ctx, name, app)?))
         }
         None => None,
@@ -55,42 +47,36 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     };
     opts.owner = nix::unistd::geteuid().is_root();
     let targets: Vec<String> = snap.volume.clone().into_iter().collect();
-    let mut runs = Vec::new();
-    if let Some((name, _, hooks)) = &app {
-        let pre = hooks.run(Phase::PreRestore, &targets, None, None);
-        runs.extend(pre.runs);
-        if let Some(why) = pre.failure {
-            let post = hooks.run(
-                Phase::PostRestore,
-                &targets,
-                Some((false, Some(why.clone()))),
-                None,
-            );
-            runs.extend(post.runs);
-            hook_report(ctx, &runs)?;
-            bail!("app `{name}`: a pre-restore hook failed, nothing was restored: {why}");
-        }
-    }
-    let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
-    let result = restore(&repo, snap.tree, &opts, &progress, &ctx.cancel);
-    progress.finish();
-    if let Some((name, _, hooks)) = &app {
-        let outcome = match &result {
-            Ok(s) if s.warnings == 0 => (true, None),
-            Ok(s) => (
-                false,
-                Some(format!("{} problems while restoring", s.warnings)),
-            ),
-            Err(e) => (false, Some(e.to_string())),
+    let run_restore = |_: &[HookRun]| {
+        let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
+        let result = restore(&repo, snap.tree, &opts, &progress, ctx.cancel());
+        progress.finish();
+        let failure = match &result {
+            Ok(s) if s.warnings == 0 => None,
+            Ok(s) => Some(format!("{} problems while restoring", s.warnings)),
+            Err(e) => Some(e.to_string()),
         };
-        let post = hooks.run(Phase::PostRestore, &targets, Some(outcome), None);
-        runs.extend(post.runs);
-        hook_report(ctx, &runs)?;
-        if let Some(why) = post.failure {
-            result?;
-            bail!("app `{name}`: a post-restore hook failed: {why}");
+        (result, failure)
+    };
+    let result = match &app {
+        Some((name, _, hooks)) => {
+            let done = bracket(hooks, Operation::Restore, &targets, None, run_restore);
+            hook_report(ctx, done.runs())?;
+            match done.hook_failure() {
+                Some(HookFailure::Pre(why)) => {
+                    bail!("app `{name}`: a pre-restore hook failed, nothing was restored: {why}")
+                }
+                Some(HookFailure::Post(why)) => {
+                    done.step.transpose()?;
+                    bail!("app `{name}`: a post-restore hook failed: {why}");
+                }
+                None => done
+                    .step
+                    .ok_or_else(|| anyhow!("app `{name}`: the restore did not run"))?,
+            }
         }
-    }
+        None => run_restore(&[]).0,
+    };
     let s = result?;
     if ctx.global.json {
         let mut v = serde_json::to_value(&s)?;
@@ -137,11 +123,12 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
 }
 
 /// The hooks that ran around the restore: one `hooks` line with `--json`, else one log line each.
-fn hook_report(ctx: &Ctx, runs: &[HookRun]) -> Result<()> {
+fn hook_report<'a>(ctx: &Ctx, runs: impl Iterator<Item = &'a HookRun>) -> Result<()> {
+    let runs: Vec<&HookRun> = runs.collect();
     if ctx.global.json {
         output::json(&serde_json::json!({ "message_type": "hooks", "hooks": runs }))?;
     } else if !ctx.global.quiet {
-        for r in runs {
+        for r in &runs {
             let state = if r.success { "ok" } else { "failed" };
             tracing::info!(
                 "hook {} {}: {state}{}",

@@ -1,8 +1,7 @@
-//! `cairn tag`: change the tags of snapshots (each changed snapshot is rewritten: a new
-//! snapshot object with the new tags and `original` set, then the old one removed).
+//! `cairn tag`: change the tags of snapshots (`cairn_repo::ops::tag`).
 
 use anyhow::{Result, bail};
-use cairn_repo::FileType;
+use cairn_repo::ops::tag::{TagChange, retag};
 
 use crate::Outcome;
 use crate::args::TagArgs;
@@ -19,30 +18,19 @@ pub fn run(ctx: &Ctx, args: TagArgs) -> Result<Outcome> {
     let repo = ctx.open()?;
     let _lock = ctx.lock(&repo, true)?;
     let snaps = super::select(&repo, &args.ids, &args.filter)?;
-    let mut changed = Vec::new();
-    for (id, mut snap) in snaps {
-        let mut tags = match &args.set {
-            Some(set) => set.iter().filter(|t| !t.is_empty()).cloned().collect(),
-            None => snap.tags.clone(),
-        };
-        tags.retain(|t| !args.remove.contains(t));
-        tags.extend(args.add.iter().filter(|t| !t.is_empty()).cloned());
-        tags.sort();
-        tags.dedup();
-        if tags == snap.tags {
-            continue;
-        }
-        snap.tags = tags;
-        snap.original = Some(snap.original.unwrap_or(id));
-        let new = repo.save_file(FileType::Snapshot, &snap)?;
-        repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
-        changed.push(serde_json::json!({ "old": id, "new": new, "tags": snap.tags }));
-        if !ctx.global.json && !ctx.global.quiet {
+    let change = TagChange {
+        set: args.set.clone(),
+        add: args.add.clone(),
+        remove: args.remove.clone(),
+    };
+    let changed = retag(&repo, snaps, &change)?;
+    if !ctx.global.json && !ctx.global.quiet {
+        for c in &changed {
             output::line(format!(
                 "snapshot {} is now {} (tags: {})",
-                id.short(),
-                new.short(),
-                snap.tags.join(",")
+                c.old.short(),
+                c.new.short(),
+                c.tags.join(",")
             ))?;
         }
     }

@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: WaitRestoreArgs) -> Result<Outcome> {
             }
             return Ok(Outcome::Ok);
         }
-        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        if ctx.cancel().load(std::sync::atomic::Ordering::Relaxed) {
             bail!("interrupted while waiting for restore {}", args.marker);
         }
         if timeout.is_some_and(|t| start.elapsed() >= t) {

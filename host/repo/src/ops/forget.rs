@@ -365,3 +365,23 @@ pub fn apply_policy(
 
 #[cfg(test)]
 mod tests;
+
+/// Removes the snapshots `ids` (the caller holds an exclusive lock); how many were removed.
+/// A snapshot already gone (another `forget` took it) is not an error and not counted.
+///
+/// # Errors
+/// Backend errors other than a snapshot already gone.
+pub fn remove_snapshots(repo: &crate::Repository, ids: &[Id]) -> Result<usize> {
+    let mut removed = 0;
+    for id in ids {
+        match repo
+            .backend()
+            .remove(crate::FileType::Snapshot, &id.to_hex())
+        {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}

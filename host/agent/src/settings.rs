@@ -1,0 +1,293 @@
+//! The node's settings: the `[agent]` table of the configuration file, and the apps — its
+//! `[apps.NAME]` tables and one `NAME.toml` per app in `apps-dir` (an app's definition can
+//! ship with the app; removing its file stops its backups at the next reload).
+//!
+//! ```toml
+//! [agent]
+//! state = "/var/lib/cairn/agent"        # redb database
+//! listen = "127.0.0.1:9470"             # HTTP API and /metrics (or "unix:/run/cairn/agent.sock")
+//! concurrency = 1                       # jobs at once on this node
+//! repository = "/srv/backup/repo"       # default for apps that name none
+//! password-file = "/etc/cairn/password"
+//! apps-dir = "/etc/cairn/apps.d"        # optional: one NAME.toml per app
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cairn_apps::units::parse_duration;
+use cairn_apps::{App, ConfigFile, Hints, PasswordSource, Settings};
+use cairn_repo::{Error, Result};
+use serde::Deserialize;
+
+use crate::schedule::Schedule;
+
+/// The `[agent]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentSettings {
+    /// The state directory (database).
+    pub state: PathBuf,
+    /// Where the HTTP API listens: `HOST:PORT` or `unix:PATH`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// A file holding the token the API wants (`Authorization: Bearer TOKEN`); none: open
+    /// (bind it to loopback or a unix socket).
+    pub token_file: Option<PathBuf>,
+    /// Jobs at once on this node.
+    #[serde(default = "one")]
+    pub concurrency: usize,
+    /// The repository of apps that name none.
+    pub repository: Option<String>,
+    /// Its password file.
+    pub password_file: Option<PathBuf>,
+    /// One `NAME.toml` per app.
+    pub apps_dir: Option<PathBuf>,
+    /// The plugin store.
+    pub plugin_dir: Option<PathBuf>,
+    /// The cache directory (default: `<state>/cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// Where the node's file system is seen (`/host` in a container).
+    pub host_root: Option<String>,
+    /// How long a run waits for its repository's lock before it fails (default 10m).
+    pub lock_wait: Option<String>,
+    /// How long running jobs may go on after SIGTERM before they are cancelled (default 60s).
+    pub grace: Option<String>,
+    /// A Prometheus textfile (`.prom`) with a status gauge per app, for node_exporter.
+    pub textfile: Option<PathBuf>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9470".into()
+}
+
+fn one() -> usize {
+    1
+}
+
+/// An app as the agent runs it.
+#[derive(Debug)]
+pub struct AppDef {
+    /// Its name.
+    pub name: String,
+    /// Its schedule.
+    pub schedule: Option<Schedule>,
+    /// The most one run may take.
+    pub timeout: Option<Duration>,
+    /// The apps it runs after.
+    pub after: Vec<String>,
+    /// Whether the scheduler leaves it alone.
+    pub paused: bool,
+    /// Its repository's location (its own, or the node's).
+    pub repository: String,
+}
+
+/// Everything the agent runs on: the node's settings, the whole configuration (apps from
+/// the file and the apps directory together), and each app as the scheduler sees it.
+pub struct NodeConfig {
+    /// The `[agent]` table.
+    pub agent: AgentSettings,
+    /// The configuration file with every app.
+    pub file: ConfigFile,
+    /// The apps by name.
+    pub apps: Vec<AppDef>,
+}
+
+impl NodeConfig {
+    /// Reads `path` and the apps directory it names.
+    ///
+    /// # Errors
+    /// When a file cannot be read or is not valid, an app is defined twice, or an app's
+    /// schedule, `after` or repository is wrong (each message names the file or app).
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let mut file = ConfigFile::load(path)?;
+        let table = file.agent.take().ok_or_else(|| {
+            Error::invalid(format!(
+                "{} has no [agent] table: give at least `state = \"DIR\"`",
+                path.display()
+            ))
+        })?;
+        let agent: AgentSettings = table.try_into().map_err(|e: toml::de::Error| {
+            Error::invalid(format!(
+                "invalid [agent] table in {}: {}",
+                path.display(),
+                e.message()
+            ))
+        })?;
+        if let Some(dir) = &agent.apps_dir {
+            for (name, app) in apps_in(dir)? {
+                if file.apps.contains_key(&name) {
+                    return Err(Error::invalid(format!(
+                        "app `{name}` is defined in {} and in {}: keep one",
+                        path.display(),
+                        dir.join(format!("{name}.toml")).display()
+                    )));
+                }
+                file.apps.insert(name, app);
+            }
+        }
+        let mut apps = Vec::new();
+        for (name, app) in &file.apps {
+            apps.push(app_def(name, app, &agent, &file)?);
+        }
+        refuse_cycles(&apps)?;
+        Ok(NodeConfig { agent, file, apps })
+    }
+
+    /// The session settings for the node's runs.
+    ///
+    /// # Errors
+    /// When `lock-wait` is not a duration.
+    pub fn settings(&self) -> Result<Settings> {
+        let a = &self.agent;
+        Ok(Settings {
+            repository: a.repository.clone(),
+            password: PasswordSource {
+                file: a.password_file.clone(),
+                ..PasswordSource::default()
+            },
+            cache_dir: Some(a.cache_dir.clone().unwrap_or_else(|| a.state.join("cache"))),
+            plugin_dir: a.plugin_dir.clone(),
+            config: None,
+            ca_cert: None,
+            connections: None,
+            rest_credentials: None,
+            options: Vec::new(),
+            host_root: a.host_root.clone().unwrap_or_default(),
+            retry_lock: match &a.lock_wait {
+                Some(d) => parse_duration(d).map_err(|e| e.context("[agent] lock-wait"))?,
+                None => Duration::from_secs(600),
+            },
+            allow_costly_kdf: false,
+            actor: cairn_apps::actor(),
+            hints: Hints {
+                repository: "no repository: set `repository` in [agent] or in the app".into(),
+                password: "no password: set `password-file` in [agent] or in the app".into(),
+                plugin_dir: "no plugin store: set `plugin-dir` in [agent]".into(),
+            },
+        })
+    }
+
+    /// The grace period after SIGTERM.
+    ///
+    /// # Errors
+    /// When `grace` is not a duration.
+    pub fn grace(&self) -> Result<Duration> {
+        match &self.agent.grace {
+            Some(d) => parse_duration(d).map_err(|e| e.context("[agent] grace")),
+            None => Ok(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The apps of `dir`: each `NAME.toml` (other files are passed over).
+fn apps_in(dir: &Path) -> Result<Vec<(String, App)>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("cannot read apps-dir {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".toml"))
+        else {
+            continue;
+        };
+        if name.is_empty() || name.starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let app: App = toml::from_str(&text).map_err(|e| {
+            Error::invalid(format!(
+                "invalid app file {}: {}",
+                path.display(),
+                e.message()
+            ))
+        })?;
+        out.push((name.to_owned(), app));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn app_def(name: &str, app: &App, agent: &AgentSettings, file: &ConfigFile) -> Result<AppDef> {
+    let ctx = |e: Error| e.context(format!("app `{name}`"));
+    let jitter = match &app.jitter {
+        Some(j) => parse_duration(j).map_err(ctx)?,
+        None => Duration::ZERO,
+    };
+    let schedule = app
+        .schedule
+        .as_deref()
+        .map(|p| Schedule::parse(p, app.time_zone.as_deref(), jitter))
+        .transpose()
+        .map_err(ctx)?;
+    let timeout = app
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(ctx)?;
+    for other in &app.after {
+        if other == name {
+            return Err(Error::invalid(format!(
+                "app `{name}` cannot run after itself"
+            )));
+        }
+        if !file.apps.contains_key(other) {
+            return Err(Error::invalid(format!(
+                "app `{name}` runs after `{other}`, which is not configured"
+            )));
+        }
+    }
+    if let Some(r) = &app.retention {
+        r.policy().map_err(ctx)?;
+    }
+    let repository = app
+        .repository
+        .clone()
+        .or_else(|| agent.repository.clone())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "app `{name}` has no repository: set `repository` in it or in [agent]"
+            ))
+        })?;
+    Ok(AppDef {
+        name: name.to_owned(),
+        schedule,
+        timeout,
+        after: app.after.clone(),
+        paused: app.paused,
+        repository,
+    })
+}
+
+/// An `after` chain that comes back to where it started would never run: refused, naming it.
+fn refuse_cycles(apps: &[AppDef]) -> Result<()> {
+    fn visit<'a>(apps: &'a [AppDef], name: &'a str, path: &mut Vec<&'a str>) -> Result<()> {
+        if let Some(i) = path.iter().position(|p| *p == name) {
+            let mut cycle: Vec<&str> = path[i..].to_vec();
+            cycle.push(name);
+            return Err(Error::invalid(format!(
+                "apps run after each other in a circle: {}",
+                cycle.join(" → ")
+            )));
+        }
+        let Some(def) = apps.iter().find(|d| d.name == name) else {
+            return Ok(());
+        };
+        path.push(name);
+        for dep in &def.after {
+            visit(apps, dep, path)?;
+        }
+        path.pop();
+        Ok(())
+    }
+    for def in apps {
+        visit(apps, &def.name, &mut Vec::new())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Plugin instances ready to run, and volume discovery over this node.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use cairn_plugin_host::{Capabilities, Plugin, Target, World, discover};
+use cairn_repo::{Error, Result};
+
+use crate::session::Session;
+
+/// A plugin instance ready to run.
+pub struct Ready {
+    /// The plugin, compiled and linked.
+    pub plugin: Plugin,
+    /// Its settings.
+    pub config: Vec<(String, String)>,
+    /// What it holds.
+    pub capabilities: Capabilities,
+}
+
+/// Which discovery instances run, and over what.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// Only these instances (default: every configured instance of a discovery plugin).
+    pub plugins: Vec<String>,
+    /// The cluster's pods or allocations as JSON (`kubectl get pods,pvc -A -o json`, Nomad's
+    /// `/v1/allocations`).
+    pub inventory: Option<PathBuf>,
+}
+
+impl Session {
+    /// Every target the discovery instances of `source` find, sorted by identity. An identity
+    /// two instances both report is an error: it would mix two volumes in one snapshot
+    /// chain. With no discovery plugin configured: an error when `required`, else nothing
+    /// (apps with hooks or paths only).
+    ///
+    /// # Errors
+    /// When an instance cannot run, fails, or two report the same volume.
+    pub fn discover(&self, source: &Discovery, required: bool) -> Result<Vec<Target>> {
+        let file = self.config()?;
+        if source.plugins.is_empty() && file.plugins.is_empty() && !required {
+            // Nothing to run: no plugin store or runtime is needed (apps with paths only).
+            return Ok(Vec::new());
+        }
+        let runtime = self.plugin_runtime()?;
+        let inventory = match &source.inventory {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Error::io(format!("cannot read the inventory {}", path.display()), e)
+            })?),
+            None => None,
+        };
+        let explicit = !source.plugins.is_empty();
+        let names: Vec<String> = if explicit {
+            source.plugins.clone()
+        } else {
+            file.plugins.keys().cloned().collect()
+        };
+        let mut found: BTreeMap<String, Target> = BTreeMap::new();
+        let mut ran = 0;
+        let store = self.plugin_store()?;
+        for name in &names {
+            // Other instances are passed over by their manifest, before anything is loaded
+            // or granted; one named explicitly is checked by `discover` itself.
+            let plugin = file.plugins.get(name).and_then(|i| i.plugin.as_deref());
+            if !explicit
+                && store.get(plugin.unwrap_or(name))?.manifest.world() != World::VolumeDiscovery
+            {
+                continue;
+            }
+            let ready = self.instance(name, false)?;
+            ran += 1;
+            let targets = discover(
+                &runtime,
+                &ready.plugin,
+                name,
+                &ready.config,
+                &ready.capabilities,
+                inventory.as_deref(),
+            )?;
+            tracing::info!(plugin = name, "found {} volumes", targets.len());
+            for t in targets {
+                if let Some(other) = found.get(&t.identity) {
+                    return Err(Error::invalid(format!(
+                        "plugins `{}` and `{}` both report the volume `{}`; run one of them \
+                         (--plugin NAME)",
+                        other.plugin, t.plugin, t.identity
+                    )));
+                }
+                found.insert(t.identity.clone(), t);
+            }
+        }
+        if ran == 0 && !required {
+            tracing::debug!("no discovery plugin is configured: no volumes");
+        } else if ran == 0 {
+            return Err(Error::invalid(
+                "no discovery plugin is configured: add a [plugins.NAME] instance of a \
+                 volume-discovery plugin (e.g. plugin = \"kubelet\") to the configuration file",
+            ));
+        }
+        Ok(found.into_values().collect())
+    }
+}

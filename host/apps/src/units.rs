@@ -1,0 +1,73 @@
+//! Durations and sizes as operators write them.
+
+use std::time::Duration;
+
+use cairn_repo::{Error, Result};
+
+/// Parses `90s`, `5m`, `2h`, `1h30m`, or plain seconds.
+///
+/// # Errors
+/// When `s` is not a duration or is negative.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let sd: jiff::SignedDuration = s
+        .parse::<jiff::Span>()
+        .ok()
+        .and_then(|sp| {
+            sp.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .ok()
+        })
+        .ok_or_else(|| Error::invalid(format!("`{s}` is not a duration (e.g. 30s, 5m, 1h30m)")))?;
+    Duration::try_from(sd)
+        .map_err(|_| Error::invalid(format!("duration `{s}` must not be negative")))
+}
+
+/// Parses sizes like `512K`, `16M`, `1G` or bytes.
+///
+/// # Errors
+/// When `s` is not a size or does not fit in 64 bits.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let bad = || {
+        Error::invalid(format!(
+            "`{s}` is not a size (use a number with K, M, G or T)"
+        ))
+    };
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => return Err(bad()),
+            };
+            (&t[..i], mult)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(mult)
+        .ok_or_else(|| Error::invalid(format!("size `{s}` is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512K").unwrap(), 512 * 1024);
+        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
+        assert_eq!(parse_size("7").unwrap(), 7);
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").is_err());
+    }
+}
