@@ -1,5 +1,6 @@
 //! End-to-end tests of the `cairn` binary: one test binary, one module per area.
 
+mod agent;
 mod azure;
 mod commands;
 mod copy;

@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: a temporary workspace, the real `cairn` binary, and real
 //! servers (`servers`).
 
+pub mod agent;
 pub mod app_server;
 pub mod gateway;
 pub mod node;
