@@ -71,10 +71,15 @@ repo_of() {   # repo_of WAY CASE
         rclone) echo "rest:http://127.0.0.1:$RC_PORT/restic-$2/" ;;
     esac
 }
+# The program of each way, as words for GNU time (which cannot run a shell function).
+tool_of() {   # tool_of WAY
+    if [[ $1 == rclone ]]; then echo "$RESTIC_BIN --cache-dir $B/cache/restic"; else echo "$CAIRN_BIN"; fi
+}
 run_tool() {   # run_tool WAY ARGS...
     local way=$1
     shift
-    if [[ $way == rclone ]]; then "$RESTIC_BIN" --cache-dir "$B/cache/restic" "$@"; else "$CAIRN_BIN" "$@"; fi
+    # shellcheck disable=SC2046
+    $(tool_of "$way") "$@"
 }
 for way in direct gateway rclone; do
     for c in a b; do
@@ -88,19 +93,19 @@ done
 
 log "(a) backup of one random $BIG_SIZE file"
 for way in direct gateway rclone; do
-    timed a "$way" -- run_tool "$way" -r "$(repo_of $way a)" backup --quiet "$BIG_DIR"
+    timed a "$way" -- $(tool_of "$way") -r "$(repo_of $way a)" backup --quiet "$BIG_DIR"
 done
 GW_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 log "(b) backup of $SMALL_COUNT files / $SMALL_TOTAL"
 for way in direct gateway rclone; do
-    timed b "$way" -- run_tool "$way" -r "$(repo_of $way b)" backup --quiet "$SMALL_DIR"
+    timed b "$way" -- $(tool_of "$way") -r "$(repo_of $way b)" backup --quiet "$SMALL_DIR"
 done
 log "(e) restore of (b)"
 for way in direct gateway rclone; do
     if [[ $way == rclone ]]; then
-        timed e "$way" -- run_tool "$way" -r "$(repo_of $way b)" restore latest --target "$RESTORES/$way" --quiet
+        timed e "$way" -- $(tool_of "$way") -r "$(repo_of $way b)" restore latest --target "$RESTORES/$way" --quiet
     else
-        timed e "$way" -- run_tool "$way" -r "$(repo_of $way b)" restore latest --path "$SMALL_DIR" --target "$RESTORES/$way" --quiet
+        timed e "$way" -- $(tool_of "$way") -r "$(repo_of $way b)" restore latest --path "$SMALL_DIR" --target "$RESTORES/$way" --quiet
     fi
     verify_restore "$way" "$RESTORES/$way" "$SMALL_DIR"
 done
