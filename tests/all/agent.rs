@@ -41,16 +41,33 @@ fn ts(v: &serde_json::Value) -> jiff::Timestamp {
         .unwrap()
 }
 
-fn snapshots(repo: &Path, password: &Path, app: &str) -> usize {
-    let out = std::process::Command::new(cairn_tests::cairn_bin())
-        .args(["--json", "snapshots", "--app", app, "-r"])
-        .arg(repo)
+/// `cairn ARGS -r DIR/repo --password-file DIR/password`.
+fn cairn(dir: &Path, args: &[&str]) -> cairn_tests::Run {
+    std::process::Command::new(cairn_tests::cairn_bin())
+        .args(args)
+        .arg("-r")
+        .arg(dir.join("repo"))
         .arg("--password-file")
-        .arg(password)
+        .arg(dir.join("password"))
         .output()
-        .unwrap();
-    let run: cairn_tests::Run = out.into();
+        .unwrap()
+        .into()
+}
+
+fn snapshots(dir: &Path, app: &str) -> usize {
+    let run = cairn(dir, &["--json", "snapshots", "--app", app]);
     run.json().as_array().map_or(0, Vec::len)
+}
+
+/// An exclusive lock on the repository at `repo`, held by "another host" until dropped.
+fn hold_lock(repo: &Path) -> cairn_repo::lock::LockGuard {
+    let backend = cairn_backend::open_location(repo.to_str().unwrap()).unwrap();
+    let repo = cairn_repo::Repository::open(backend, b"secret").unwrap();
+    let actor = cairn_repo::Actor {
+        hostname: "elsewhere".into(),
+        username: "test".into(),
+    };
+    cairn_repo::lock::lock(&repo, true, &actor, 1).unwrap()
 }
 
 /// B runs after A: it starts once A succeeded; when A fails, B is held back and says why.
@@ -83,14 +100,12 @@ fn an_app_after_another_starts_on_its_success_and_is_held_back_by_its_failure() 
             "b started before a ended"
         );
     }
-    let password = tmp.path().join("password");
-    let repo = tmp.path().join("repo");
     assert_eq!(
-        snapshots(&repo, &password, "a"),
+        snapshots(tmp.path(), "a"),
         2,
         "keep-last 2 kept two of a's three"
     );
-    assert_eq!(snapshots(&repo, &password, "b"), 3, "b has no retention");
+    assert_eq!(snapshots(tmp.path(), "b"), 3, "b has no retention");
 
     std::fs::remove_dir_all(&a).unwrap();
     let failed = agent.cli(&["run", "a", "--wait"]);
@@ -147,13 +162,7 @@ fn a_locked_repository_is_waited_for() {
     );
     agent.cli(&["run", "a", "--wait"]).ok();
     // Another process (this test) holds an exclusive lock for a while.
-    let backend = cairn_backend::open_location(tmp.path().join("repo").to_str().unwrap()).unwrap();
-    let repo = cairn_repo::Repository::open(backend, b"secret").unwrap();
-    let actor = cairn_repo::Actor {
-        hostname: "elsewhere".into(),
-        username: "test".into(),
-    };
-    let held = cairn_repo::lock::lock(&repo, true, &actor, 1).unwrap();
+    let held = hold_lock(&tmp.path().join("repo"));
     agent.cli(&["run", "a"]).ok();
     agent.wait_for(30, "the run to wait for the lock", |g| {
         g.app("a")["state"] == "running"
@@ -187,13 +196,7 @@ fn a_run_cut_by_kill_9_is_interrupted_after_the_restart_and_the_next_succeeds() 
         &app("big", &big, ""),
     );
     agent.cli(&["run", "big", "--wait"]).ok();
-    let backend = cairn_backend::open_location(tmp.path().join("repo").to_str().unwrap()).unwrap();
-    let repo = cairn_repo::Repository::open(backend, b"secret").unwrap();
-    let actor = cairn_repo::Actor {
-        hostname: "elsewhere".into(),
-        username: "test".into(),
-    };
-    let held = cairn_repo::lock::lock(&repo, true, &actor, 1).unwrap();
+    let held = hold_lock(&tmp.path().join("repo"));
     agent.cli(&["run", "big"]).ok();
     agent.wait_for(30, "the run to start", |g| {
         g.app("big")["state"] == "running"
@@ -204,15 +207,7 @@ fn a_run_cut_by_kill_9_is_interrupted_after_the_restart_and_the_next_succeeds() 
     let cut = &agent.runs(Some("big"))[0];
     assert_eq!(cut["state"], "interrupted", "{cut}");
     agent.cli(&["run", "big", "--wait"]).ok();
-    let check = std::process::Command::new(cairn_tests::cairn_bin())
-        .args(["check", "-r"])
-        .arg(tmp.path().join("repo"))
-        .arg("--password-file")
-        .arg(tmp.path().join("password"))
-        .output()
-        .unwrap();
-    let check: cairn_tests::Run = check.into();
-    check.ok();
+    cairn(tmp.path(), &["check"]).ok();
     let status = agent.app("big");
     assert_eq!(
         status["runs"]["interrupted"], 1,

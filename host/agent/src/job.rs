@@ -209,14 +209,7 @@ fn open_or_create(session: &Session, app: &cairn_apps::App, log: &RunLog) -> Res
         Err(e) if e.kind() == ErrorKind::RepositoryNotFound => {}
         other => return other,
     }
-    let location = match &app.repository {
-        Some(l) => l.clone(),
-        None => session.location()?.to_owned(),
-    };
-    let source = match &app.password_file {
-        Some(f) => cairn_apps::PasswordSource::file(f.clone()),
-        None => session.settings().password.clone(),
-    };
+    let (location, source) = session.app_repository(app)?;
     let password = session.password_from(&source, "")?;
     let backend = session.backend_at(&location)?;
     let opts = InitOptions::default().kdf_limits(session.kdf_limits());

@@ -390,14 +390,26 @@ impl Session {
     /// # Errors
     /// As [`Session::open`].
     pub fn open_app(&self, app: &App) -> Result<Repository> {
-        let Some(location) = &app.repository else {
-            return self.open();
+        let (location, source) = self.app_repository(app)?;
+        self.open_at(&location, &source, "enter repository password: ")
+    }
+
+    /// Where `app`'s repository is and where its password comes from: its own location (and
+    /// password file) when it names one, else the session's.
+    ///
+    /// # Errors
+    /// When neither the app nor the session names a repository.
+    pub fn app_repository(&self, app: &App) -> Result<(String, PasswordSource)> {
+        let location = match &app.repository {
+            Some(l) => l.clone(),
+            None => self.location()?.to_owned(),
         };
-        let source = match &app.password_file {
-            Some(file) => PasswordSource::file(file.clone()),
-            None => self.settings.password.clone(),
+        // An app's password file goes with its own repository.
+        let source = match (&app.repository, &app.password_file) {
+            (Some(_), Some(file)) => PasswordSource::file(file.clone()),
+            _ => self.settings.password.clone(),
         };
-        self.open_at(location, &source, "enter repository password: ")
+        Ok((location, source))
     }
 
     /// Opens the repository on `backend` with `password`: key slots within the KDF limits,
