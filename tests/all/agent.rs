@@ -255,3 +255,311 @@ fn downtime_over_several_slots_gives_one_catch_up_run() {
         "missed {missed} over {slots_down} slots"
     );
 }
+
+/// The pack files in the local repository at `repo` (temporary files not counted).
+fn packs(repo: &Path) -> usize {
+    let Ok(dirs) = std::fs::read_dir(repo.join("data")) else {
+        return 0;
+    };
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|f| !f.file_name().to_string_lossy().starts_with('.'))
+        .count()
+}
+
+/// kill -9 of the agent while a run is uploading: the packs it finished are indexed by the
+/// next run and not uploaded again (its `bytes_added` is less than the data by at least
+/// what was stored before the kill), and the repository checks clean, reading everything.
+#[test]
+fn a_run_cut_by_kill_9_mid_upload_leaves_packs_the_next_run_reuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 16 << 20;
+    let big = data(tmp.path(), "big", 10, size);
+    let repo = tmp.path().join("repo");
+    let mut agent = Agent::start(tmp.path(), &node(tmp.path(), ""), &app("big", &big, ""));
+    agent.cli(&["run", "big"]).ok();
+    let start = std::time::Instant::now();
+    while packs(&repo) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no packs were stored"
+        );
+        assert_ne!(
+            agent.runs(Some("big"))[0]["state"],
+            "succeeded",
+            "the run ended before it could be cut"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.stop_with(Signal::SIGKILL);
+    let stored = packs(&repo);
+    agent.restart();
+    assert_eq!(agent.runs(Some("big"))[0]["state"], "interrupted");
+    agent.cli(&["run", "big", "--wait"]).ok();
+    let run = &agent.runs(Some("big"))[0];
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let total = (10 * size) as u64;
+    let added = run["bytes_added"].as_u64().unwrap();
+    let reused = total - added;
+    // Each finished pack held about one pack size (16 MiB) of this data.
+    assert!(
+        reused >= (stored as u64 - 1) * (12 << 20),
+        "the next run uploaded {added} of {total} bytes again although {stored} packs were \
+         stored before the kill"
+    );
+    cairn(tmp.path(), &["check", "--read-data"]).ok();
+}
+
+/// `/metrics` passes promtool; a real Prometheus server scrapes it and a query returns each
+/// app's last success; node_exporter serves the textfile's status gauge (1 ok, 0 failed).
+#[test]
+fn prometheus_scrapes_the_agent_and_node_exporter_serves_its_textfile() {
+    use cairn_tests::prometheus::{NodeExporter, Prometheus, http_get, promtool_check};
+    let tmp = tempfile::tempdir().unwrap();
+    let good = data(tmp.path(), "good", 2, 1000);
+    let textfiles = tmp.path().join("textfiles");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "agent-token-1234567890\n").unwrap();
+    let extra = format!(
+        "textfile = \"{}\"\ntoken-file = \"{}\"",
+        textfiles.join("cairn.prom").display(),
+        token.display()
+    );
+    let apps = app("good", &good, "") + &app("bad", &tmp.path().join("missing"), "");
+    let agent = Agent::start(tmp.path(), &node(tmp.path(), &extra), &apps);
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--token-file", token.to_str().unwrap()]);
+        agent.cli(&all)
+    };
+    cli(&["run", "good", "--wait"]).ok();
+    assert_eq!(cli(&["run", "bad", "--wait"]).code, 1);
+    let port: u16 = agent.addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(http_get(port, "/metrics").0, 401, "the token is not asked");
+
+    let prometheus = Prometheus::start(
+        &tmp.path().join("prometheus"),
+        std::slice::from_ref(&agent.addr),
+        Some(&token),
+    );
+    let start = std::time::Instant::now();
+    let series = loop {
+        let found = prometheus.query("cairn_agent_last_success_timestamp_seconds");
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Prometheus scraped nothing: {:?}",
+            prometheus.query("up")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(series.len(), 1, "only `good` has succeeded: {series:?}");
+    assert_eq!(series[0]["metric"]["app"], "good");
+    let scraped: f64 = series[0]["value"][1].as_str().unwrap().parse().unwrap();
+    let status: Vec<serde_json::Value> = {
+        let run = std::process::Command::new(cairn_tests::cairn_bin())
+            .args([
+                "--json",
+                "agent",
+                "status",
+                "--agent",
+                &agent.addr,
+                "--token-file",
+            ])
+            .arg(&token)
+            .output()
+            .unwrap();
+        let run: cairn_tests::Run = run.into();
+        run.json().as_array().cloned().unwrap()
+    };
+    let good_status = status.iter().find(|a| a["app"] == "good").unwrap();
+    let last_success = ts(&good_status["last_success"]).as_millisecond() as f64 / 1000.0;
+    assert!(
+        (scraped - last_success).abs() < 0.01,
+        "Prometheus has {scraped}, the agent says {last_success}"
+    );
+    let failed = prometheus.query("cairn_agent_last_run_success == 0");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["metric"]["app"], "bad");
+
+    // promtool accepts what the agent exposes (read with the token).
+    let exposition = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(
+            b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer agent-token-1234567890\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out[out.find("\r\n\r\n").unwrap() + 4..].to_owned()
+    };
+    promtool_check(&exposition);
+    assert!(exposition.contains("cairn_agent_runs_total{app=\"bad\",outcome=\"failed\"} 1"));
+
+    let exporter = NodeExporter::start(&tmp.path().join("node-exporter"), &textfiles);
+    let start = std::time::Instant::now();
+    loop {
+        let m = exporter.metrics();
+        if m.contains("cairn_agent_app_status{app=\"good\"} 1")
+            && m.contains("cairn_agent_app_status{app=\"bad\"} 0")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node_exporter does not serve the status gauge:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Apps back up through `cairn gateway` with app credentials (which cannot delete); the
+/// node's maintenance — retention after each backup, prune and check on their schedules —
+/// uses the node credential: the gateway's audit log shows every delete by the node and none
+/// by the app, prune removes the packs retention left unused, and checks rotate through
+/// their subsets.
+#[test]
+fn apps_behind_the_gateway_back_up_with_app_credentials_and_the_node_maintains_them() {
+    use cairn_tests::gateway::Gateway;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = tmp.path().join("storage");
+    let gw = Gateway::start(tmp.path(), storage.to_str().unwrap(), &[]);
+    let app_token = gw.token("shop", "app", &["apps/shop"]);
+    let node_token = gw.token("node-1", "node", &[]);
+    let app_cred = tmp.path().join("shop.credential");
+    let node_cred = tmp.path().join("node.credential");
+    std::fs::write(&app_cred, format!("shop:{app_token}\n")).unwrap();
+    std::fs::write(&node_cred, format!("node-1:{node_token}\n")).unwrap();
+    let shop = data(tmp.path(), "shop", 4, 300_000);
+    let location = format!("rest:http://127.0.0.1:{}/apps/shop/", gw.port);
+    let extra = format!(
+        "prune = \"*/2 * * * * *\"\ncheck = \"*/2 * * * * *\"\n\
+         check-read-data-subset = \"1/2\"\nmaintenance-credentials-file = \"{}\"",
+        node_cred.display()
+    );
+    let apps = app(
+        "shop",
+        &shop,
+        &format!(
+            "repository = \"{location}\"\nrest-credentials-file = \"{}\"\n\
+             retention = {{ keep-last = 1 }}",
+            app_cred.display()
+        ),
+    );
+    let agent = Agent::start(tmp.path(), &node(tmp.path(), &extra), &apps);
+    for round in 0..3 {
+        if round > 0 {
+            // New data each round: what the old snapshots used becomes unused.
+            std::fs::remove_dir_all(&shop).unwrap();
+            data(tmp.path(), "shop", 4, 300_000);
+        }
+        let run = agent.cli(&["run", "shop", "--wait"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let last_backup = ts(&agent
+        .runs(Some("shop"))
+        .into_iter()
+        .find(|r| r["operation"] == "backup")
+        .unwrap()["ended"]);
+    agent.wait_for(60, "a prune and two checks after the last backup", |g| {
+        let runs = g.runs(None);
+        let after = |op: &str| {
+            runs.iter()
+                .filter(|r| {
+                    r["operation"] == op
+                        && r["state"] == "succeeded"
+                        && ts(&r["started"]) > last_backup
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        !after("prune").is_empty() && after("check").len() >= 2
+    });
+    let runs = agent.runs(None);
+    let backups: Vec<_> = runs.iter().filter(|r| r["operation"] == "backup").collect();
+    assert_eq!(backups.len(), 3);
+    assert!(
+        backups.iter().all(|r| r["state"] == "succeeded"),
+        "{backups:?}"
+    );
+    assert_eq!(backups[0]["forgotten"], 1, "{:?}", backups[0]);
+    // Prune freed what retention left unused.
+    let pruned: u64 = runs
+        .iter()
+        .filter(|r| r["operation"] == "prune" && r["state"] == "succeeded")
+        .map(|r| {
+            let log = agent.cli(&["logs", &r["id"].to_string()]).stdout;
+            log.split("deleted ")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(pruned >= 1, "no prune deleted an unused pack: {runs:?}");
+    let subsets: std::collections::BTreeSet<String> = runs
+        .iter()
+        .filter(|r| r["operation"] == "check")
+        .filter_map(|r| r["read_data"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        subsets,
+        ["1/2".to_owned(), "2/2".to_owned()].into(),
+        "checks do not rotate: {runs:?}"
+    );
+    for r in runs.iter().filter(|r| r["operation"] != "backup") {
+        assert_eq!(r["repository"], location, "{r}");
+    }
+    // Maintenance never ran beside a backup.
+    let span = |r: &serde_json::Value| (ts(&r["started"]), ts(&r["ended"]));
+    for b in &backups {
+        for m in runs
+            .iter()
+            .filter(|r| r["operation"] != "backup" && r["ended"].is_string())
+        {
+            let (bs, be) = span(b);
+            let (ms, me) = span(m);
+            assert!(
+                me <= bs || ms >= be,
+                "maintenance {m} overlapped backup {b}"
+            );
+        }
+    }
+
+    let audit = std::fs::read_to_string(gw.state.join("audit.log")).unwrap();
+    let deletes: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["method"] == "DELETE" && e["reason"] == "deleted")
+        .collect();
+    let by = |who: &str, kind: &str| {
+        deletes
+            .iter()
+            .filter(|e| e["credential"] == who && e["path"].as_str().unwrap().contains(kind))
+            .count()
+    };
+    assert!(by("node-1", "/snapshots/") >= 2, "{audit}");
+    assert!(by("node-1", "/data/") >= 1, "{audit}");
+    assert_eq!(
+        by("shop", "/snapshots/") + by("shop", "/data/"),
+        0,
+        "{audit}"
+    );
+    assert!(
+        audit
+            .lines()
+            .all(|l| !l.contains(&app_token) && !l.contains(&node_token))
+    );
+    let agent_log = std::fs::read_to_string(&agent.log).unwrap();
+    assert!(!agent_log.contains(&app_token) && !agent_log.contains(&node_token));
+    let status = agent.cli(&["status"]).stdout;
+    assert!(
+        status.contains("prune") && status.contains(&location),
+        "{status}"
+    );
+}

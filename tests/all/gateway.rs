@@ -790,32 +790,7 @@ fn the_metrics_pass_promtool_and_count_requests_and_denials() {
     let (status, response) = gw.request("GET", "/metrics", None, b"");
     assert_eq!(status, 200);
     let exposition = &response[response.find("\r\n\r\n").unwrap() + 4..];
-    let promtool = find_program(
-        "promtool",
-        "PROMTOOL_BIN",
-        "apt-get install prometheus (scripts/test-tools.sh does)",
-    );
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exposition.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool refused the exposition: {}{}\n{exposition}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cairn_tests::prometheus::promtool_check(exposition);
     let value = |series: &str| -> f64 {
         exposition
             .lines()

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod app_server;
 pub mod gateway;
 pub mod node;
+pub mod prometheus;
 pub mod servers;
 
 use std::ffi::OsStr;

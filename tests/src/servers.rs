@@ -34,6 +34,15 @@ pub fn find_program(name: &str, env: &str, install_hint: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` is needed by this test: {install_hint} (or set {env})"))
 }
 
+/// The status code of an HTTP response (0 when there is none).
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Whether an HTTP server answers on `port`.
 pub fn http_answers(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {

@@ -8,6 +8,8 @@
 //!   last run; a failure of one of them holds it back, and its status says which.
 //! - At most `concurrency` jobs run at once, and one per repository; nothing of a queued
 //!   job starts before it has its slot.
+//! - The node's maintenance (prune and check of each repository) runs on its own schedule
+//!   in the same queue, so never beside a backup into the same repository.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +22,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{RunLog, execute};
-use crate::settings::{AppDef, NodeConfig};
-use crate::store::{AppRecord, Run, RunState, Store, Trigger};
+use crate::schedule::Schedule;
+use crate::settings::{AppDef, MaintenanceDef, NodeConfig};
+use crate::store::{AppRecord, Operation, Run, RunState, Store, Trigger};
 
 /// The node agent.
 pub struct Agent {
@@ -35,6 +38,7 @@ struct State {
     config: Arc<NodeConfig>,
     session: Arc<Session>,
     apps: BTreeMap<String, AppState>,
+    maintenance: BTreeMap<String, MaintenanceState>,
     queue: VecDeque<Run>,
     running: BTreeMap<u64, Running>,
     next_id: u64,
@@ -43,6 +47,7 @@ struct State {
 
 struct Running {
     app: String,
+    operation: Operation,
     repository: String,
     cancel: Arc<AtomicBool>,
     log: Arc<RunLog>,
@@ -54,10 +59,36 @@ struct AppState {
     next_slot: Option<Timestamp>,
     record: AppRecord,
     held: Option<String>,
-    last: Option<Run>,
-    last_success: Option<Run>,
+    seen: LastRuns,
     outcomes: BTreeMap<&'static str, u64>,
     skipped_busy: bool,
+}
+
+/// Where a maintenance job is between runs.
+#[derive(Default)]
+struct MaintenanceState {
+    next_slot: Option<Timestamp>,
+    record: AppRecord,
+    seen: LastRuns,
+}
+
+/// A maintenance job's status (`GET /maintenance`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaintenanceStatus {
+    /// `prune` or `check`.
+    pub operation: Operation,
+    /// The repository (credentials as `***`).
+    pub repository: String,
+    /// The app whose settings open it.
+    pub app: String,
+    /// Its schedule.
+    pub schedule: String,
+    /// When it runs next.
+    pub next_run: Option<Timestamp>,
+    /// Its last run.
+    pub last_run: Option<Run>,
+    /// When its last successful run ended.
+    pub last_success: Option<Timestamp>,
 }
 
 /// An app's status, as `cairn agent status` shows it.
@@ -107,9 +138,12 @@ impl Agent {
                     agent: config.agent.clone(),
                     file: cairn_apps::ConfigFile::default(),
                     apps: Vec::new(),
+                    maintenance: Vec::new(),
+                    read_data: None,
                 }),
                 session: session.clone(),
                 apps: BTreeMap::new(),
+                maintenance: BTreeMap::new(),
                 queue: VecDeque::new(),
                 running: BTreeMap::new(),
                 next_id,
@@ -129,9 +163,17 @@ impl Agent {
         {
             let mut st = agent.lock();
             agent.install(&mut st, config, session)?;
+            let config = st.config.clone();
             for run in history.iter().rev() {
-                if let Some(a) = st.apps.get_mut(&run.app) {
-                    a.count(run);
+                if run.operation == Operation::Backup {
+                    if let Some(a) = st.apps.get_mut(&run.app) {
+                        a.count(run);
+                    }
+                } else if let Some(def) = config.maintenance.iter().find(|d| {
+                    d.operation == run.operation && run.repository.as_ref() == Some(&d.shown)
+                }) && let Some(m) = st.maintenance.get_mut(&def.key())
+                {
+                    m.count(run);
                 }
             }
         }
@@ -148,29 +190,52 @@ impl Agent {
     /// Puts `config` in place: apps added, changed or removed (their queued runs dropped),
     /// their schedule positions read from the database.
     fn install(&self, st: &mut State, config: NodeConfig, session: Arc<Session>) -> Result<()> {
-        let now = Timestamp::now();
         let mut apps = BTreeMap::new();
         for def in &config.apps {
             let mut a = st.apps.remove(&def.name).unwrap_or_default();
-            a.record = self.store.app(&def.name)?.unwrap_or_default();
-            if let Some(s) = &def.schedule {
-                if a.record.last_slot.is_none() {
-                    // Slots from now on count; one missed while down is then caught up.
-                    a.record.last_slot = Some(now);
-                    self.store.put_app(&def.name, &a.record)?;
-                }
-                a.next_slot = a.record.last_slot.and_then(|t| s.next_after(t));
-            } else {
-                a.next_slot = None;
-            }
+            (a.record, a.next_slot) = self.position(&def.name, def.schedule.as_ref())?;
             apps.insert(def.name.clone(), a);
         }
-        st.queue.retain(|r| apps.contains_key(&r.app));
+        let mut maintenance = BTreeMap::new();
+        for def in &config.maintenance {
+            let key = def.key();
+            let mut m = st.maintenance.remove(&key).unwrap_or_default();
+            (m.record, m.next_slot) = self.position(&key, Some(&def.schedule))?;
+            maintenance.insert(key, m);
+        }
+        st.queue.retain(|r| {
+            apps.contains_key(&r.app)
+                && (r.operation == Operation::Backup
+                    || config.maintenance.iter().any(|d| {
+                        d.operation == r.operation && r.repository.as_ref() == Some(&d.shown)
+                    }))
+        });
         st.apps = apps;
+        st.maintenance = maintenance;
         st.config = Arc::new(config);
         st.session = session;
         self.wake.notify_all();
         Ok(())
+    }
+
+    /// The recorded schedule position of `key` and its next slot by `schedule`; a schedule
+    /// seen for the first time counts its slots from now on (one missed while the agent is
+    /// down is then caught up).
+    fn position(
+        &self,
+        key: &str,
+        schedule: Option<&Schedule>,
+    ) -> Result<(AppRecord, Option<Timestamp>)> {
+        let mut record = self.store.app(key)?.unwrap_or_default();
+        let Some(s) = schedule else {
+            return Ok((record, None));
+        };
+        if record.last_slot.is_none() {
+            record.last_slot = Some(Timestamp::now());
+            self.store.put_app(key, &record)?;
+        }
+        let next = record.last_slot.and_then(|t| s.next_after(t));
+        Ok((record, next))
     }
 
     /// Reloads the configuration from `path` (SIGHUP). A configuration that does not load
@@ -186,11 +251,14 @@ impl Agent {
     }
 
     fn release_stale_locks(&self, apps: &[String]) {
-        let session = self.lock().session.clone();
+        let (session, config) = {
+            let st = self.lock();
+            (st.session.clone(), st.config.clone())
+        };
         let Ok(file) = session.config() else { return };
         for name in apps {
             let Ok(app) = file.app(name) else { continue };
-            match session.open_app(app) {
+            match session.open_app(&config.maintenance_app(app)) {
                 Ok(repo) => {
                     match cairn_repo::lock::remove_locks(&repo, &session.actor().hostname, false) {
                         Ok(0) => {}
@@ -236,49 +304,53 @@ impl Agent {
             ));
         }
         let run = self
-            .enqueue(&mut st, app, Trigger::Manual)
+            .enqueue(&mut st, new_run(app, Trigger::Manual))
             .map_err(|e| (e, None))?;
         Ok(run)
     }
 
     fn active_run(&self, st: &State, app: &str) -> Option<Run> {
-        if let Some(r) = st.queue.iter().find(|r| r.app == app) {
+        let backup = Operation::Backup;
+        if let Some(r) = st
+            .queue
+            .iter()
+            .find(|r| r.app == app && r.operation == backup)
+        {
             return Some(r.clone());
         }
         st.running
             .iter()
-            .find(|(_, r)| r.app == app)
+            .find(|(_, r)| r.app == app && r.operation == backup)
             .and_then(|(id, _)| self.store.run(*id).ok().flatten())
     }
 
-    fn busy(st: &State, app: &str) -> bool {
-        st.queue.iter().any(|r| r.app == app) || st.running.values().any(|r| r.app == app)
+    fn busy(st: &State, app: &str, operation: Operation) -> bool {
+        st.queue
+            .iter()
+            .any(|r| r.app == app && r.operation == operation)
+            || st
+                .running
+                .values()
+                .any(|r| r.app == app && r.operation == operation)
     }
 
-    fn enqueue(&self, st: &mut State, app: &str, trigger: Trigger) -> Result<Run> {
-        let run = Run {
-            id: st.next_id,
-            app: app.to_owned(),
-            trigger,
-            queued: Timestamp::now(),
-            started: None,
-            ended: None,
-            state: RunState::Queued,
-            error: None,
-            locked: false,
-            snapshots: Vec::new(),
-            files_new: 0,
-            bytes_added: 0,
-            lock_wait_seconds: 0.0,
-            forgotten: 0,
-        };
+    fn enqueue(&self, st: &mut State, mut run: Run) -> Result<Run> {
+        run.id = st.next_id;
         self.store.put_run(&run, None)?;
         st.next_id += 1;
-        if let Some(a) = st.apps.get_mut(app) {
+        let app = run.app.clone();
+        if run.operation == Operation::Backup
+            && let Some(a) = st.apps.get_mut(&app)
+        {
             a.held = None;
         }
         st.queue.push_back(run.clone());
-        tracing::info!("app `{app}`: run {} queued ({trigger:?})", run.id);
+        tracing::info!(
+            "app `{app}`: {} run {} queued ({:?})",
+            run.operation.name(),
+            run.id,
+            run.trigger
+        );
         self.wake.notify_all();
         Ok(run)
     }
@@ -308,17 +380,47 @@ impl Agent {
     fn until_next(&self, st: &State) -> Duration {
         let now = Timestamp::now();
         let mut wait = Duration::from_secs(30);
-        for def in &st.config.apps {
-            let (Some(s), Some(a)) = (&def.schedule, st.apps.get(&def.name)) else {
-                continue;
-            };
-            if let Some(slot) = a.next_slot {
-                let start = s.start_of(slot, &def.name);
+        let mut consider = |s: &Schedule, slot: Option<Timestamp>, name: &str| {
+            if let Some(slot) = slot {
+                let start = s.start_of(slot, name);
                 let d = Duration::try_from(start.duration_since(now)).unwrap_or(Duration::ZERO);
                 wait = wait.min(d);
             }
+        };
+        for def in &st.config.apps {
+            if let (Some(s), Some(a)) = (&def.schedule, st.apps.get(&def.name)) {
+                consider(s, a.next_slot, &def.name);
+            }
+        }
+        for def in &st.config.maintenance {
+            let key = def.key();
+            if let Some(m) = st.maintenance.get(&key) {
+                consider(&def.schedule, m.next_slot, &key);
+            }
         }
         wait.max(Duration::from_millis(20))
+    }
+
+    /// When `schedule`'s next slot has come, moves the position past `now` and returns
+    /// whether this run catches up slots missed (while the agent was down, or passed).
+    fn advance(
+        &self,
+        schedule: &Schedule,
+        name: &str,
+        next_slot: &mut Option<Timestamp>,
+        record: &mut AppRecord,
+        now: Timestamp,
+    ) -> Option<bool> {
+        let slot = (*next_slot)?;
+        if schedule.start_of(slot, name) > now {
+            return None;
+        }
+        let (newest, more) = schedule.slots_between(slot, now);
+        let newest = newest.unwrap_or(slot);
+        record.missed += more;
+        record.last_slot = Some(newest);
+        *next_slot = schedule.next_after(newest);
+        Some(more > 0 || slot < self.started)
     }
 
     fn fire_due(&self, st: &mut State, now: Timestamp) {
@@ -327,20 +429,15 @@ impl Agent {
             let Some(schedule) = &def.schedule else {
                 continue;
             };
-            let busy = Self::busy(st, &def.name);
+            let busy = Self::busy(st, &def.name, Operation::Backup);
             let Some(a) = st.apps.get_mut(&def.name) else {
                 continue;
             };
-            let Some(slot) = a.next_slot else { continue };
-            if schedule.start_of(slot, &def.name) > now {
+            let Some(caught_up) =
+                self.advance(schedule, &def.name, &mut a.next_slot, &mut a.record, now)
+            else {
                 continue;
-            }
-            let (newest, more) = schedule.slots_between(slot, now);
-            let newest = newest.unwrap_or(slot);
-            let caught_up = more > 0 || slot < self.started;
-            a.record.missed += more;
-            a.record.last_slot = Some(newest);
-            a.next_slot = schedule.next_after(newest);
+            };
             if busy {
                 a.record.missed += 1;
                 a.skipped_busy = true;
@@ -359,10 +456,64 @@ impl Agent {
                 } else {
                     Trigger::Schedule
                 };
-                if let Err(e) = self.enqueue(st, &def.name, trigger) {
+                if let Err(e) = self.enqueue(st, new_run(&def.name, trigger)) {
                     tracing::error!("app `{}`: cannot queue a run: {e}", def.name);
                 }
             }
+        }
+        for def in &config.maintenance {
+            self.fire_maintenance(st, &config, def, now);
+        }
+    }
+
+    fn fire_maintenance(
+        &self,
+        st: &mut State,
+        config: &NodeConfig,
+        def: &MaintenanceDef,
+        now: Timestamp,
+    ) {
+        let key = def.key();
+        let busy = Self::busy(st, &def.app, def.operation);
+        let Some(m) = st.maintenance.get_mut(&key) else {
+            return;
+        };
+        let Some(caught_up) =
+            self.advance(&def.schedule, &key, &mut m.next_slot, &mut m.record, now)
+        else {
+            return;
+        };
+        let mut run = new_run(
+            &def.app,
+            if caught_up {
+                Trigger::CatchUp
+            } else {
+                Trigger::Schedule
+            },
+        );
+        run.operation = def.operation;
+        run.repository = Some(def.shown.clone());
+        if def.operation == Operation::Check && !busy {
+            run.read_data = read_data_of(config.read_data, m.record.checks);
+            m.record.checks += 1;
+        }
+        if let Err(e) = self.store.put_app(&key, &m.record) {
+            tracing::error!("{} of {}: {e}", def.operation.name(), def.shown);
+        }
+        if busy {
+            tracing::info!(
+                "{} of {}: still queued or running; this slot is passed over",
+                def.operation.name(),
+                def.shown
+            );
+            return;
+        }
+        if let Err(e) = self.enqueue(st, run) {
+            tracing::error!(
+                "{} of {}: cannot queue a run: {e}",
+                def.operation.name(),
+                def.shown
+            );
         }
     }
 
@@ -395,6 +546,7 @@ impl Agent {
                 .find(|d| d.name == run.app)
                 .and_then(|d| d.timeout);
             let session = st.session.fork(cancel.clone(), |_| {});
+            let config = st.config.clone();
             run.state = RunState::Running;
             run.started = Some(Timestamp::now());
             if let Err(e) = self.store.put_run(&run, None) {
@@ -404,6 +556,7 @@ impl Agent {
                 run.id,
                 Running {
                     app: run.app.clone(),
+                    operation: run.operation,
                     repository,
                     cancel: cancel.clone(),
                     log: log.clone(),
@@ -412,7 +565,7 @@ impl Agent {
             let agent = self.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("cairn-run-{}", run.id))
-                .spawn(move || agent.work(session, run, log, cancel, timeout));
+                .spawn(move || agent.work(&session, &config, run, log, cancel, timeout));
             if let Err(e) = spawned {
                 tracing::error!("cannot start a run: {e}");
                 return;
@@ -422,17 +575,23 @@ impl Agent {
 
     fn work(
         self: Arc<Self>,
-        session: Session,
+        session: &Session,
+        config: &NodeConfig,
         mut run: Run,
         log: Arc<RunLog>,
         cancel: Arc<AtomicBool>,
         timeout: Option<Duration>,
     ) {
         tracing::info!("app `{}`: run {} started", run.app, run.id);
-        log.line(format!(
-            "run {} of app `{}` ({:?})",
-            run.id, run.app, run.trigger
-        ));
+        log.line(match &run.repository {
+            Some(repo) => format!(
+                "run {}: {} of {repo} ({:?})",
+                run.id,
+                run.operation.name(),
+                run.trigger
+            ),
+            None => format!("run {} of app `{}` ({:?})", run.id, run.app, run.trigger),
+        });
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let timed_out = Arc::new(AtomicBool::new(false));
         if let Some(limit) = timeout {
@@ -448,7 +607,7 @@ impl Agent {
                     }
                 });
         }
-        execute(&session, &mut run, &log);
+        execute(session, config, &mut run, &log);
         drop(done_tx);
         if timed_out.load(Ordering::SeqCst) {
             run.state = RunState::Failed;
@@ -482,6 +641,18 @@ impl Agent {
 
     /// Counts a finished run and starts (or holds back) the apps that run after it.
     fn finished(&self, st: &mut State, run: &Run) {
+        if run.operation != Operation::Backup {
+            let config = st.config.clone();
+            if let Some(def) = config
+                .maintenance
+                .iter()
+                .find(|d| d.operation == run.operation && run.repository.as_ref() == Some(&d.shown))
+                && let Some(m) = st.maintenance.get_mut(&def.key())
+            {
+                m.count(run);
+            }
+            return;
+        }
         if let Some(a) = st.apps.get_mut(&run.app) {
             a.count(run);
             a.skipped_busy = false;
@@ -497,10 +668,13 @@ impl Agent {
                 }
                 continue;
             }
-            if def.paused || Self::busy(st, &def.name) || !self.deps_done(st, def) {
+            if def.paused
+                || Self::busy(st, &def.name, Operation::Backup)
+                || !self.deps_done(st, def)
+            {
                 continue;
             }
-            if let Err(e) = self.enqueue(st, &def.name, Trigger::After) {
+            if let Err(e) = self.enqueue(st, new_run(&def.name, Trigger::After)) {
                 tracing::error!("app `{}`: cannot queue a run: {e}", def.name);
             }
         }
@@ -511,12 +685,12 @@ impl Agent {
         let since = st
             .apps
             .get(&def.name)
-            .and_then(|a| a.last.as_ref())
+            .and_then(|a| a.seen.last.as_ref())
             .map(|r| r.queued);
         def.after.iter().all(|dep| {
             st.apps
                 .get(dep)
-                .and_then(|a| a.last_success.as_ref())
+                .and_then(|a| a.seen.last_success.as_ref())
                 .and_then(|r| r.ended)
                 .is_some_and(|end| since.is_none_or(|s| end > s))
         })
@@ -573,9 +747,18 @@ impl Agent {
     }
 
     fn status_of(&self, st: &State, def: &AppDef, a: &AppState) -> AppStatus {
-        let state = if st.running.values().any(|r| r.app == def.name) {
+        let backup = Operation::Backup;
+        let state = if st
+            .running
+            .values()
+            .any(|r| r.app == def.name && r.operation == backup)
+        {
             "running"
-        } else if st.queue.iter().any(|r| r.app == def.name) {
+        } else if st
+            .queue
+            .iter()
+            .any(|r| r.app == def.name && r.operation == backup)
+        {
             "queued"
         } else if def.paused {
             "paused"
@@ -596,8 +779,8 @@ impl Agent {
                 .zip(a.next_slot)
                 .filter(|_| !def.paused)
                 .map(|(s, slot)| s.start_of(slot, &def.name)),
-            last_run: a.last.clone(),
-            last_success: a.last_success.as_ref().and_then(|r| r.ended),
+            last_run: a.seen.last.clone(),
+            last_success: a.seen.last_success.as_ref().and_then(|r| r.ended),
             missed: a.record.missed,
             runs: a
                 .outcomes
@@ -606,6 +789,28 @@ impl Agent {
                 .collect(),
             skipped_busy: a.skipped_busy,
         }
+    }
+
+    /// The maintenance jobs' status.
+    pub fn maintenance(&self) -> Vec<MaintenanceStatus> {
+        let st = self.lock();
+        st.config
+            .maintenance
+            .iter()
+            .filter_map(|def| {
+                let key = def.key();
+                let m = st.maintenance.get(&key)?;
+                Some(MaintenanceStatus {
+                    operation: def.operation,
+                    repository: def.shown.clone(),
+                    app: def.app.clone(),
+                    schedule: def.schedule.pattern().to_owned(),
+                    next_run: m.next_slot.map(|slot| def.schedule.start_of(slot, &key)),
+                    last_run: m.seen.last.clone(),
+                    last_success: m.seen.last_success.as_ref().and_then(|r| r.ended),
+                })
+            })
+            .collect()
     }
 
     /// Jobs waiting for a slot.
@@ -651,16 +856,76 @@ impl Agent {
     }
 }
 
-impl AppState {
-    fn count(&mut self, run: &Run) {
+/// The last run and the last successful one.
+#[derive(Default)]
+struct LastRuns {
+    last: Option<Run>,
+    last_success: Option<Run>,
+}
+
+impl LastRuns {
+    /// Takes `run` in when it has ended; whether it had.
+    fn count(&mut self, run: &Run) -> bool {
         if !run.state.ended() {
-            return;
+            return false;
         }
-        *self.outcomes.entry(run.state.name()).or_default() += 1;
         if run.state.success() {
             self.last_success = Some(run.clone());
         }
         self.last = Some(run.clone());
+        true
+    }
+}
+
+impl AppState {
+    fn count(&mut self, run: &Run) {
+        if self.seen.count(run) {
+            *self.outcomes.entry(run.state.name()).or_default() += 1;
+        }
+    }
+}
+
+impl MaintenanceState {
+    fn count(&mut self, run: &Run) {
+        self.seen.count(run);
+    }
+}
+
+/// A new queued run of `app`.
+fn new_run(app: &str, trigger: Trigger) -> Run {
+    Run {
+        id: 0,
+        app: app.to_owned(),
+        operation: Operation::Backup,
+        repository: None,
+        read_data: None,
+        trigger,
+        queued: Timestamp::now(),
+        started: None,
+        ended: None,
+        state: RunState::Queued,
+        error: None,
+        locked: false,
+        snapshots: Vec::new(),
+        files_new: 0,
+        bytes_added: 0,
+        lock_wait_seconds: 0.0,
+        forgotten: 0,
+    }
+}
+
+/// What check number `checks` (from 0) reads: `n/t` goes on to the next subset each time.
+fn read_data_of(read: Option<cairn_repo::ops::check::ReadData>, checks: u64) -> Option<String> {
+    use cairn_repo::ops::check::ReadData;
+    match read? {
+        ReadData::None => None,
+        ReadData::All => Some("100%".into()),
+        ReadData::Part { n, of } => {
+            let of64 = u64::from(of.max(1));
+            Some(format!("{}/{of}", (u64::from(n) - 1 + checks) % of64 + 1))
+        }
+        ReadData::Percent(p) => Some(format!("{p}%")),
+        ReadData::Bytes(b) => Some(b.to_string()),
     }
 }
 
@@ -669,4 +934,27 @@ fn session_for(config: &mut NodeConfig) -> Result<Session> {
     let settings = config.settings()?;
     let file = std::mem::take(&mut config.file);
     Ok(Session::new(settings, Arc::default()).with_config(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_repo::ops::check::ReadData;
+
+    #[test]
+    fn checks_go_on_to_the_next_subset_each_time() {
+        let part = Some(ReadData::Part { n: 2, of: 3 });
+        let seen: Vec<_> = (0..4).filter_map(|i| read_data_of(part, i)).collect();
+        assert_eq!(seen, ["2/3", "3/3", "1/3", "2/3"]);
+        assert_eq!(
+            read_data_of(Some(ReadData::Percent(10.0)), 5).unwrap(),
+            "10%"
+        );
+        assert_eq!(read_data_of(None, 0), None);
+        assert_eq!(
+            cairn_apps::units::parse_read_data(&read_data_of(Some(ReadData::All), 0).unwrap())
+                .unwrap(),
+            ReadData::Percent(100.0)
+        );
+    }
 }

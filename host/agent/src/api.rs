@@ -7,6 +7,7 @@
 //! | `POST /apps/NAME/run` | queue a run: 202 with the run; 409 with the run already queued or running |
 //! | `GET /runs?app=NAME&limit=N`, `GET /runs/ID` | runs, newest first |
 //! | `GET /runs/ID/log` | the last lines of a run's log |
+//! | `GET /maintenance` | each repository's prune and check: schedule, last run, next run |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! With a token file, every request but `/healthz` needs `Authorization: Bearer TOKEN`.
@@ -43,6 +44,7 @@ pub fn router(api: Api) -> Router {
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/log", get(log))
+        .route("/maintenance", get(maintenance))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -76,6 +78,10 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
 
 async fn apps(State(api): State<Api>) -> Response {
     axum::Json(api.agent.status()).into_response()
+}
+
+async fn maintenance(State(api): State<Api>) -> Response {
+    axum::Json(api.agent.maintenance()).into_response()
 }
 
 async fn app(State(api): State<Api>, Path(name): Path<String>) -> Response {

@@ -1,6 +1,8 @@
-//! One run of an app: its repository (created on its first backup), its volumes (its `paths`
-//! and what discovery gives it), the backup in its hook bracket, then its retention. The run
-//! writes the lines of its log as it goes; the scheduler records the outcome.
+//! One run: a backup of an app — its repository (created on its first backup), its volumes
+//! (its `paths` and what discovery gives it), the backup in its hook bracket, then its
+//! retention — or the node's prune or check of a repository. Retention, prune and check open
+//! the repository with the node's maintenance credential when one is set. The run writes the
+//! lines of its log as it goes; the scheduler records the outcome.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -13,7 +15,8 @@ use cairn_repo::ops::backup::{BackupOptions, BackupOutcome, BackupProgress, NoPr
 use cairn_repo::ops::forget::{GroupBy, apply_policy, remove_snapshots};
 use cairn_repo::{ErrorKind, InitOptions, Repository, Result, SnapshotFilter};
 
-use crate::store::{Run, RunState};
+use crate::settings::NodeConfig;
+use crate::store::{Operation, Run, RunState};
 
 /// Lines of a run's log kept.
 pub const LOG_LINES: usize = 200;
@@ -103,10 +106,15 @@ fn summary(identity: &str, o: &BackupOutcome) -> String {
     }
 }
 
-/// Runs app `run.app` with `session` (whose cancel flag stops it) and fills in `run`'s
-/// outcome: state, error, snapshots, counts.
-pub fn execute(session: &Session, run: &mut Run, log: &RunLog) {
-    match backup_and_forget(session, run, log) {
+/// Runs `run` with `session` (whose cancel flag stops it) and fills in its outcome: state,
+/// error, snapshots, counts.
+pub fn execute(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunLog) {
+    let done = match run.operation {
+        Operation::Backup => backup_and_forget(session, config, run, log),
+        Operation::Prune => prune(session, config, run, log),
+        Operation::Check => check(session, config, run, log),
+    };
+    match done {
         Ok(state) => run.state = state,
         Err(e) => {
             run.state = if e.kind() == ErrorKind::Interrupted {
@@ -121,7 +129,12 @@ pub fn execute(session: &Session, run: &mut Run, log: &RunLog) {
     }
 }
 
-fn backup_and_forget(session: &Session, run: &mut Run, log: &RunLog) -> Result<RunState> {
+fn backup_and_forget(
+    session: &Session,
+    config: &NodeConfig,
+    run: &mut Run,
+    log: &RunLog,
+) -> Result<RunState> {
     let name = run.app.clone();
     let file = session.config()?;
     let app = file.app(&name)?;
@@ -188,6 +201,11 @@ fn backup_and_forget(session: &Session, run: &mut Run, log: &RunLog) -> Result<R
         return Ok(RunState::Failed);
     }
     if let Some(rules) = &app.retention {
+        let repo = if config.agent.maintenance_credentials_file.is_some() {
+            session.open_app(&config.maintenance_app(app))?
+        } else {
+            repo
+        };
         run.forgotten = forget(session, &repo, &name, rules, log)?;
     }
     let incomplete = done
@@ -211,11 +229,14 @@ fn open_or_create(session: &Session, app: &cairn_apps::App, log: &RunLog) -> Res
     }
     let (location, source) = session.app_repository(app)?;
     let password = session.password_from(&source, "")?;
-    let backend = session.backend_at(&location)?;
+    let backend = session.app_backend(app, &location)?;
     let opts = InitOptions::default().kdf_limits(session.kdf_limits());
     match Repository::init(backend, password.bytes(), &opts, &session.actor()) {
         Ok(repo) => {
-            log.line(format!("created the repository {location}"));
+            log.line(format!(
+                "created the repository {}",
+                cairn_backend::redact_location(&location)
+            ));
             Ok(repo)
         }
         // Another run created it meanwhile.
@@ -260,4 +281,97 @@ fn forget(
         "retention: kept {kept} snapshots, removed {removed}"
     ));
     Ok(removed as u64)
+}
+
+/// The node's repository of `run` (opened with its maintenance credential), under a lock
+/// (exclusive or not) taken within the lock wait; records how long it waited. None when the
+/// repository does not exist yet (no backup so far): nothing to maintain.
+fn maintained(
+    session: &Session,
+    config: &NodeConfig,
+    run: &mut Run,
+    exclusive: bool,
+    log: &RunLog,
+) -> Result<Option<(Repository, cairn_repo::lock::LockGuard)>> {
+    let app = config.maintenance_app(session.config()?.app(&run.app)?);
+    let repo = match session.open_app(&app) {
+        Ok(repo) => repo,
+        Err(e) if e.kind() == ErrorKind::RepositoryNotFound => {
+            log.line("the repository does not exist yet (no backup so far): nothing to do");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let asked = std::time::Instant::now();
+    let lock = session.lock(&repo, exclusive)?;
+    run.lock_wait_seconds = asked.elapsed().as_secs_f64();
+    Ok(Some((repo, lock)))
+}
+
+/// Prunes the repository of `run` (what no snapshot uses goes, mostly unused packs are
+/// repacked) under an exclusive lock.
+fn prune(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunLog) -> Result<RunState> {
+    let Some((repo, _lock)) = maintained(session, config, run, true, log)? else {
+        return Ok(RunState::Succeeded);
+    };
+    let opts = cairn_repo::ops::prune::PruneOptions::default();
+    let r = cairn_repo::ops::prune::prune(&repo, &opts, session.cancel())?;
+    log.line(format!(
+        "prune: {} snapshots; deleted {} unused packs, repacked {}, deleted {} orphaned packs; \
+         {} bytes freed",
+        r.snapshots,
+        r.delete.len(),
+        r.repack.len(),
+        r.orphans.len(),
+        r.bytes_freed
+    ));
+    Ok(RunState::Succeeded)
+}
+
+struct Quiet;
+impl cairn_repo::ops::check::CheckProgress for Quiet {}
+
+/// Checks the repository of `run` (reading `run.read_data` in full) under a shared lock; a
+/// problem found fails the run, naming the first ones.
+fn check(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunLog) -> Result<RunState> {
+    use cairn_repo::ops::check::{ReadData, Severity};
+    let read = match &run.read_data {
+        Some(r) => cairn_apps::units::parse_read_data(r)?,
+        None => ReadData::None,
+    };
+    let Some((repo, _lock)) = maintained(session, config, run, false, log)? else {
+        return Ok(RunState::Succeeded);
+    };
+    let report = cairn_repo::ops::check::check(&repo, read, &Quiet)?;
+    for p in report.problems.iter().take(20) {
+        log.line(format!("{:?}: {}: {}", p.severity, p.object, p.message));
+    }
+    let orphans = report
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Orphan)
+        .count();
+    log.line(format!(
+        "check: {} snapshots, {} packs, {} read in full ({} bytes); {} errors, {orphans} \
+         unreferenced",
+        report.snapshots,
+        report.packs,
+        report.packs_read,
+        report.bytes_read,
+        report.errors()
+    ));
+    if report.errors() > 0 {
+        let first = report
+            .problems
+            .iter()
+            .find(|p| p.severity == Severity::Error)
+            .map(|p| format!("{}: {}", p.object, p.message))
+            .unwrap_or_default();
+        run.error = Some(format!(
+            "check found {} errors (first: {first})",
+            report.errors()
+        ));
+        return Ok(RunState::Failed);
+    }
+    Ok(RunState::Succeeded)
 }

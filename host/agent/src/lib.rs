@@ -16,7 +16,7 @@ pub mod serve;
 pub mod settings;
 pub mod store;
 
-pub use agent::{Agent, AppStatus};
+pub use agent::{Agent, AppStatus, MaintenanceStatus};
 pub use client::Client;
 pub use settings::NodeConfig;
-pub use store::{Run, RunState, Trigger};
+pub use store::{Operation, Run, RunState, Trigger};

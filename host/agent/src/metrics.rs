@@ -8,7 +8,7 @@ use std::path::Path;
 
 use cairn_repo::{Error, Result};
 
-use crate::agent::{Agent, AppStatus};
+use crate::agent::{Agent, AppStatus, MaintenanceStatus};
 
 /// One metric family: its samples as (labels, value).
 struct Family {
@@ -57,6 +57,30 @@ fn per_app(
     }
 }
 
+fn per_job(
+    jobs: &[MaintenanceStatus],
+    name: &'static str,
+    help: &'static str,
+    value: impl Fn(&MaintenanceStatus) -> Option<f64>,
+) -> Family {
+    Family {
+        name,
+        kind: "gauge",
+        help,
+        samples: jobs
+            .iter()
+            .filter_map(|m| {
+                let labels = format!(
+                    "operation=\"{}\",repository=\"{}\"",
+                    m.operation.name(),
+                    label(&m.repository)
+                );
+                Some((labels, value(m)?))
+            })
+            .collect(),
+    }
+}
+
 fn seconds(t: jiff::Timestamp) -> f64 {
     t.as_millisecond() as f64 / 1000.0
 }
@@ -64,6 +88,7 @@ fn seconds(t: jiff::Timestamp) -> f64 {
 /// The exposition.
 pub fn render(agent: &Agent) -> String {
     let apps = agent.status();
+    let jobs = agent.maintenance();
     let last = |a: &AppStatus| a.last_run.clone();
     let mut runs = Family {
         name: "cairn_agent_runs_total",
@@ -137,6 +162,22 @@ pub fn render(agent: &Agent) -> String {
             |a| a.next_run.map(seconds),
         ),
         runs,
+        per_job(
+            &jobs,
+            "cairn_agent_maintenance_last_success_timestamp_seconds",
+            "When the repository's last successful prune or check ended (Unix time).",
+            |m| m.last_success.map(seconds),
+        ),
+        per_job(
+            &jobs,
+            "cairn_agent_maintenance_last_run_success",
+            "Whether the repository's last prune or check succeeded (1) or not (0).",
+            |m| {
+                m.last_run
+                    .as_ref()
+                    .map(|r| f64::from(u8::from(r.state.success())))
+            },
+        ),
         Family {
             name: "cairn_agent_queue_length",
             kind: "gauge",

@@ -10,17 +10,24 @@
 //! repository = "/srv/backup/repo"       # default for apps that name none
 //! password-file = "/etc/cairn/password"
 //! apps-dir = "/etc/cairn/apps.d"        # optional: one NAME.toml per app
+//! prune = "0 4 * * 0"                   # each repository's prune (cron or alias)
+//! check = "0 5 * * *"                   # and check, reading
+//! check-read-data-subset = "1/7"        # a subset (n/t rotates: 1/7, 2/7, …), 10%, 2G
+//! maintenance-credentials-file = "/etc/cairn/node.credential"  # NAME:TOKEN for `rest:`
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn_apps::units::parse_duration;
+use cairn_apps::units::{parse_duration, parse_read_data};
 use cairn_apps::{App, ConfigFile, Hints, PasswordSource, Settings};
+use cairn_repo::ops::check::ReadData;
 use cairn_repo::{Error, Result};
 use serde::Deserialize;
 
 use crate::schedule::Schedule;
+use crate::store::Operation;
 
 /// The `[agent]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +62,17 @@ pub struct AgentSettings {
     pub grace: Option<String>,
     /// A Prometheus textfile (`.prom`) with a status gauge per app, for node_exporter.
     pub textfile: Option<PathBuf>,
+    /// When each repository is pruned (cron or alias, the node's time zone).
+    pub prune: Option<String>,
+    /// When each repository is checked.
+    pub check: Option<String>,
+    /// What a check reads in full: `n/t` (the agent goes on to the next subset each time),
+    /// `x%` or a size; none: structure only.
+    pub check_read_data_subset: Option<String>,
+    /// A file holding `NAME:TOKEN`: the node's credential for the maintenance of `rest:`
+    /// repositories (retention, prune, check, stale locks), e.g. a `cairn gateway` node
+    /// credential while the apps back up with app credentials that cannot delete.
+    pub maintenance_credentials_file: Option<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -82,8 +100,33 @@ pub struct AppDef {
     pub repository: String,
 }
 
+/// A maintenance job of the node: one operation on one repository, on its schedule.
+#[derive(Debug)]
+pub struct MaintenanceDef {
+    /// What it does.
+    pub operation: Operation,
+    /// The repository's location.
+    pub repository: String,
+    /// The location as shown (credentials as `***`).
+    pub shown: String,
+    /// The app whose settings (password, credentials) open the repository: the first by
+    /// name of those that back up into it.
+    pub app: String,
+    /// Its schedule.
+    pub schedule: Schedule,
+}
+
+impl MaintenanceDef {
+    /// The key of its schedule position in the database.
+    pub fn key(&self) -> String {
+        let hash = blake3::hash(self.repository.as_bytes()).to_hex();
+        format!("{}:{}", self.operation.name(), &hash[..16])
+    }
+}
+
 /// Everything the agent runs on: the node's settings, the whole configuration (apps from
 /// the file and the apps directory together), and each app as the scheduler sees it.
+#[derive(Debug)]
 pub struct NodeConfig {
     /// The `[agent]` table.
     pub agent: AgentSettings,
@@ -91,6 +134,10 @@ pub struct NodeConfig {
     pub file: ConfigFile,
     /// The apps by name.
     pub apps: Vec<AppDef>,
+    /// The maintenance jobs: prune and check of each repository the apps use.
+    pub maintenance: Vec<MaintenanceDef>,
+    /// What checks read in full.
+    pub read_data: Option<ReadData>,
 }
 
 impl NodeConfig {
@@ -131,7 +178,30 @@ impl NodeConfig {
             apps.push(app_def(name, app, &agent, &file)?);
         }
         refuse_cycles(&apps)?;
-        Ok(NodeConfig { agent, file, apps })
+        let read_data = agent
+            .check_read_data_subset
+            .as_deref()
+            .map(parse_read_data)
+            .transpose()
+            .map_err(|e| e.context("[agent] check-read-data-subset"))?;
+        let maintenance = maintenance(&agent, &apps)?;
+        Ok(NodeConfig {
+            agent,
+            file,
+            apps,
+            maintenance,
+            read_data,
+        })
+    }
+
+    /// `app` as the node's maintenance opens its repository: with the node's
+    /// `maintenance-credentials-file` when one is set.
+    pub fn maintenance_app(&self, app: &App) -> App {
+        let mut app = app.clone();
+        if let Some(file) = &self.agent.maintenance_credentials_file {
+            app.rest_credentials_file = Some(file.clone());
+        }
+        app
     }
 
     /// The session settings for the node's runs.
@@ -265,6 +335,33 @@ fn app_def(name: &str, app: &App, agent: &AgentSettings, file: &ConfigFile) -> R
     })
 }
 
+/// The node's prune and check of every repository its apps use.
+fn maintenance(agent: &AgentSettings, apps: &[AppDef]) -> Result<Vec<MaintenanceDef>> {
+    let mut out = Vec::new();
+    for (operation, pattern, key) in [
+        (Operation::Prune, &agent.prune, "prune"),
+        (Operation::Check, &agent.check, "check"),
+    ] {
+        let Some(pattern) = pattern else { continue };
+        let schedule = Schedule::parse(pattern, None, Duration::ZERO)
+            .map_err(|e| e.context(format!("[agent] {key}")))?;
+        let mut repositories: BTreeMap<&str, &str> = BTreeMap::new();
+        for def in apps {
+            repositories.entry(&def.repository).or_insert(&def.name);
+        }
+        for (repository, app) in repositories {
+            out.push(MaintenanceDef {
+                operation,
+                repository: repository.to_owned(),
+                shown: cairn_backend::redact_location(repository),
+                app: app.to_owned(),
+                schedule: schedule.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// An `after` chain that comes back to where it started would never run: refused, naming it.
 fn refuse_cycles(apps: &[AppDef]) -> Result<()> {
     fn visit<'a>(apps: &'a [AppDef], name: &'a str, path: &mut Vec<&'a str>) -> Result<()> {
@@ -290,4 +387,52 @@ fn refuse_cycles(apps: &[AppDef]) -> Result<()> {
         visit(apps, &def.name, &mut Vec::new())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<NodeConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        NodeConfig::load(&path)
+    }
+
+    #[test]
+    fn maintenance_is_one_job_per_repository_and_operation() {
+        let c = load(
+            "[agent]\nstate = \"/s\"\nrepository = \"/r\"\nprune = \"@weekly\"\n\
+             check = \"@daily\"\ncheck-read-data-subset = \"1/7\"\n\
+             [apps.b]\npaths = [\"/b\"]\n[apps.a]\npaths = [\"/a\"]\n\
+             [apps.c]\npaths = [\"/c\"]\nrepository = \"rest:http://u:secret@h:1/c/\"\n",
+        )
+        .unwrap();
+        let jobs: Vec<(&str, &str, &str)> = c
+            .maintenance
+            .iter()
+            .map(|m| (m.operation.name(), m.shown.as_str(), m.app.as_str()))
+            .collect();
+        assert_eq!(
+            jobs,
+            [
+                ("prune", "/r", "a"),
+                ("prune", "rest:http://***@h:1/c/", "c"),
+                ("check", "/r", "a"),
+                ("check", "rest:http://***@h:1/c/", "c"),
+            ]
+        );
+        assert_ne!(c.maintenance[0].key(), c.maintenance[2].key());
+        assert_eq!(c.read_data, Some(ReadData::Part { n: 1, of: 7 }));
+    }
+
+    #[test]
+    fn a_bad_maintenance_setting_is_refused_naming_its_key() {
+        let base = "[agent]\nstate = \"/s\"\nrepository = \"/r\"\n";
+        let e = load(&format!("{base}check-read-data-subset = \"8/7\"\n")).unwrap_err();
+        assert!(e.to_string().contains("check-read-data-subset"), "{e}");
+        let e = load(&format!("{base}prune = \"every sunday\"\n")).unwrap_err();
+        assert!(e.to_string().contains("[agent] prune"), "{e}");
+    }
 }

@@ -28,6 +28,30 @@ pub enum Trigger {
     After,
 }
 
+/// What a run does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Back up an app (then apply its retention).
+    #[default]
+    Backup,
+    /// Prune a repository (the node's maintenance).
+    Prune,
+    /// Check a repository, reading part of its data (the node's maintenance).
+    Check,
+}
+
+impl Operation {
+    /// Its name (`backup`), as in the API and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Backup => "backup",
+            Operation::Prune => "prune",
+            Operation::Check => "check",
+        }
+    }
+}
+
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -81,13 +105,22 @@ impl RunState {
     }
 }
 
-/// One run of an app.
+/// One run: a backup of an app, or a maintenance job on a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     /// Its number, increasing.
     pub id: u64,
-    /// The app.
+    /// The app (of a maintenance job: the app whose settings open the repository).
     pub app: String,
+    /// What it does.
+    #[serde(default)]
+    pub operation: Operation,
+    /// A maintenance job's repository (credentials in its URL shown as `***`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// What a check reads in full (`2/7`, `10%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data: Option<String>,
     /// What started it.
     pub trigger: Trigger,
     /// When it was queued.
@@ -140,6 +173,9 @@ pub struct AppRecord {
     pub last_slot: Option<Timestamp>,
     /// Scheduled runs that did not happen: the app was busy, or the agent was down.
     pub missed: u64,
+    /// Checks started (which `n/t` subset the next one reads).
+    #[serde(default)]
+    pub checks: u64,
 }
 
 /// The database.
@@ -319,6 +355,9 @@ mod tests {
         Run {
             id,
             app: app.into(),
+            operation: Operation::Backup,
+            repository: None,
+            read_data: None,
             trigger: Trigger::Manual,
             queued: Timestamp::now(),
             started: None,
@@ -350,6 +389,7 @@ mod tests {
                 &AppRecord {
                     last_slot: None,
                     missed: 4,
+                    checks: 0,
                 },
             )
             .unwrap();

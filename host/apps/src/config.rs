@@ -63,7 +63,7 @@ pub struct Instance {
 }
 
 /// An app.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct App {
     /// Globs over volume identities (`*` stays within one `/` part, `**` crosses them);
@@ -74,6 +74,10 @@ pub struct App {
     pub repository: Option<String>,
     /// The file holding its repository's password (default: the global password).
     pub password_file: Option<PathBuf>,
+    /// For a `rest:` repository: a file holding `NAME:TOKEN`, the credential the app's
+    /// backups use (e.g. its `cairn gateway` app credential). Credentials written in the URL
+    /// win over it.
+    pub rest_credentials_file: Option<PathBuf>,
     /// Its hooks, run in order (post hooks too).
     #[serde(default)]
     pub hooks: Vec<HookSpec>,
@@ -183,7 +187,7 @@ impl Retention {
 }
 
 /// One hook of an app: a hook plugin with this app's settings and grants.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HookSpec {
     /// The installed hook plugin.

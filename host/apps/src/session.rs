@@ -2,7 +2,7 @@
 //! agent from its configuration), and what they open — the configuration file, one plugin
 //! runtime, backends, repositories, locks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -391,7 +391,27 @@ impl Session {
     /// As [`Session::open`].
     pub fn open_app(&self, app: &App) -> Result<Repository> {
         let (location, source) = self.app_repository(app)?;
-        self.open_at(&location, &source, "enter repository password: ")
+        let backend = self.app_backend(app, &location)?;
+        let password = self.password_from(&source, "enter repository password: ")?;
+        self.open_backend(backend, password.bytes())
+    }
+
+    /// The backend of `app`'s repository at `location`, with the app's `rest:` credential
+    /// when it names a file for one.
+    ///
+    /// # Errors
+    /// When the credentials file cannot be read, or as [`Session::backend_at`].
+    pub fn app_backend(&self, app: &App, location: &str) -> Result<Arc<dyn Backend>> {
+        match &app.rest_credentials_file {
+            Some(file) if location.starts_with("rest:") => {
+                let credentials = read_rest_credentials(file)?;
+                self.fork(self.cancel.clone(), |s| {
+                    s.rest_credentials = Some(credentials);
+                })
+                .backend_at(location)
+            }
+            _ => self.backend_at(location),
+        }
     }
 
     /// Where `app`'s repository is and where its password comes from: its own location (and
@@ -555,6 +575,29 @@ impl Session {
             config,
             capabilities: caps,
         })
+    }
+}
+
+/// The `NAME:TOKEN` in `file` (one line; surrounding white space dropped). Neither part
+/// appears in an error.
+///
+/// # Errors
+/// When the file cannot be read or holds no `NAME:TOKEN`.
+pub fn read_rest_credentials(file: &Path) -> Result<(String, String)> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::io(
+            format!("cannot read the credentials file {}", file.display()),
+            e,
+        )
+    })?;
+    match text.trim().split_once(':') {
+        Some((name, token)) if !name.is_empty() && !token.is_empty() && !token.contains('\n') => {
+            Ok((name.to_owned(), token.to_owned()))
+        }
+        _ => Err(Error::invalid(format!(
+            "the credentials file {} does not hold one line NAME:TOKEN",
+            file.display()
+        ))),
     }
 }
 

@@ -54,6 +54,41 @@ pub fn parse_size(s: &str) -> Result<u64> {
         .ok_or_else(|| Error::invalid(format!("size `{s}` is too large")))
 }
 
+/// What `check --read-data-subset` reads: `n/t` (subset n of t), `x%` (a random share of
+/// the packs) or a size (random packs up to it).
+///
+/// # Errors
+/// When `s` is none of these (the message says which forms there are).
+pub fn parse_read_data(s: &str) -> Result<cairn_repo::ops::check::ReadData> {
+    use cairn_repo::ops::check::ReadData;
+    if let Some((n, t)) = s.split_once('/') {
+        let bad = || Error::invalid(format!("`{s}`: expected n/t, e.g. 1/7"));
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        let t: u32 = t.trim().parse().map_err(|_| bad())?;
+        if n == 0 || t == 0 || n > t {
+            return Err(Error::invalid(format!("`{s}`: n/t needs 1 <= n <= t")));
+        }
+        return Ok(ReadData::Part { n, of: t });
+    }
+    if let Some(p) = s.strip_suffix('%') {
+        let p: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid(format!("`{s}`: expected a percentage, e.g. 10%")))?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(Error::invalid(format!(
+                "`{s}`: the percentage must be above 0 and at most 100"
+            )));
+        }
+        return Ok(ReadData::Percent(p));
+    }
+    Ok(ReadData::Bytes(parse_size(s).map_err(|_| {
+        Error::invalid(format!(
+            "`{s}` is not a subset: use n/t (1/7), a percentage (10%) or a size (500M)"
+        ))
+    })?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use cairn_repo::{Backend, Error, Result};
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
 pub use object::{ObjectBackend, RemoteOptions};
-pub use rest::{RestBackend, RestCredentials};
+pub use rest::{RestBackend, RestCredentials, redact as redact_location};
 
 /// How to reach a repository's store.
 #[derive(Debug, Clone, Default)]

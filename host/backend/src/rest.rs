@@ -180,9 +180,9 @@ fn parse(spec: &str, fallback: Option<&RestCredentials>) -> Result<Parsed> {
     })
 }
 
-/// `spec` with the user info of its URL replaced by `***`, for messages about a location that
-/// does not parse.
-fn redact(spec: &str) -> String {
+/// `spec` with the user info of its URL replaced by `***`, for messages and labels about a
+/// location (also one that does not parse).
+pub fn redact(spec: &str) -> String {
     let start = spec
         .find("://")
         .map(|i| i + 3)

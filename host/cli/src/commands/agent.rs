@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use cairn_agent::{AppStatus, Client, NodeConfig, Run, RunState};
+use cairn_agent::{AppStatus, Client, MaintenanceStatus, NodeConfig, Run, RunState};
 use cairn_repo::{Error, ErrorKind};
 
 use crate::Outcome;
@@ -74,7 +74,8 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> Result<Outcome> {
             }
         }
         AgentCommand::Status(target) => {
-            let (status, body) = client(ctx, &target)?.get("/apps")?;
+            let client = client(ctx, &target)?;
+            let (status, body) = client.get("/apps")?;
             let apps: Vec<AppStatus> = answer(status, &body)?;
             if ctx.global.json {
                 output::json(&apps)?;
@@ -109,6 +110,37 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> Result<Outcome> {
                 ],
                 &rows,
             )?;
+            let (status, body) = client.get("/maintenance")?;
+            let jobs: Vec<MaintenanceStatus> = answer(status, &body)?;
+            if !jobs.is_empty() {
+                let last = |r: &Option<Run>| {
+                    r.as_ref()
+                        .map_or_else(|| "-".into(), |r| format!("{} {}", r.id, r.state.name()))
+                };
+                let rows: Vec<Vec<String>> = jobs
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.operation.name().into(),
+                            m.repository.clone(),
+                            last(&m.last_run),
+                            when(m.last_success),
+                            when(m.next_run),
+                        ]
+                    })
+                    .collect();
+                output::line("")?;
+                output::table(
+                    &[
+                        "MAINTENANCE",
+                        "REPOSITORY",
+                        "LAST RUN",
+                        "LAST SUCCESS",
+                        "NEXT RUN",
+                    ],
+                    &rows,
+                )?;
+            }
             Ok(Outcome::Ok)
         }
         AgentCommand::History(a) => {
@@ -128,6 +160,7 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> Result<Outcome> {
                     vec![
                         r.id.to_string(),
                         r.app.clone(),
+                        r.operation.name().into(),
                         format!("{:?}", r.trigger).to_lowercase(),
                         r.started.map_or_else(|| "-".into(), output::time),
                         format!("{:.1}s", r.duration_seconds()),
@@ -139,7 +172,7 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> Result<Outcome> {
                 .collect();
             output::table(
                 &[
-                    "RUN", "APP", "TRIGGER", "STARTED", "TOOK", "OUTCOME", "ADDED", "ERROR",
+                    "RUN", "APP", "WHAT", "TRIGGER", "STARTED", "TOOK", "OUTCOME", "ADDED", "ERROR",
                 ],
                 &rows,
             )?;

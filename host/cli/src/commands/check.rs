@@ -1,43 +1,12 @@
 //! `cairn check`
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use cairn_repo::ops::check::{CheckProgress, ReadData, Severity, check};
 
 use crate::Outcome;
 use crate::args::CheckArgs;
 use crate::output;
-use crate::settings::{Ctx, parse_size};
-
-/// `n/t`, `x%` or a size.
-fn parse_subset(s: &str) -> Result<ReadData> {
-    if let Some((n, t)) = s.split_once('/') {
-        let n: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("`{s}`: expected n/t, e.g. 1/7"))?;
-        let t: u32 = t
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("`{s}`: expected n/t, e.g. 1/7"))?;
-        if n == 0 || t == 0 || n > t {
-            bail!("`{s}`: n/t needs 1 <= n <= t");
-        }
-        return Ok(ReadData::Part { n, of: t });
-    }
-    if let Some(p) = s.strip_suffix('%') {
-        let p: f64 = p
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("`{s}`: expected a percentage, e.g. 10%"))?;
-        if !(p > 0.0 && p <= 100.0) {
-            bail!("`{s}`: the percentage must be above 0 and at most 100");
-        }
-        return Ok(ReadData::Percent(p));
-    }
-    Ok(ReadData::Bytes(parse_size(s).map_err(|_| {
-        anyhow!("`{s}` is not a subset: use n/t (1/7), a percentage (10%) or a size (500M)")
-    })?))
-}
+use crate::settings::Ctx;
 
 struct Phases {
     show: bool,
@@ -59,7 +28,7 @@ impl CheckProgress for Phases {
 
 pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Outcome> {
     let read = match (&args.read_data_subset, args.read_data) {
-        (Some(s), _) => parse_subset(s)?,
+        (Some(s), _) => cairn_apps::units::parse_read_data(s)?,
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
