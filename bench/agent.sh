@@ -26,7 +26,7 @@ MODE=full APPS=50 IDLE=600
 case ${1:-} in
     --quick) MODE=quick APPS=20 IDLE=60 ;;
     "") ;;
-    *) sed -n '2,13p' "${BASH_SOURCE[0]}" >&2; die "unknown argument: $1" ;;
+    *) sed -n '2,12p' "${BASH_SOURCE[0]}" >&2; die "unknown argument: $1" ;;
 esac
 
 log "building cairn (release)"

@@ -301,7 +301,7 @@ fn a_run_cut_by_kill_9_mid_upload_leaves_packs_the_next_run_reuses() {
     assert_eq!(run["state"], "succeeded", "{run}");
     let total = (10 * size) as u64;
     let added = run["bytes_added"].as_u64().unwrap();
-    let reused = total - added;
+    let reused = total.saturating_sub(added);
     // Each finished pack held about one pack size (16 MiB) of this data.
     assert!(
         reused >= (stored as u64 - 1) * (12 << 20),

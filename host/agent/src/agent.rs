@@ -48,6 +48,7 @@ struct State {
 struct Running {
     app: String,
     operation: Operation,
+    job: Option<String>,
     repository: String,
     cancel: Arc<AtomicBool>,
     log: Arc<RunLog>,
@@ -163,16 +164,12 @@ impl Agent {
         {
             let mut st = agent.lock();
             agent.install(&mut st, config, session)?;
-            let config = st.config.clone();
             for run in history.iter().rev() {
                 if run.operation == Operation::Backup {
                     if let Some(a) = st.apps.get_mut(&run.app) {
                         a.count(run);
                     }
-                } else if let Some(def) = config.maintenance.iter().find(|d| {
-                    d.operation == run.operation && run.repository.as_ref() == Some(&d.shown)
-                }) && let Some(m) = st.maintenance.get_mut(&def.key())
-                {
+                } else if let Some(m) = run.job.as_ref().and_then(|k| st.maintenance.get_mut(k)) {
                     m.count(run);
                 }
             }
@@ -203,13 +200,19 @@ impl Agent {
             (m.record, m.next_slot) = self.position(&key, Some(&def.schedule))?;
             maintenance.insert(key, m);
         }
-        st.queue.retain(|r| {
-            apps.contains_key(&r.app)
-                && (r.operation == Operation::Backup
-                    || config.maintenance.iter().any(|d| {
-                        d.operation == r.operation && r.repository.as_ref() == Some(&d.shown)
-                    }))
-        });
+        let (kept, dropped): (VecDeque<Run>, VecDeque<Run>) = std::mem::take(&mut st.queue)
+            .into_iter()
+            .partition(|r| match &r.job {
+                None => apps.contains_key(&r.app),
+                Some(key) => maintenance.contains_key(key),
+            });
+        st.queue = kept;
+        for mut run in dropped {
+            run.state = RunState::Interrupted;
+            run.ended = Some(Timestamp::now());
+            run.error = Some("dropped: the new configuration no longer has it".into());
+            self.store.put_run(&run, None)?;
+        }
         st.apps = apps;
         st.maintenance = maintenance;
         st.config = Arc::new(config);
@@ -462,19 +465,14 @@ impl Agent {
             }
         }
         for def in &config.maintenance {
-            self.fire_maintenance(st, &config, def, now);
+            self.fire_maintenance(st, def, now);
         }
     }
 
-    fn fire_maintenance(
-        &self,
-        st: &mut State,
-        config: &NodeConfig,
-        def: &MaintenanceDef,
-        now: Timestamp,
-    ) {
+    fn fire_maintenance(&self, st: &mut State, def: &MaintenanceDef, now: Timestamp) {
         let key = def.key();
-        let busy = Self::busy(st, &def.app, def.operation);
+        let busy = st.queue.iter().any(|r| r.job.as_ref() == Some(&key))
+            || st.running.values().any(|r| r.job.as_ref() == Some(&key));
         let Some(m) = st.maintenance.get_mut(&key) else {
             return;
         };
@@ -493,10 +491,7 @@ impl Agent {
         );
         run.operation = def.operation;
         run.repository = Some(def.shown.clone());
-        if def.operation == Operation::Check && !busy {
-            run.read_data = read_data_of(config.read_data, m.record.checks);
-            m.record.checks += 1;
-        }
+        run.job = Some(key.clone());
         if let Err(e) = self.store.put_app(&key, &m.record) {
             tracing::error!("{} of {}: {e}", def.operation.name(), def.shown);
         }
@@ -520,33 +515,45 @@ impl Agent {
     fn dispatch(self: &Arc<Self>, st: &mut State) {
         let limit = st.config.agent.concurrency.max(1);
         while st.running.len() < limit {
-            let repository_of = |app: &str| {
-                st.config
-                    .apps
-                    .iter()
-                    .find(|d| d.name == app)
-                    .map(|d| d.repository.clone())
-                    .unwrap_or_default()
+            let config = st.config.clone();
+            let repository_of = |run: &Run| {
+                match &run.job {
+                    Some(key) => config
+                        .maintenance
+                        .iter()
+                        .find(|d| d.key() == *key)
+                        .map(|d| d.repository.clone()),
+                    None => config
+                        .apps
+                        .iter()
+                        .find(|d| d.name == run.app)
+                        .map(|d| d.repository.clone()),
+                }
+                .unwrap_or_default()
             };
             let free = st.queue.iter().position(|r| {
-                let repo = repository_of(&r.app);
+                let repo = repository_of(r);
                 !st.running.values().any(|x| x.repository == repo)
             });
             let Some(i) = free else { return };
             let Some(mut run) = st.queue.remove(i) else {
                 return;
             };
-            let repository = repository_of(&run.app);
+            let repository = repository_of(&run);
             let cancel = Arc::new(AtomicBool::new(false));
             let log = Arc::new(RunLog::default());
-            let timeout = st
-                .config
+            // An app's timeout is for its backups; maintenance has none (SIGTERM cancels it).
+            let timeout = config
                 .apps
                 .iter()
-                .find(|d| d.name == run.app)
+                .find(|d| d.name == run.app && run.job.is_none())
                 .and_then(|d| d.timeout);
+            if run.operation == Operation::Check
+                && let Some(m) = run.job.as_ref().and_then(|k| st.maintenance.get(k))
+            {
+                run.read_data = read_data_of(config.read_data, m.record.checks);
+            }
             let session = st.session.fork(cancel.clone(), |_| {});
-            let config = st.config.clone();
             run.state = RunState::Running;
             run.started = Some(Timestamp::now());
             if let Err(e) = self.store.put_run(&run, None) {
@@ -557,6 +564,7 @@ impl Agent {
                 Running {
                     app: run.app.clone(),
                     operation: run.operation,
+                    job: run.job.clone(),
                     repository,
                     cancel: cancel.clone(),
                     log: log.clone(),
@@ -641,15 +649,19 @@ impl Agent {
 
     /// Counts a finished run and starts (or holds back) the apps that run after it.
     fn finished(&self, st: &mut State, run: &Run) {
-        if run.operation != Operation::Backup {
-            let config = st.config.clone();
-            if let Some(def) = config
-                .maintenance
-                .iter()
-                .find(|d| d.operation == run.operation && run.repository.as_ref() == Some(&d.shown))
-                && let Some(m) = st.maintenance.get_mut(&def.key())
-            {
+        if let Some(key) = &run.job {
+            if let Some(m) = st.maintenance.get_mut(key) {
                 m.count(run);
+                // The next check reads the next subset once this one has read its own.
+                if run.operation == Operation::Check
+                    && run.state.success()
+                    && run.read_data.is_some()
+                {
+                    m.record.checks += 1;
+                    if let Err(e) = self.store.put_app(key, &m.record) {
+                        tracing::error!("{key}: {e}");
+                    }
+                }
             }
             return;
         }
@@ -898,6 +910,7 @@ fn new_run(app: &str, trigger: Trigger) -> Run {
         app: app.to_owned(),
         operation: Operation::Backup,
         repository: None,
+        job: None,
         read_data: None,
         trigger,
         queued: Timestamp::now(),

@@ -13,7 +13,7 @@ use cairn_apps::{AppHooks, Session};
 use cairn_plugin_host::Target;
 use cairn_repo::ops::backup::{BackupOptions, BackupOutcome, BackupProgress, NoProgress};
 use cairn_repo::ops::forget::{GroupBy, apply_policy, remove_snapshots};
-use cairn_repo::{ErrorKind, InitOptions, Repository, Result, SnapshotFilter};
+use cairn_repo::{Error, ErrorKind, InitOptions, Repository, Result, SnapshotFilter};
 
 use crate::settings::NodeConfig;
 use crate::store::{Operation, Run, RunState};
@@ -201,7 +201,9 @@ fn backup_and_forget(
         return Ok(RunState::Failed);
     }
     if let Some(rules) = &app.retention {
-        let repo = if config.agent.maintenance_credentials_file.is_some() {
+        // A node credential matters only where the store knows credentials.
+        let remote = session.app_repository(app)?.0.starts_with("rest:");
+        let repo = if remote && config.agent.maintenance_credentials_file.is_some() {
             session.open_app(&config.maintenance_app(app))?
         } else {
             repo
@@ -293,11 +295,17 @@ fn maintained(
     exclusive: bool,
     log: &RunLog,
 ) -> Result<Option<(Repository, cairn_repo::lock::LockGuard)>> {
-    let app = config.maintenance_app(session.config()?.app(&run.app)?);
+    let def = run
+        .job
+        .as_ref()
+        .and_then(|k| config.maintenance.iter().find(|d| d.key() == *k))
+        .ok_or_else(|| Error::invalid("this maintenance job is no longer configured"))?;
+    let app = config.maintenance_app(session.config()?.app(&def.app)?);
     let repo = match session.open_app(&app) {
         Ok(repo) => repo,
         Err(e) if e.kind() == ErrorKind::RepositoryNotFound => {
             log.line("the repository does not exist yet (no backup so far): nothing to do");
+            run.read_data = None;
             return Ok(None);
         }
         Err(e) => return Err(e),
@@ -328,9 +336,6 @@ fn prune(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunLog) ->
     Ok(RunState::Succeeded)
 }
 
-struct Quiet;
-impl cairn_repo::ops::check::CheckProgress for Quiet {}
-
 /// Checks the repository of `run` (reading `run.read_data` in full) under a shared lock; a
 /// problem found fails the run, naming the first ones.
 fn check(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunLog) -> Result<RunState> {
@@ -342,7 +347,7 @@ fn check(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunLog) ->
     let Some((repo, _lock)) = maintained(session, config, run, false, log)? else {
         return Ok(RunState::Succeeded);
     };
-    let report = cairn_repo::ops::check::check(&repo, read, &Quiet)?;
+    let report = cairn_repo::ops::check::check(&repo, read, &NoProgress, session.cancel())?;
     for p in report.problems.iter().take(20) {
         log.line(format!("{:?}: {}: {}", p.severity, p.object, p.message));
     }

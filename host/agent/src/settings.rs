@@ -117,9 +117,10 @@ pub struct MaintenanceDef {
 }
 
 impl MaintenanceDef {
-    /// The key of its schedule position in the database.
+    /// The key of its schedule position in the database (of the location without its
+    /// credentials: a credential changed is the same repository).
     pub fn key(&self) -> String {
-        let hash = blake3::hash(self.repository.as_bytes()).to_hex();
+        let hash = blake3::hash(self.shown.as_bytes()).to_hex();
         format!("{}:{}", self.operation.name(), &hash[..16])
     }
 }

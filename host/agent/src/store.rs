@@ -118,6 +118,9 @@ pub struct Run {
     /// A maintenance job's repository (credentials in its URL shown as `***`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// A maintenance job's key (which prune or check it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     /// What a check reads in full (`2/7`, `10%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_data: Option<String>,
@@ -357,6 +360,7 @@ mod tests {
             app: app.into(),
             operation: Operation::Backup,
             repository: None,
+            job: None,
             read_data: None,
             trigger: Trigger::Manual,
             queued: Timestamp::now(),

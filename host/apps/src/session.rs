@@ -144,7 +144,7 @@ impl Default for Hints {
 }
 
 /// Everything resolved from flags, environment or configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Settings {
     /// The repository location (`-r`), for what names none of its own.
     pub repository: Option<String>,

@@ -125,60 +125,69 @@ pub(crate) async fn receive(
     let mut hashes = Hashes::new();
     let mut received: u64 = 0;
     let mut body = body;
-    loop {
-        let frame = match tokio::time::timeout(gw.limits.idle, body.frame()).await {
-            Err(_) => {
-                return Err(Refusal::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "idle",
-                    format!(
-                        "the body stopped arriving for {} s; nothing was stored",
-                        gw.limits.idle.as_secs()
-                    ),
-                ));
+    // The body, until its end or a refusal.
+    let taken: Result<(), Refusal> = async {
+        loop {
+            let frame = match tokio::time::timeout(gw.limits.idle, body.frame()).await {
+                Err(_) => {
+                    return Err(Refusal::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "idle",
+                        format!(
+                            "the body stopped arriving for {} s; nothing was stored",
+                            gw.limits.idle.as_secs()
+                        ),
+                    ));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "body",
+                        format!("the body could not be read ({e}); nothing was stored"),
+                    ));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            received += data.len() as u64;
+            gw.metrics
+                .bytes_in
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            if received > limit {
+                return Err(too_large(limit));
             }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    "body",
-                    format!("the body could not be read ({e}); nothing was stored"),
-                ));
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        received += data.len() as u64;
-        gw.metrics
-            .bytes_in
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        if received > limit {
-            return Err(too_large(limit));
-        }
-        hashes.update(&data);
-        match &mut sink {
-            Sink::Memory(buf) => buf.extend_from_slice(&data),
-            Sink::Stream { tx, .. } => {
-                // The writer failed: its error comes out of `done` below.
-                if tx.send(data).await.is_err() {
-                    break;
+            hashes.update(&data);
+            match &mut sink {
+                Sink::Memory(buf) => buf.extend_from_slice(&data),
+                Sink::Stream { tx, .. } => {
+                    // The writer failed: its error comes out of `done` below.
+                    if tx.send(data).await.is_err() {
+                        break;
+                    }
                 }
             }
         }
+        Ok(())
     }
-    // The writer's own failure comes first: it is why a body stopped being taken.
+    .await;
+    // The writer is waited for also after a refusal of the body, so that what it wrote is
+    // gone before the answer. Else its own failure is why the body stopped being taken.
     let (writer, buf) = match sink {
         Sink::Stream { tx, done } => {
             drop(tx);
             let w = done
                 .await
-                .map_err(|_| storage(&cairn_repo::Error::invalid("writer task failed")))?
-                .map_err(|e| storage(&e))?;
-            (Some(w), Vec::new())
+                .map_err(|_| storage(&cairn_repo::Error::invalid("writer task failed")));
+            taken?;
+            (Some(w?.map_err(|e| storage(&e))?), Vec::new())
         }
-        Sink::Memory(buf) => (None, buf),
+        Sink::Memory(buf) => {
+            taken?;
+            (None, buf)
+        }
     };
     if declared.is_some_and(|n| n != received) {
         return Err(Refusal::new(

@@ -111,7 +111,12 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> Result<Outcome> {
                 &rows,
             )?;
             let (status, body) = client.get("/maintenance")?;
-            let jobs: Vec<MaintenanceStatus> = answer(status, &body)?;
+            // An agent older than `/maintenance` has none.
+            let jobs: Vec<MaintenanceStatus> = if status == 404 {
+                Vec::new()
+            } else {
+                answer(status, &body)?
+            };
             if !jobs.is_empty() {
                 let last = |r: &Option<Run>| {
                     r.as_ref()

@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Outcome> {
     let progress = Phases {
         show: !ctx.global.quiet && !ctx.global.json,
     };
-    let report = check(&repo, read, &progress)?;
+    let report = check(&repo, read, &progress, ctx.cancel())?;
     let errors = report.errors();
     if ctx.global.json {
         let mut v = serde_json::to_value(&report)?;

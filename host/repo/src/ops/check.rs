@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
@@ -205,15 +205,24 @@ fn check_keys_and_config(repo: &Repository, findings: &Findings) -> Result<()> {
     Ok(())
 }
 
-/// Checks the repository.
+/// Checks the repository. Setting `cancel` stops it between phases and between the packs
+/// it reads ([`ErrorKind::Interrupted`]).
 ///
 /// # Errors
-/// Only when the repository cannot be listed; everything else is a [`Problem`].
+/// When the repository cannot be listed, or on `cancel`; everything else is a [`Problem`].
 pub fn check(
     repo: &Repository,
     read: ReadData,
     progress: &dyn CheckProgress,
+    cancel: &AtomicBool,
 ) -> Result<CheckReport> {
+    let stopped = || {
+        if cancel.load(Ordering::Relaxed) {
+            Err(Error::new(ErrorKind::Interrupted, "check cancelled"))
+        } else {
+            Ok(())
+        }
+    };
     if let ReadData::Part { n, of } = read
         && (of == 0 || n == 0 || n > of)
     {
@@ -388,6 +397,7 @@ pub fn check(
     report.trees = trees.into_inner();
 
     // 4. Read data.
+    stopped()?;
     let selected = select_packs(&packs, read);
     let bytes_total: u64 = selected.iter().map(|p| p.1).sum();
     progress.phase("read data", bytes_total);
@@ -395,6 +405,9 @@ pub fn check(
     let bytes_read = AtomicU64::new(0);
     let blobs_ok = AtomicU64::new(0);
     selected.par_iter().for_each(|(id, size)| {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
         let object = format!("pack {id}");
         // Read again when the content does not match the name: a short or garbled answer
         // from a flaky store is not damage. What is damaged still is, after the last read.
@@ -441,6 +454,7 @@ pub fn check(
     report.packs_read = packs_read.into_inner();
     report.bytes_read = bytes_read.into_inner();
     report.blobs_verified = blobs_ok.into_inner();
+    stopped()?;
     let mut problems = findings.0.into_inner().expect("findings");
     problems.sort_by(|a, b| (a.severity as u8, &a.object).cmp(&(b.severity as u8, &b.object)));
     report.problems = problems;

@@ -61,7 +61,7 @@ fn found(be: &Arc<InMemoryBackend>, opened: &Repository, tpe: FileType, name: &s
         },
         _ => opened.clone(),
     };
-    let report = check(&repo, ReadData::All, &NoProgress).unwrap();
+    let report = check(&repo, ReadData::All, &NoProgress, &Default::default()).unwrap();
     report.errors() > 0
         && report
             .problems
@@ -73,7 +73,7 @@ fn found(be: &Arc<InMemoryBackend>, opened: &Repository, tpe: FileType, name: &s
 #[expect(clippy::print_stderr, reason = "the figures are the test's report")]
 fn every_byte_flip_is_found_and_named() {
     let (be, repo) = tiny_repository();
-    let clean = check(&repo, ReadData::All, &NoProgress).unwrap();
+    let clean = check(&repo, ReadData::All, &NoProgress, &Default::default()).unwrap();
     assert_eq!(clean.problems.len(), 0, "{:#?}", clean.problems);
     // kind -> (objects, bytes, flips made, flips found)
     let mut tally: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
@@ -116,7 +116,9 @@ fn every_byte_flip_is_found_and_named() {
         &missed[..missed.len().min(10)]
     );
     assert_eq!(
-        check(&repo, ReadData::All, &NoProgress).unwrap().errors(),
+        check(&repo, ReadData::All, &NoProgress, &Default::default())
+            .unwrap()
+            .errors(),
         0
     );
 }

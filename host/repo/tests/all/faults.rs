@@ -214,7 +214,8 @@ impl Harness {
 }
 
 fn assert_clean(repo: &Repository, when: &str) {
-    let report = check(repo, ReadData::All, &NoProgress).expect("check lists the repository");
+    let report = check(repo, ReadData::All, &NoProgress, &Default::default())
+        .expect("check lists the repository");
     assert_eq!(
         report.errors(),
         0,
@@ -419,7 +420,7 @@ fn short_and_garbled_reads_are_read_again() {
             .and_then(|r| restore(&r, snap.tree, &ropts, &NoProgress, &cancel))
             .unwrap_or_else(|e| panic!("restore {i}: {e} ({})", cutting.stats()));
         assert_eq!(files(&ropts.target), expected);
-        let report = check(&repo, ReadData::All, &NoProgress).unwrap();
+        let report = check(&repo, ReadData::All, &NoProgress, &Default::default()).unwrap();
         assert_eq!(report.errors(), 0, "check {i}: {:#?}", report.problems);
     }
     let (faults, retried) = (cutting.stats(), repo.retry_stats());

@@ -133,7 +133,7 @@ fn check_names_a_damaged_key_slot_other_than_the_one_opened() {
         .unwrap();
     assert_ne!(other, repo.key_id());
     be.tamper(FileType::Key, &other, |d| d[10] ^= 1);
-    let report = check(&repo, ReadData::None, &NoProgress).unwrap();
+    let report = check(&repo, ReadData::None, &NoProgress, &Default::default()).unwrap();
     assert_eq!(report.errors(), 1, "{:#?}", report.problems);
     assert_eq!(report.problems[0].object, format!("key {other}"));
 }

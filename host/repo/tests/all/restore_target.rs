@@ -106,7 +106,7 @@ fn a_tree_naming_an_entry_twice_writes_nothing_outside() {
     let mut snap = out.snapshot.clone();
     snap.tree = root;
     repo.save_file(FileType::Snapshot, &snap).unwrap();
-    let report = check(&repo, ReadData::None, &NoProgress).unwrap();
+    let report = check(&repo, ReadData::None, &NoProgress, &Default::default()).unwrap();
     assert!(
         report
             .problems
