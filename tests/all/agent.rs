@@ -328,16 +328,16 @@ fn prometheus_scrapes_the_agent_and_node_exporter_serves_its_textfile() {
         token.display()
     );
     let apps = app("good", &good, "") + &app("bad", &tmp.path().join("missing"), "");
-    let agent = Agent::start(tmp.path(), &node(tmp.path(), &extra), &apps);
-    let cli = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--token-file", token.to_str().unwrap()]);
-        agent.cli(&all)
-    };
-    cli(&["run", "good", "--wait"]).ok();
-    assert_eq!(cli(&["run", "bad", "--wait"]).code, 1);
+    let mut agent = Agent::start(tmp.path(), &node(tmp.path(), &extra), &apps);
+    agent.token = Some(token.clone());
+    agent.cli(&["run", "good", "--wait"]).ok();
+    assert_eq!(agent.cli(&["run", "bad", "--wait"]).code, 1);
     let port: u16 = agent.addr.rsplit(':').next().unwrap().parse().unwrap();
-    assert_eq!(http_get(port, "/metrics").0, 401, "the token is not asked");
+    assert_eq!(
+        http_get(port, "/metrics", &[]).0,
+        401,
+        "the token is not asked"
+    );
 
     let prometheus = Prometheus::start(
         &tmp.path().join("prometheus"),
@@ -360,23 +360,7 @@ fn prometheus_scrapes_the_agent_and_node_exporter_serves_its_textfile() {
     assert_eq!(series.len(), 1, "only `good` has succeeded: {series:?}");
     assert_eq!(series[0]["metric"]["app"], "good");
     let scraped: f64 = series[0]["value"][1].as_str().unwrap().parse().unwrap();
-    let status: Vec<serde_json::Value> = {
-        let run = std::process::Command::new(cairn_tests::cairn_bin())
-            .args([
-                "--json",
-                "agent",
-                "status",
-                "--agent",
-                &agent.addr,
-                "--token-file",
-            ])
-            .arg(&token)
-            .output()
-            .unwrap();
-        let run: cairn_tests::Run = run.into();
-        run.json().as_array().cloned().unwrap()
-    };
-    let good_status = status.iter().find(|a| a["app"] == "good").unwrap();
+    let good_status = agent.app("good");
     let last_success = ts(&good_status["last_success"]).as_millisecond() as f64 / 1000.0;
     assert!(
         (scraped - last_success).abs() < 0.01,
@@ -387,17 +371,12 @@ fn prometheus_scrapes_the_agent_and_node_exporter_serves_its_textfile() {
     assert_eq!(failed[0]["metric"]["app"], "bad");
 
     // promtool accepts what the agent exposes (read with the token).
-    let exposition = {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        use std::io::{Read, Write};
-        s.write_all(
-            b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer agent-token-1234567890\r\n\r\n",
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out[out.find("\r\n\r\n").unwrap() + 4..].to_owned()
-    };
+    let (status, exposition) = http_get(
+        port,
+        "/metrics",
+        &["Authorization: Bearer agent-token-1234567890"],
+    );
+    assert_eq!(status, 200);
     promtool_check(&exposition);
     assert!(exposition.contains("cairn_agent_runs_total{app=\"bad\",outcome=\"failed\"} 1"));
 

@@ -16,6 +16,8 @@ pub struct Agent {
     pub config: PathBuf,
     /// Where its log goes.
     pub log: PathBuf,
+    /// The token file the CLI is given (`--token-file`), when its API wants one.
+    pub token: Option<PathBuf>,
     server: Option<Watched>,
     dir: PathBuf,
 }
@@ -40,6 +42,7 @@ impl Agent {
             addr,
             config,
             log: dir.join("agent.log"),
+            token: None,
             server: None,
             dir: dir.to_path_buf(),
         };
@@ -76,25 +79,28 @@ impl Agent {
         }
     }
 
-    /// `cairn agent ARGS --agent ADDR`.
-    pub fn cli(&self, args: &[&str]) -> Run {
-        Command::new(cairn_bin())
+    /// `cairn [GLOBAL] agent ARGS --agent ADDR [--token-file FILE]`.
+    fn command(&self, global: &[&str], args: &[&str]) -> Run {
+        let mut c = Command::new(cairn_bin());
+        c.args(global)
             .arg("agent")
             .args(args)
             .arg("--agent")
-            .arg(&self.addr)
-            .output()
-            .expect("run cairn agent")
-            .into()
+            .arg(&self.addr);
+        if let Some(t) = &self.token {
+            c.arg("--token-file").arg(t);
+        }
+        c.output().expect("run cairn agent").into()
+    }
+
+    /// `cairn agent ARGS --agent ADDR`.
+    pub fn cli(&self, args: &[&str]) -> Run {
+        self.command(&[], args)
     }
 
     /// Every app's status.
     pub fn status(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(cairn_bin())
-            .args(["--json", "agent", "status", "--agent", &self.addr])
-            .output()
-            .expect("run cairn agent status");
-        let run: Run = out.into();
+        let run = self.command(&["--json"], &["status"]);
         run.json().as_array().cloned().unwrap_or_default()
     }
 
@@ -108,17 +114,11 @@ impl Agent {
 
     /// The runs (of `app`), newest first.
     pub fn runs(&self, app: Option<&str>) -> Vec<serde_json::Value> {
-        let mut args = vec![
-            "--json", "agent", "history", "--limit", "1000", "--agent", &self.addr,
-        ];
+        let mut args = vec!["history", "--limit", "1000"];
         if let Some(a) = app {
             args.push(a);
         }
-        let run: Run = Command::new(cairn_bin())
-            .args(&args)
-            .output()
-            .expect("run cairn agent history")
-            .into();
+        let run = self.command(&["--json"], &args);
         run.json().as_array().cloned().unwrap_or_default()
     }
 

@@ -1,8 +1,6 @@
 //! `cairn gateway serve` as a test server, its credentials, and a raw HTTP client for
 //! requests no well-behaved client sends.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -141,9 +139,6 @@ impl Gateway {
 
 /// Sends `request` to 127.0.0.1:`port`, closing the connection after it.
 pub fn raw(port: u16, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
-    s.set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
     let text = String::from_utf8_lossy(request);
     let request: Vec<u8> = match text.find("\r\n\r\n") {
         Some(end) if !text[..end].to_ascii_lowercase().contains("connection:") => {
@@ -154,10 +149,7 @@ pub fn raw(port: u16, request: &[u8]) -> (u16, String) {
         }
         _ => request.to_vec(),
     };
-    s.write_all(&request).expect("send");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).into_owned();
+    let out = crate::servers::exchange(port, &request).expect("connect to the gateway");
     let status = crate::servers::status_of(&out);
     (status, out)
 }

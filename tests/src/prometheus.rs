@@ -1,13 +1,12 @@
 //! Debian's Prometheus tools as test servers: `promtool check metrics`, a Prometheus server
 //! that scrapes targets on 127.0.0.1, and node_exporter's textfile collector.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::servers::{Watched, find_program, free_ports, spawn_watched};
+use crate::servers::{Watched, exchange, find_program, free_ports, spawn_watched, status_of};
 
 const HINT: &str =
     "apt-get install prometheus prometheus-node-exporter (scripts/test-tools.sh does)";
@@ -37,30 +36,25 @@ pub fn promtool_check(exposition: &str) {
     );
 }
 
-/// `GET path` (HTTP/1.0, so no chunked answer) on 127.0.0.1:`port`: status and body.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return (0, String::new());
+/// `GET path` (HTTP/1.0, so no chunked answer) on 127.0.0.1:`port` with `headers` (whole
+/// lines, e.g. `Authorization: Bearer T`): status and body; status 0 when nothing listens.
+pub fn http_get(port: u16, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
     }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = crate::servers::status_of(&out);
+    request.push_str("\r\n");
+    let out = exchange(port, request.as_bytes()).unwrap_or_default();
     let body = out
         .find("\r\n\r\n")
         .map_or_else(String::new, |i| out[i + 4..].to_owned());
-    (status, body)
+    (status_of(&out), body)
 }
 
 fn wait_until_ready(port: u16, path: &str, what: &str, log: &Path) {
     let start = Instant::now();
-    while http_get(port, path).0 != 200 {
+    while http_get(port, path, &[]).0 != 200 {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "{what} did not start: {}",
@@ -126,7 +120,7 @@ impl Prometheus {
                 }
             })
             .collect();
-        let (status, body) = http_get(self.port, &format!("/api/v1/query?query={encoded}"));
+        let (status, body) = http_get(self.port, &format!("/api/v1/query?query={encoded}"), &[]);
         assert_eq!(status, 200, "query {expr}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("prometheus answers JSON");
         assert_eq!(v["status"], "success", "query {expr}: {body}");
@@ -168,7 +162,7 @@ impl NodeExporter {
 
     /// Its exposition.
     pub fn metrics(&self) -> String {
-        let (status, body) = http_get(self.port, "/metrics");
+        let (status, body) = http_get(self.port, "/metrics", &[]);
         assert_eq!(status, 200, "node_exporter: {body}");
         body
     }

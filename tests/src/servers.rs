@@ -34,6 +34,17 @@ pub fn find_program(name: &str, env: &str, install_hint: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` is needed by this test: {install_hint} (or set {env})"))
 }
 
+/// Sends `request` as is to 127.0.0.1:`port` and reads the answer until the server closes
+/// the connection (or 120 s pass); none when nothing listens.
+pub fn exchange(port: u16, request: &[u8]) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
+    s.write_all(request).ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// The status code of an HTTP response (0 when there is none).
 pub fn status_of(response: &str) -> u16 {
     response

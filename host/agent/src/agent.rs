@@ -47,7 +47,7 @@ struct State {
 
 struct Running {
     app: String,
-    operation: Operation,
+    /// A maintenance run's job key (none: a backup).
     job: Option<String>,
     repository: String,
     cancel: Arc<AtomicBool>,
@@ -165,12 +165,17 @@ impl Agent {
             let mut st = agent.lock();
             agent.install(&mut st, config, session)?;
             for run in history.iter().rev() {
-                if run.operation == Operation::Backup {
-                    if let Some(a) = st.apps.get_mut(&run.app) {
-                        a.count(run);
+                match &run.job {
+                    None => {
+                        if let Some(a) = st.apps.get_mut(&run.app) {
+                            a.count(run);
+                        }
                     }
-                } else if let Some(m) = run.job.as_ref().and_then(|k| st.maintenance.get_mut(k)) {
-                    m.count(run);
+                    Some(key) => {
+                        if let Some(m) = st.maintenance.get_mut(key) {
+                            m.seen.count(run);
+                        }
+                    }
                 }
             }
         }
@@ -195,10 +200,9 @@ impl Agent {
         }
         let mut maintenance = BTreeMap::new();
         for def in &config.maintenance {
-            let key = def.key();
-            let mut m = st.maintenance.remove(&key).unwrap_or_default();
-            (m.record, m.next_slot) = self.position(&key, Some(&def.schedule))?;
-            maintenance.insert(key, m);
+            let mut m = st.maintenance.remove(&def.key).unwrap_or_default();
+            (m.record, m.next_slot) = self.position(&def.key, Some(&def.schedule))?;
+            maintenance.insert(def.key.clone(), m);
         }
         let (kept, dropped): (VecDeque<Run>, VecDeque<Run>) = std::mem::take(&mut st.queue)
             .into_iter()
@@ -261,7 +265,7 @@ impl Agent {
         let Ok(file) = session.config() else { return };
         for name in apps {
             let Ok(app) = file.app(name) else { continue };
-            match session.open_app(&config.maintenance_app(app)) {
+            match session.open_app(config.maintenance_app(app).as_ref().unwrap_or(app)) {
                 Ok(repo) => {
                     match cairn_repo::lock::remove_locks(&repo, &session.actor().hostname, false) {
                         Ok(0) => {}
@@ -313,28 +317,11 @@ impl Agent {
     }
 
     fn active_run(&self, st: &State, app: &str) -> Option<Run> {
-        let backup = Operation::Backup;
-        if let Some(r) = st
-            .queue
-            .iter()
-            .find(|r| r.app == app && r.operation == backup)
-        {
+        if let Some(r) = st.queued_backup(app) {
             return Some(r.clone());
         }
-        st.running
-            .iter()
-            .find(|(_, r)| r.app == app && r.operation == backup)
-            .and_then(|(id, _)| self.store.run(*id).ok().flatten())
-    }
-
-    fn busy(st: &State, app: &str, operation: Operation) -> bool {
-        st.queue
-            .iter()
-            .any(|r| r.app == app && r.operation == operation)
-            || st
-                .running
-                .values()
-                .any(|r| r.app == app && r.operation == operation)
+        st.running_backup(app)
+            .and_then(|id| self.store.run(id).ok().flatten())
     }
 
     fn enqueue(&self, st: &mut State, mut run: Run) -> Result<Run> {
@@ -342,7 +329,7 @@ impl Agent {
         self.store.put_run(&run, None)?;
         st.next_id += 1;
         let app = run.app.clone();
-        if run.operation == Operation::Backup
+        if run.job.is_none()
             && let Some(a) = st.apps.get_mut(&app)
         {
             a.held = None;
@@ -396,9 +383,8 @@ impl Agent {
             }
         }
         for def in &st.config.maintenance {
-            let key = def.key();
-            if let Some(m) = st.maintenance.get(&key) {
-                consider(&def.schedule, m.next_slot, &key);
+            if let Some(m) = st.maintenance.get(&def.key) {
+                consider(&def.schedule, m.next_slot, &def.key);
             }
         }
         wait.max(Duration::from_millis(20))
@@ -432,7 +418,7 @@ impl Agent {
             let Some(schedule) = &def.schedule else {
                 continue;
             };
-            let busy = Self::busy(st, &def.name, Operation::Backup);
+            let busy = st.backup_active(&def.name);
             let Some(a) = st.apps.get_mut(&def.name) else {
                 continue;
             };
@@ -470,17 +456,27 @@ impl Agent {
     }
 
     fn fire_maintenance(&self, st: &mut State, def: &MaintenanceDef, now: Timestamp) {
-        let key = def.key();
-        let busy = st.queue.iter().any(|r| r.job.as_ref() == Some(&key))
-            || st.running.values().any(|r| r.job.as_ref() == Some(&key));
-        let Some(m) = st.maintenance.get_mut(&key) else {
+        let key = &def.key;
+        let busy = st.job_active(key);
+        let Some(m) = st.maintenance.get_mut(key) else {
             return;
         };
         let Some(caught_up) =
-            self.advance(&def.schedule, &key, &mut m.next_slot, &mut m.record, now)
+            self.advance(&def.schedule, key, &mut m.next_slot, &mut m.record, now)
         else {
             return;
         };
+        if let Err(e) = self.store.put_app(key, &m.record) {
+            tracing::error!("{} of {}: {e}", def.operation.name(), def.shown);
+        }
+        if busy {
+            tracing::info!(
+                "{} of {}: still queued or running; this slot is passed over",
+                def.operation.name(),
+                def.shown
+            );
+            return;
+        }
         let mut run = new_run(
             &def.app,
             if caught_up {
@@ -492,17 +488,6 @@ impl Agent {
         run.operation = def.operation;
         run.repository = Some(def.shown.clone());
         run.job = Some(key.clone());
-        if let Err(e) = self.store.put_app(&key, &m.record) {
-            tracing::error!("{} of {}: {e}", def.operation.name(), def.shown);
-        }
-        if busy {
-            tracing::info!(
-                "{} of {}: still queued or running; this slot is passed over",
-                def.operation.name(),
-                def.shown
-            );
-            return;
-        }
         if let Err(e) = self.enqueue(st, run) {
             tracing::error!(
                 "{} of {}: cannot queue a run: {e}",
@@ -521,7 +506,7 @@ impl Agent {
                     Some(key) => config
                         .maintenance
                         .iter()
-                        .find(|d| d.key() == *key)
+                        .find(|d| d.key == *key)
                         .map(|d| d.repository.clone()),
                     None => config
                         .apps
@@ -563,7 +548,6 @@ impl Agent {
                 run.id,
                 Running {
                     app: run.app.clone(),
-                    operation: run.operation,
                     job: run.job.clone(),
                     repository,
                     cancel: cancel.clone(),
@@ -651,7 +635,7 @@ impl Agent {
     fn finished(&self, st: &mut State, run: &Run) {
         if let Some(key) = &run.job {
             if let Some(m) = st.maintenance.get_mut(key) {
-                m.count(run);
+                m.seen.count(run);
                 // The next check reads the next subset once this one has read its own.
                 if run.operation == Operation::Check
                     && run.state.success()
@@ -680,10 +664,7 @@ impl Agent {
                 }
                 continue;
             }
-            if def.paused
-                || Self::busy(st, &def.name, Operation::Backup)
-                || !self.deps_done(st, def)
-            {
+            if def.paused || st.backup_active(&def.name) || !self.deps_done(st, def) {
                 continue;
             }
             if let Err(e) = self.enqueue(st, new_run(&def.name, Trigger::After)) {
@@ -759,18 +740,9 @@ impl Agent {
     }
 
     fn status_of(&self, st: &State, def: &AppDef, a: &AppState) -> AppStatus {
-        let backup = Operation::Backup;
-        let state = if st
-            .running
-            .values()
-            .any(|r| r.app == def.name && r.operation == backup)
-        {
+        let state = if st.running_backup(&def.name).is_some() {
             "running"
-        } else if st
-            .queue
-            .iter()
-            .any(|r| r.app == def.name && r.operation == backup)
-        {
+        } else if st.queued_backup(&def.name).is_some() {
             "queued"
         } else if def.paused {
             "paused"
@@ -810,14 +782,15 @@ impl Agent {
             .maintenance
             .iter()
             .filter_map(|def| {
-                let key = def.key();
-                let m = st.maintenance.get(&key)?;
+                let m = st.maintenance.get(&def.key)?;
                 Some(MaintenanceStatus {
                     operation: def.operation,
                     repository: def.shown.clone(),
                     app: def.app.clone(),
                     schedule: def.schedule.pattern().to_owned(),
-                    next_run: m.next_slot.map(|slot| def.schedule.start_of(slot, &key)),
+                    next_run: m
+                        .next_slot
+                        .map(|slot| def.schedule.start_of(slot, &def.key)),
                     last_run: m.seen.last.clone(),
                     last_success: m.seen.last_success.as_ref().and_then(|r| r.ended),
                 })
@@ -897,9 +870,29 @@ impl AppState {
     }
 }
 
-impl MaintenanceState {
-    fn count(&mut self, run: &Run) {
-        self.seen.count(run);
+impl State {
+    /// App `app`'s backup waiting in the queue.
+    fn queued_backup(&self, app: &str) -> Option<&Run> {
+        self.queue.iter().find(|r| r.app == app && r.job.is_none())
+    }
+
+    /// The id of app `app`'s running backup.
+    fn running_backup(&self, app: &str) -> Option<u64> {
+        self.running
+            .iter()
+            .find(|(_, r)| r.app == app && r.job.is_none())
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether app `app`'s backup is queued or running.
+    fn backup_active(&self, app: &str) -> bool {
+        self.queued_backup(app).is_some() || self.running_backup(app).is_some()
+    }
+
+    /// Whether maintenance job `key` is queued or running.
+    fn job_active(&self, key: &str) -> bool {
+        self.queue.iter().any(|r| r.job.as_deref() == Some(key))
+            || self.running.values().any(|r| r.job.as_deref() == Some(key))
     }
 }
 

@@ -201,12 +201,9 @@ fn backup_and_forget(
         return Ok(RunState::Failed);
     }
     if let Some(rules) = &app.retention {
-        // A node credential matters only where the store knows credentials.
-        let remote = session.app_repository(app)?.0.starts_with("rest:");
-        let repo = if remote && config.agent.maintenance_credentials_file.is_some() {
-            session.open_app(&config.maintenance_app(app))?
-        } else {
-            repo
+        let repo = match config.maintenance_app(app) {
+            Some(node) => session.open_app(&node)?,
+            None => repo,
         };
         run.forgotten = forget(session, &repo, &name, rules, log)?;
     }
@@ -298,10 +295,10 @@ fn maintained(
     let def = run
         .job
         .as_ref()
-        .and_then(|k| config.maintenance.iter().find(|d| d.key() == *k))
+        .and_then(|k| config.maintenance.iter().find(|d| d.key == *k))
         .ok_or_else(|| Error::invalid("this maintenance job is no longer configured"))?;
-    let app = config.maintenance_app(session.config()?.app(&def.app)?);
-    let repo = match session.open_app(&app) {
+    let app = session.config()?.app(&def.app)?;
+    let repo = match session.open_app(config.maintenance_app(app).as_ref().unwrap_or(app)) {
         Ok(repo) => repo,
         Err(e) if e.kind() == ErrorKind::RepositoryNotFound => {
             log.line("the repository does not exist yet (no backup so far): nothing to do");

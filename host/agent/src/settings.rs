@@ -114,15 +114,10 @@ pub struct MaintenanceDef {
     pub app: String,
     /// Its schedule.
     pub schedule: Schedule,
-}
-
-impl MaintenanceDef {
-    /// The key of its schedule position in the database (of the location without its
-    /// credentials: a credential changed is the same repository).
-    pub fn key(&self) -> String {
-        let hash = blake3::hash(self.shown.as_bytes()).to_hex();
-        format!("{}:{}", self.operation.name(), &hash[..16])
-    }
+    /// Which job it is: its runs carry it, and its schedule position is kept under it in the
+    /// database. Made of the location without its credentials (a credential changed is the
+    /// same repository).
+    pub key: String,
 }
 
 /// Everything the agent runs on: the node's settings, the whole configuration (apps from
@@ -195,14 +190,17 @@ impl NodeConfig {
         })
     }
 
-    /// `app` as the node's maintenance opens its repository: with the node's
-    /// `maintenance-credentials-file` when one is set.
-    pub fn maintenance_app(&self, app: &App) -> App {
-        let mut app = app.clone();
-        if let Some(file) = &self.agent.maintenance_credentials_file {
+    /// `app` as the node's maintenance opens its repository (with the node's
+    /// `maintenance-credentials-file`), when that differs from how its backups open it: a
+    /// credentials file is set and the repository takes credentials.
+    pub fn maintenance_app(&self, app: &App) -> Option<App> {
+        let file = self.agent.maintenance_credentials_file.as_ref()?;
+        let location = app.repository.as_ref().or(self.agent.repository.as_ref())?;
+        cairn_apps::session::takes_rest_credentials(location).then(|| {
+            let mut app = app.clone();
             app.rest_credentials_file = Some(file.clone());
-        }
-        app
+            app
+        })
     }
 
     /// The session settings for the node's runs.
@@ -351,10 +349,13 @@ fn maintenance(agent: &AgentSettings, apps: &[AppDef]) -> Result<Vec<Maintenance
             repositories.entry(&def.repository).or_insert(&def.name);
         }
         for (repository, app) in repositories {
+            let shown = cairn_backend::redact_location(repository);
+            let hash = blake3::hash(shown.as_bytes()).to_hex();
             out.push(MaintenanceDef {
                 operation,
                 repository: repository.to_owned(),
-                shown: cairn_backend::redact_location(repository),
+                key: format!("{key}:{}", &hash[..16]),
+                shown,
                 app: app.to_owned(),
                 schedule: schedule.clone(),
             });
@@ -424,7 +425,7 @@ mod tests {
                 ("check", "rest:http://***@h:1/c/", "c"),
             ]
         );
-        assert_ne!(c.maintenance[0].key(), c.maintenance[2].key());
+        assert_ne!(c.maintenance[0].key, c.maintenance[2].key);
         assert_eq!(c.read_data, Some(ReadData::Part { n: 1, of: 7 }));
     }
 

@@ -176,7 +176,7 @@ pub struct AppRecord {
     pub last_slot: Option<Timestamp>,
     /// Scheduled runs that did not happen: the app was busy, or the agent was down.
     pub missed: u64,
-    /// Checks started (which `n/t` subset the next one reads).
+    /// Checks that read their subset (which `n/t` subset the next one reads).
     #[serde(default)]
     pub checks: u64,
 }

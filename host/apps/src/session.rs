@@ -309,7 +309,7 @@ impl Session {
         }
         let mut opts = cairn_backend::OpenOptions::default();
         opts.remote = self.remote_options()?;
-        if location.starts_with("rest:")
+        if takes_rest_credentials(location)
             && let Some((user, password)) = &s.rest_credentials
         {
             opts.remote = opts.remote.rest_credentials(user, password);
@@ -403,7 +403,7 @@ impl Session {
     /// When the credentials file cannot be read, or as [`Session::backend_at`].
     pub fn app_backend(&self, app: &App, location: &str) -> Result<Arc<dyn Backend>> {
         match &app.rest_credentials_file {
-            Some(file) if location.starts_with("rest:") => {
+            Some(file) if takes_rest_credentials(location) => {
                 let credentials = read_rest_credentials(file)?;
                 self.fork(self.cancel.clone(), |s| {
                     s.rest_credentials = Some(credentials);
@@ -576,6 +576,11 @@ impl Session {
             capabilities: caps,
         })
     }
+}
+
+/// Whether the store at `location` takes `rest:` credentials (user and token).
+pub fn takes_rest_credentials(location: &str) -> bool {
+    location.starts_with("rest:")
 }
 
 /// The `NAME:TOKEN` in `file` (one line; surrounding white space dropped). Neither part
