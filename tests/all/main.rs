@@ -2,6 +2,7 @@
 
 mod agent;
 mod azure;
+mod buckets;
 mod commands;
 mod copy;
 mod discovery;

@@ -280,6 +280,19 @@ impl Seaweed {
         }
     }
 
+    /// How many S3 requests of `kind` (`GET`, `PUT`, `LIST`, …) the server answered for
+    /// `bucket`, by its own count (its Prometheus metric `SeaweedFS_s3_request_total`).
+    pub fn requests(&self, bucket: &str, kind: &str) -> u64 {
+        let (status, body) = crate::prometheus::http_get(self.ports[14], "/metrics", &[]);
+        assert_eq!(status, 200, "SeaweedFS metrics: {body}");
+        let labels = [format!("bucket=\"{bucket}\""), format!("type=\"{kind}\"")];
+        body.lines()
+            .filter(|l| l.starts_with("SeaweedFS_s3_request_total{"))
+            .filter(|l| labels.iter().all(|x| l.contains(x.as_str())))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// `s3:http://127.0.0.1:PORT/BUCKET/PREFIX`.
     pub fn location(&self, bucket: &str, prefix: &str) -> String {
         format!("s3:http://127.0.0.1:{}/{bucket}/{prefix}", self.s3_port)

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use cairn_plugin_host::Target;
+use cairn_plugin_host::{Target, VolumeKind};
 use cairn_repo::ops::backup::{BackupOptions, BackupOutcome, BackupProgress, BackupSource, backup};
 use cairn_repo::{ErrorKind, HookRun, IndexedRepository, Repository, Result};
 
@@ -193,6 +193,16 @@ pub fn backup_unowned(
     ))
 }
 
+/// What `target` is read from: its directory, or its bucket's objects.
+fn source(target: &Target, session: &Session) -> Result<BackupSource> {
+    if target.kind != VolumeKind::Bucket {
+        return Ok(BackupSource::Volume(target.path.clone()));
+    }
+    let location = target.path.to_string_lossy();
+    let bucket = cairn_backend::Bucket::open(&location, &session.remote_options()?)?;
+    Ok(BackupSource::Objects(Box::new(bucket)))
+}
+
 /// Backs up `targets`, one snapshot each, recorded as `app`'s (or the discovered app's) with
 /// the pre-backup `hooks` runs.
 fn backup_volumes(
@@ -224,13 +234,8 @@ fn backup_volumes(
             target.path.display()
         );
         let watch = observer.volume(target);
-        let result = backup(
-            repo,
-            BackupSource::Volume(target.path.clone()),
-            &opts,
-            watch.progress(),
-            session.cancel(),
-        );
+        let result = source(target, session)
+            .and_then(|s| backup(repo, s, &opts, watch.progress(), session.cancel()));
         watch.done(&result);
         match result {
             Ok(outcome) => done.saved.push((target.identity.clone(), outcome)),

@@ -85,6 +85,12 @@ pub struct App {
     /// for hosts without discovery.
     #[serde(default)]
     pub paths: Vec<PathBuf>,
+    /// Buckets it backs up (`s3:http://HOST:PORT/BUCKET/PREFIX`, `s3://…`, `az://…`,
+    /// `gs://…`), each as a volume of its own (`buckets/<app>/<store>/<bucket>/<prefix>`):
+    /// objects become files, and an object whose size and ETag are unchanged is not
+    /// downloaded again.
+    #[serde(default)]
+    pub buckets: Vec<String>,
     /// When the agent backs it up: 5-field cron or an alias (`@daily`).
     pub schedule: Option<String>,
     /// The time zone of `schedule` (IANA name; default: the node's).

@@ -118,11 +118,14 @@ pub fn plan(file: &ConfigFile, found: Vec<Target>, selection: &Selection) -> Res
     };
     let mut groups = Plan::new();
     for name in &wanted {
-        let paths = path_targets(name, file.app(name)?)?;
+        let app = file.app(name)?;
+        let own = path_targets(name, app)?
+            .into_iter()
+            .chain(bucket_targets(name, app)?);
         groups
             .entry(Some((*name).to_owned()))
             .or_default()
-            .extend(paths);
+            .extend(own);
     }
     for target in chosen {
         let covering = apps.covering(&target);
@@ -182,6 +185,52 @@ pub fn path_targets(name: &str, app: &crate::config::App) -> Result<Vec<Target>>
         .collect()
 }
 
+/// The `buckets` of app `name` as volumes: identity `buckets/<app>/<store>/<bucket>/<prefix>`
+/// (`s3` with the endpoint's host for `s3:http(s)://HOST/…`, `s3`, `az` or `gs` for the
+/// others), its path the location.
+///
+/// # Errors
+/// When a location is not a bucket's, makes no clean identity, or is named twice.
+pub fn bucket_targets(name: &str, app: &crate::config::App) -> Result<Vec<Target>> {
+    let mut targets: Vec<Target> = Vec::new();
+    for location in &app.buckets {
+        let bad = |why: &str| Error::invalid(format!("app `{name}`: bucket `{location}` {why}"));
+        let rest = [
+            ("s3:http://", "s3/"),
+            ("s3:https://", "s3/"),
+            ("s3://", "s3/"),
+            ("az://", "az/"),
+            ("gs://", "gs/"),
+        ]
+        .iter()
+        .find_map(|(scheme, store)| {
+            location
+                .strip_prefix(scheme)
+                .map(|r| format!("{store}{}", r.trim_end_matches('/')))
+        })
+        .ok_or_else(|| {
+            bad(
+                "is not a bucket: use s3:http(s)://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX, \
+                 az://CONTAINER/PREFIX or gs://BUCKET/PREFIX",
+            )
+        })?;
+        let identity = format!("buckets/{name}/{rest}");
+        check_identity(&identity).map_err(|e| bad(&e.to_string()))?;
+        if targets.iter().any(|t| t.identity == identity) {
+            return Err(bad("is named twice"));
+        }
+        targets.push(Target {
+            identity,
+            app: name.to_owned(),
+            kind: VolumeKind::Bucket,
+            path: location.into(),
+            plugin: "buckets".into(),
+            labels: BTreeMap::new(),
+        });
+    }
+    Ok(targets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +287,57 @@ mod tests {
         );
         let p = plan(&f, all, &Selection::default()).unwrap();
         assert_eq!(p.len(), 0, "nothing selected, nothing planned");
+    }
+
+    #[test]
+    fn buckets_are_volumes_of_their_app_named_by_store_and_bucket() {
+        let f = file(
+            r#"
+            [apps.shop]
+            buckets = ["s3:http://127.0.0.1:9000/media/shop/", "az://files", "gs://b/p"]
+            "#,
+        );
+        let sel = Selection {
+            apps: vec!["shop".into()],
+            ..Selection::default()
+        };
+        let p = plan(&f, vec![], &sel).unwrap();
+        let got: Vec<(&str, VolumeKind, String)> = p[&Some("shop".to_owned())]
+            .iter()
+            .map(|t| (t.identity.as_str(), t.kind, t.path.display().to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "buckets/shop/s3/127.0.0.1:9000/media/shop",
+                    VolumeKind::Bucket,
+                    "s3:http://127.0.0.1:9000/media/shop/".to_owned()
+                ),
+                (
+                    "buckets/shop/az/files",
+                    VolumeKind::Bucket,
+                    "az://files".to_owned()
+                ),
+                (
+                    "buckets/shop/gs/b/p",
+                    VolumeKind::Bucket,
+                    "gs://b/p".to_owned()
+                ),
+            ]
+        );
+        for (bucket, why) in [
+            ("/srv/data", "is not a bucket"),
+            ("s3://b/a/../c", "`..`"),
+            ("s3://b/x y", "spaces"),
+        ] {
+            let f = file(&format!("[apps.shop]\nbuckets = [{bucket:?}]\n"));
+            let e = plan(&f, vec![], &sel).unwrap_err().to_string();
+            assert!(e.contains("app `shop`") && e.contains(why), "{bucket}: {e}");
+        }
+        let f = file("[apps.shop]\nbuckets = [\"s3://b/p\", \"s3://b/p/\"]\n");
+        let e = plan(&f, vec![], &sel).unwrap_err().to_string();
+        assert!(e.contains("named twice"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`open_location`] maps a repository location string to a backend.
 
 mod aws_profile;
+mod bucket;
 mod cache;
 mod local;
 mod multipart;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use cairn_repo::{Backend, Error, Result};
 
+pub use bucket::{Bucket, is_bucket_location};
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
 pub use object::{ObjectBackend, RemoteOptions};

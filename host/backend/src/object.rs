@@ -210,76 +210,8 @@ impl ObjectBackend {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed location or AWS file.
     pub fn s3(spec: &str, opts: &RemoteOptions) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::invalid(format!(
-                "`{spec}` is not an S3 location ({why}); use s3:http://HOST:PORT/BUCKET/PREFIX or s3://BUCKET/PREFIX"
-            ))
-        };
-        let mut b = object_store::aws::AmazonS3Builder::from_env()
-            .with_retry(retry())
-            .with_client_options(client(opts)?);
-        // Every object cairn stores is sealed (XChaCha20-Poly1305) and most are named by their
-        // hash, both checked on read, so a SHA-256 of the payload in the signature adds CPU
-        // (1.3 s per 2 GiB here) and no integrity; AWS_UNSIGNED_PAYLOAD=false restores it.
-        if std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_none() {
-            b = b.with_unsigned_payload(true);
-        }
-        let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-        let mut region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
-        if let Some((key, secret)) = &opts.keys {
-            b = b.with_access_key_id(key).with_secret_access_key(secret);
-        } else if !(env_keys && region) {
-            // What the environment leaves out, from ~/.aws/credentials and ~/.aws/config.
-            let profile = crate::aws_profile::load()?;
-            if !env_keys && let Some((id, secret, token)) = profile.keys {
-                b = b.with_access_key_id(id).with_secret_access_key(secret);
-                if let Some(token) = token {
-                    b = b.with_token(token);
-                }
-            }
-            if !region && let Some(r) = profile.region {
-                b = b.with_region(r);
-                region = true;
-            }
-        }
-        let (bucket, prefix, location) = if let Some(rest) = spec.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            (bucket.to_owned(), prefix.to_owned(), format!("s3://{rest}"))
-        } else if let Some(url) = spec.strip_prefix("s3:") {
-            let (scheme, rest) = url
-                .split_once("://")
-                .ok_or_else(|| bad("no http:// or https://"))?;
-            if scheme != "http" && scheme != "https" {
-                return Err(bad("the endpoint must be http or https"));
-            }
-            let (host, path) = rest.split_once('/').ok_or_else(|| bad("no bucket"))?;
-            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-            b = b
-                .with_endpoint(format!("{scheme}://{host}"))
-                .with_allow_http(scheme == "http")
-                .with_virtual_hosted_style_request(false);
-            if !region {
-                b = b.with_region("us-east-1");
-            }
-            (
-                bucket.to_owned(),
-                prefix.to_owned(),
-                format!("s3:{scheme}://{host}/{path}"),
-            )
-        } else {
-            return Err(bad("unknown scheme"));
-        };
-        if bucket.is_empty() {
-            return Err(bad("no bucket"));
-        }
-        let store = Arc::new(
-            b.with_bucket_name(&bucket)
-                .with_http_connector(CreateOnlyConnector)
-                .build()
-                .map_err(|e| Error::invalid(format!("cannot use {location}: {e}")))?,
-        );
+        let (store, prefix, location) = s3_store(spec, opts, true)?;
+        let store = Arc::new(store);
         Self::new(store.clone(), Some(store), &prefix, location, true, opts)
     }
 
@@ -291,13 +223,7 @@ impl ObjectBackend {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed location or missing account.
     pub fn azure(spec: &str, opts: &RemoteOptions) -> Result<Self> {
-        let (container, prefix) = container_and_prefix(spec, "az://", "Azure", "container")?;
-        let store = object_store::azure::MicrosoftAzureBuilder::from_env()
-            .with_container_name(container)
-            .with_retry(retry())
-            .with_client_options(client(opts)?)
-            .build()
-            .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
+        let (store, prefix) = azure_store(spec, opts)?;
         Self::new(Arc::new(store), None, prefix, spec.to_owned(), true, opts)
     }
 
@@ -309,20 +235,7 @@ impl ObjectBackend {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed location or unreadable credentials.
     pub fn gcs(spec: &str, opts: &RemoteOptions) -> Result<Self> {
-        let (bucket, prefix) =
-            container_and_prefix(spec, "gs://", "Google Cloud Storage", "bucket")?;
-        // Plain http only where the credentials name an http `gcs_base_url` (an emulator).
-        let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(retry())
-            .with_client_options(client(opts)?.with_allow_http(true))
-            .build()
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "cannot use {spec}: {e} (check the credentials that GOOGLE_APPLICATION_CREDENTIALS, \
-                     GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY give)"
-                ))
-            })?;
+        let (store, prefix) = gcs_store(spec, opts)?;
         Self::new(Arc::new(store), None, prefix, spec.to_owned(), true, opts)
     }
 
@@ -461,6 +374,125 @@ impl ObjectBackend {
             })
         })
     }
+}
+
+/// The store of an S3 location (see [`ObjectBackend::s3`]), its prefix, and how it is named
+/// in messages. For a `repository` (whose objects are sealed), payloads are not hashed and
+/// every multipart completion is conditional; otherwise (a bucket's plain objects) payloads
+/// are signed with their hash and completions replace.
+pub(crate) fn s3_store(
+    spec: &str,
+    opts: &RemoteOptions,
+    repository: bool,
+) -> Result<(object_store::aws::AmazonS3, String, String)> {
+    let bad = |why: &str| {
+        Error::invalid(format!(
+            "`{spec}` is not an S3 location ({why}); use s3:http://HOST:PORT/BUCKET/PREFIX or s3://BUCKET/PREFIX"
+        ))
+    };
+    let mut b = object_store::aws::AmazonS3Builder::from_env()
+        .with_retry(retry())
+        .with_client_options(client(opts)?);
+    // Every object cairn stores is sealed (XChaCha20-Poly1305) and most are named by their
+    // hash, both checked on read, so a SHA-256 of the payload in the signature adds CPU
+    // (1.3 s per 2 GiB here) and no integrity; AWS_UNSIGNED_PAYLOAD=false restores it.
+    if repository && std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_none() {
+        b = b.with_unsigned_payload(true);
+    }
+    let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+    let mut region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if let Some((key, secret)) = &opts.keys {
+        b = b.with_access_key_id(key).with_secret_access_key(secret);
+    } else if !(env_keys && region) {
+        // What the environment leaves out, from ~/.aws/credentials and ~/.aws/config.
+        let profile = crate::aws_profile::load()?;
+        if !env_keys && let Some((id, secret, token)) = profile.keys {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+            if let Some(token) = token {
+                b = b.with_token(token);
+            }
+        }
+        if !region && let Some(r) = profile.region {
+            b = b.with_region(r);
+            region = true;
+        }
+    }
+    let (bucket, prefix, location) = if let Some(rest) = spec.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        (bucket.to_owned(), prefix.to_owned(), format!("s3://{rest}"))
+    } else if let Some(url) = spec.strip_prefix("s3:") {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("no http:// or https://"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("the endpoint must be http or https"));
+        }
+        let (host, path) = rest.split_once('/').ok_or_else(|| bad("no bucket"))?;
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        b = b
+            .with_endpoint(format!("{scheme}://{host}"))
+            .with_allow_http(scheme == "http")
+            .with_virtual_hosted_style_request(false);
+        if !region {
+            b = b.with_region("us-east-1");
+        }
+        (
+            bucket.to_owned(),
+            prefix.to_owned(),
+            format!("s3:{scheme}://{host}/{path}"),
+        )
+    } else {
+        return Err(bad("unknown scheme"));
+    };
+    if bucket.is_empty() {
+        return Err(bad("no bucket"));
+    }
+    b = b.with_bucket_name(&bucket);
+    if repository {
+        b = b.with_http_connector(CreateOnlyConnector);
+    }
+    let store = b
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot use {location}: {e}")))?;
+    Ok((store, prefix, location))
+}
+
+/// The store of an `az://CONTAINER/PREFIX` location and its prefix.
+pub(crate) fn azure_store<'a>(
+    spec: &'a str,
+    opts: &RemoteOptions,
+) -> Result<(object_store::azure::MicrosoftAzure, &'a str)> {
+    let (container, prefix) = container_and_prefix(spec, "az://", "Azure", "container")?;
+    let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+        .with_container_name(container)
+        .with_retry(retry())
+        .with_client_options(client(opts)?)
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
+    Ok((store, prefix))
+}
+
+/// The store of a `gs://BUCKET/PREFIX` location and its prefix.
+pub(crate) fn gcs_store<'a>(
+    spec: &'a str,
+    opts: &RemoteOptions,
+) -> Result<(object_store::gcp::GoogleCloudStorage, &'a str)> {
+    let (bucket, prefix) = container_and_prefix(spec, "gs://", "Google Cloud Storage", "bucket")?;
+    // Plain http only where the credentials name an http `gcs_base_url` (an emulator).
+    let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry())
+        .with_client_options(client(opts)?.with_allow_http(true))
+        .build()
+        .map_err(|e| {
+            Error::invalid(format!(
+                "cannot use {spec}: {e} (check the credentials that GOOGLE_APPLICATION_CREDENTIALS, \
+                 GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY give)"
+            ))
+        })?;
+    Ok((store, prefix))
 }
 
 /// Where a file of the repository under `prefix` is: `config`, `keys/NAME`, `data/XX/NAME` ….

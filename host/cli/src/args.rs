@@ -429,8 +429,13 @@ pub enum CompressionArg {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Files and directories to back up.
-    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps"])]
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "bucket"])]
     pub paths: Vec<PathBuf>,
+    /// Back up the objects of this bucket below its prefix (`s3:http://HOST:PORT/BUCKET/PREFIX`,
+    /// `s3://…`, `az://…`, `gs://…`) as files; objects whose size and ETag are the parent's are
+    /// not downloaded again.
+    #[arg(long, value_name = "LOCATION", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "exclude", "exclude_file", "one_file_system"])]
+    pub bucket: Option<String>,
     /// Tag the snapshot (repeatable; or comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tag: Vec<String>,
@@ -597,8 +602,12 @@ pub struct RestoreArgs {
     /// Snapshot id (prefix) or `latest`, optionally `:SUBPATH`.
     pub snapshot: String,
     /// Directory to restore into.
-    #[arg(short, long)]
-    pub target: PathBuf,
+    #[arg(short, long, required_unless_present = "to_bucket")]
+    pub target: Option<PathBuf>,
+    /// Put the files back as objects of this bucket below its prefix (keys are their paths
+    /// in the snapshot, below SUBPATH), replacing objects of the same key.
+    #[arg(long, value_name = "LOCATION", conflicts_with_all = ["target", "verify", "overwrite", "delete", "marker"])]
+    pub to_bucket: Option<String>,
     /// Only paths matching this glob (repeatable).
     #[arg(short, long, value_name = "GLOB")]
     pub include: Vec<String>,

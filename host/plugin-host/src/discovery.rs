@@ -38,6 +38,9 @@ pub enum VolumeKind {
     Block,
     /// Another volume type.
     Other,
+    /// Not a volume: a bucket's objects below a prefix (an app's `buckets`); the target's
+    /// path is the bucket's location.
+    Bucket,
 }
 
 impl VolumeKind {
@@ -53,6 +56,7 @@ impl VolumeKind {
             VolumeKind::AllocData => "alloc-data",
             VolumeKind::Block => "block",
             VolumeKind::Other => "other",
+            VolumeKind::Bucket => "bucket",
         }
     }
 

@@ -107,6 +107,9 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
                 }
             })),
         }
+    } else if let Some(location) = &args.bucket {
+        let bucket = cairn_backend::Bucket::open(location, &ctx.remote_options()?)?;
+        BackupSource::Objects(Box::new(bucket))
     } else if args.stdin {
         BackupSource::Stream {
             filename: args.stdin_filename.clone(),
@@ -115,7 +118,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
         }
     } else {
         if args.paths.is_empty() {
-            bail!("nothing to back up: give paths, --stdin or --stdin-from-command");
+            bail!("nothing to back up: give paths, --bucket, --stdin or --stdin-from-command");
         }
         BackupSource::Paths(args.paths.clone())
     };

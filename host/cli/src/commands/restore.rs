@@ -3,7 +3,9 @@
 use anyhow::{Result, anyhow, bail};
 use cairn_apps::{AppHooks, HookFailure, Operation, bracket};
 use cairn_repo::HookRun;
-use cairn_repo::ops::restore::{Overwrite, RestoreOptions, restore};
+use cairn_repo::ops::restore::{
+    BucketRestoreOptions, Overwrite, RestoreOptions, restore, restore_to_bucket,
+};
 
 use crate::Outcome;
 use crate::args::{OverwriteArg, RestoreArgs};
@@ -19,6 +21,13 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     if let Some(m) = &args.marker {
         crate::marker::check(m)?;
     }
+    let bucket = match &args.to_bucket {
+        Some(location) => Some(cairn_backend::Bucket::open(
+            location,
+            &ctx.remote_options()?,
+        )?),
+        None => None,
+    };
     let app = match &args.for_app {
         Some(name) => {
             let app = ctx.config()?.app(name)?;
@@ -33,8 +42,12 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     let _lock = ctx.lock(&repo, false)?;
     let (id, snap) = super::find(&repo, spec, &args.filter)?;
     let repo = repo.to_indexed()?;
+    let mut into_bucket = BucketRestoreOptions::default();
+    into_bucket.subpath.clone_from(&subpath);
+    into_bucket.includes.clone_from(&args.include);
+    into_bucket.excludes.clone_from(&args.exclude);
     let mut opts = RestoreOptions::default();
-    opts.target = args.target.clone();
+    opts.target = args.target.clone().unwrap_or_default();
     opts.subpath = subpath;
     opts.includes = args.include.clone();
     opts.excludes = args.exclude.clone();
@@ -49,7 +62,12 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     let targets: Vec<String> = snap.volume.clone().into_iter().collect();
     let run_restore = |_: &[HookRun]| {
         let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));
-        let result = restore(&repo, snap.tree, &opts, &progress, ctx.cancel());
+        let result = match &bucket {
+            Some(b) => {
+                restore_to_bucket(&repo, snap.tree, &into_bucket, b, &progress, ctx.cancel())
+            }
+            None => restore(&repo, snap.tree, &opts, &progress, ctx.cancel()),
+        };
         progress.finish();
         let failure = match &result {
             Ok(s) if s.warnings == 0 => None,
@@ -83,11 +101,21 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
         v["message_type"] = serde_json::json!("summary");
         v["snapshot_id"] = serde_json::json!(id);
         output::json(&v)?;
+    } else if !ctx.global.quiet
+        && let Some(location) = &args.to_bucket
+    {
+        output::line(format!(
+            "restored snapshot {} to {}: {} objects ({})",
+            id.short(),
+            cairn_backend::redact_location(location),
+            s.files_restored,
+            output::bytes(s.bytes_restored),
+        ))?;
     } else if !ctx.global.quiet {
         output::line(format!(
             "restored snapshot {} to {}: {} files ({}), {} dirs, {} other entries; {} files left as they were",
             id.short(),
-            args.target.display(),
+            opts.target.display(),
             s.files_restored,
             output::bytes(s.bytes_restored),
             s.dirs,
@@ -117,7 +145,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
         return Ok(Outcome::Incomplete);
     }
     if let Some(m) = &args.marker {
-        crate::marker::write(&args.target, m, &id.to_string())?;
+        crate::marker::write(&opts.target, m, &id.to_string())?;
     }
     Ok(Outcome::Ok)
 }

@@ -49,6 +49,9 @@ use crate::packer::BlobSaver;
 use crate::repository::Actor;
 use crate::target_dir::MAX_DEPTH;
 
+mod bucket;
+pub use bucket::{ETAG_XATTR, ObjectInfo, ObjectSource, etag_of};
+
 /// Which snapshot to compare against.
 #[derive(Debug, Clone, Default)]
 pub enum ParentChoice {
@@ -123,6 +126,10 @@ pub enum BackupSource {
         /// Check run at the end of the stream.
         finish: Option<Box<dyn FnOnce() -> Result<()> + Send>>,
     },
+    /// The objects of a bucket below a prefix, as files (see [`ObjectSource`]): the
+    /// snapshot's tree is the prefix, its path the source's location, and an object whose
+    /// size and ETag are the parent's is not downloaded again.
+    Objects(Box<dyn ObjectSource>),
 }
 
 /// Progress callbacks (the engine never prints). All methods default to doing nothing.
@@ -185,6 +192,8 @@ struct Run<'a> {
     progress: &'a dyn BackupProgress,
     cancel: &'a AtomicBool,
     owners: OwnerNames,
+    /// Owner of entries that have none of their own (streams, objects).
+    uid_gid: (u32, u32),
     counts: Counters,
     /// Recycled batch buffers.
     buffers: BufferPool,
@@ -780,6 +789,7 @@ fn run_backup(
         progress,
         cancel,
         owners: OwnerNames::default(),
+        uid_gid: opts.uid_gid,
         counts: Counters::default(),
         buffers: BufferPool::new(4),
         hardlinks: DashMap::new(),
@@ -853,8 +863,7 @@ fn run_backup(
                 }
                 let mut node = Node::new(Name(filename.into_bytes()), NodeKind::File);
                 node.mode = 0o600;
-                node.uid = opts.uid_gid.0;
-                node.gid = opts.uid_gid.1;
+                (node.uid, node.gid) = run.uid_gid;
                 let now = time.as_nanosecond() as i64;
                 (node.mtime, node.atime, node.ctime) = (now, now, now);
                 node.content = Some(content);
@@ -863,6 +872,12 @@ fn run_backup(
                 run.counts.files_new.fetch_add(1, Ordering::Relaxed);
                 run.save_tree(vec![node], None)
             })();
+            (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
+        }
+        BackupSource::Objects(source) => {
+            let shown = vec![source.location()];
+            let parent = find_parent(repo, opts, &shown)?;
+            let result = run.save_objects(source.as_ref(), parent.as_ref().map(|p| p.1.tree));
             (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
         }
     };

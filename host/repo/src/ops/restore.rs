@@ -46,6 +46,9 @@ use crate::target_dir::{
 use nix::fcntl::OFlag;
 use nix::sys::stat::fstat;
 
+mod bucket;
+pub use bucket::{BucketRestoreOptions, ObjectSink, restore_to_bucket};
+
 /// What to do with a file that exists in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Overwrite {
