@@ -149,6 +149,36 @@ fn three_apps_triggered_at_once_never_overlap() {
     }
 }
 
+/// Two apps backing up into one (new) repository with two slots on the node: with
+/// `repository-concurrency = 2` their backups run side by side (the repository created
+/// once), with the default of one never.
+#[test]
+fn backups_into_one_repository_share_it_up_to_the_limit() {
+    for (limit, side_by_side) in [(2, true), (1, false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let apps = ["p", "q"]
+            .iter()
+            .map(|name| app(name, &data(tmp.path(), name, 30, 200_000), ""))
+            .collect::<String>();
+        let extra = format!("concurrency = 2\nrepository-concurrency = {limit}");
+        let agent = Agent::start(tmp.path(), &node(tmp.path(), &extra), &apps);
+        agent.cli(&["run", "p"]).ok();
+        agent.cli(&["run", "q"]).ok();
+        agent.wait_for(120, "two runs", |g| {
+            let runs = g.runs(None);
+            runs.len() == 2 && runs.iter().all(|r| r["state"] == "succeeded")
+        });
+        let spans: Vec<(jiff::Timestamp, jiff::Timestamp)> = agent
+            .runs(None)
+            .iter()
+            .map(|r| (ts(&r["started"]), ts(&r["ended"])))
+            .collect();
+        let overlap = spans[0].0 < spans[1].1 && spans[1].0 < spans[0].1;
+        assert_eq!(overlap, side_by_side, "limit {limit}: {spans:?}");
+        assert_eq!(snapshots(tmp.path(), "p") + snapshots(tmp.path(), "q"), 2);
+    }
+}
+
 /// A run waits for a lock another process holds, then succeeds once it goes; its lock
 /// wait is recorded.
 #[test]

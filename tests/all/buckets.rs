@@ -168,28 +168,55 @@ fn a_bucket_is_backed_up_downloading_only_changed_objects_and_restored_into_anot
     assert_eq!(mtime.as_secs() as i64, src.modified("media/img/00.jpg"));
 }
 
+/// An app's buckets are volumes of its own, read with the app's bucket keys: the
+/// environment's keys are wrong here, and without the app's file the backup fails, naming
+/// neither secret.
 #[test]
-fn an_apps_buckets_are_its_volumes() {
+fn an_apps_buckets_are_its_volumes_read_with_its_keys() {
     let server = shared_seaweed();
     let src_name = bucket("app-bucket");
     let src = Objects::new(server, &src_name);
     src.put("shop/a.txt", b"a");
     src.put("shop/b/c.txt", b"c");
     let env = TestEnv::with_plugins();
+    let keys = env.path("shop.s3");
+    std::fs::write(&keys, format!("{S3_KEY}:{S3_SECRET}\n")).unwrap();
     let location = server.location(&src_name, "shop/");
-    env.configure(&format!(
-        "[apps.shop]\nbuckets = [\"{location}\"]\nrepository = \"{}\"\n",
-        env.path("repo").display()
-    ));
+    let config = |keys_line: &str| {
+        format!(
+            "[apps.shop]\nbuckets = [\"{location}\"]\nrepository = \"{}\"\n{keys_line}",
+            env.path("repo").display()
+        )
+    };
+    let backup = || {
+        let out = env
+            .cmd(&["backup", "--for-app", "shop", "--json"])
+            .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+            .output()
+            .unwrap();
+        cairn_tests::Run::from(out)
+    };
+    env.configure(&config(""));
     env.init().ok();
-    let run = env.run(&["backup", "--for-app", "shop", "--json"]);
+    let denied = backup();
+    assert_eq!(denied.code, 1, "{}", denied.stderr);
+    assert!(denied.stderr.contains(&src_name), "{}", denied.stderr);
+    for secret in ["wrong-secret", S3_SECRET] {
+        assert!(!denied.stderr.contains(secret) && !denied.stdout.contains(secret));
+    }
+
+    env.configure(&config(&format!(
+        "bucket-credentials-file = \"{}\"\n",
+        keys.display()
+    )));
+    let run = backup();
     let identity = format!(
         "buckets/shop/s3/127.0.0.1:{}/{src_name}/shop",
         server.s3_port
     );
     assert!(run.stdout.contains(&identity), "{}", run.stdout);
     let before = server.requests(&src_name, "GET");
-    env.run(&["backup", "--for-app", "shop", "--json"]).ok();
+    backup().ok();
     assert_eq!(
         server.requests(&src_name, "GET"),
         before,

@@ -6,10 +6,10 @@
 //! - Slots missed while the agent was down are caught up by one run, not one per slot.
 //! - An app with `after = [...]` runs once every app it names has succeeded since its own
 //!   last run; a failure of one of them holds it back, and its status says which.
-//! - At most `concurrency` jobs run at once, and one per repository; nothing of a queued
-//!   job starts before it has its slot.
+//! - At most `concurrency` jobs run at once, and at most `repository-concurrency` backups
+//!   (default one) per repository; nothing of a queued job starts before it has its slot.
 //! - The node's maintenance (prune and check of each repository) runs on its own schedule
-//!   in the same queue, so never beside a backup into the same repository.
+//!   in the same queue, alone in its repository: never beside a backup into it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -516,9 +516,28 @@ impl Agent {
                 }
                 .unwrap_or_default()
             };
+            // Backups share a repository up to the limit; maintenance has it alone, and a
+            // maintenance job waiting for it keeps backups queued after it from starting.
+            let per_repository = config.agent.repository_concurrency.max(1);
+            let mut waiting: Vec<String> = Vec::new();
             let free = st.queue.iter().position(|r| {
                 let repo = repository_of(r);
-                !st.running.values().any(|x| x.repository == repo)
+                let there: Vec<&Running> = st
+                    .running
+                    .values()
+                    .filter(|x| x.repository == repo)
+                    .collect();
+                if r.job.is_some() {
+                    if there.is_empty() {
+                        return true;
+                    }
+                    waiting.push(repo);
+                    false
+                } else {
+                    !waiting.contains(&repo)
+                        && there.len() < per_repository
+                        && there.iter().all(|x| x.job.is_none())
+                }
             });
             let Some(i) = free else { return };
             let Some(mut run) = st.queue.remove(i) else {

@@ -226,6 +226,14 @@ fn open_or_create(session: &Session, app: &cairn_apps::App, log: &RunLog) -> Res
         Err(e) if e.kind() == ErrorKind::RepositoryNotFound => {}
         other => return other,
     }
+    // Two first backups into one repository (`repository-concurrency`) must not both create
+    // it: one run of this agent at a time creates, and the others find it made.
+    static CREATING: Mutex<()> = Mutex::new(());
+    let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    match session.open_app(app) {
+        Err(e) if e.kind() == ErrorKind::RepositoryNotFound => {}
+        other => return other,
+    }
     let (location, source) = session.app_repository(app)?;
     let password = session.password_from(&source, "")?;
     let backend = session.app_backend(app, &location)?;

@@ -7,6 +7,7 @@
 //! state = "/var/lib/cairn/agent"        # redb database
 //! listen = "127.0.0.1:9470"             # HTTP API and /metrics (or "unix:/run/cairn/agent.sock")
 //! concurrency = 1                       # jobs at once on this node
+//! repository-concurrency = 1            # backups into one repository at once
 //! repository = "/srv/backup/repo"       # default for apps that name none
 //! password-file = "/etc/cairn/password"
 //! apps-dir = "/etc/cairn/apps.d"        # optional: one NAME.toml per app
@@ -44,6 +45,9 @@ pub struct AgentSettings {
     /// Jobs at once on this node.
     #[serde(default = "one")]
     pub concurrency: usize,
+    /// Backups into one repository at once (a prune or check of it always runs alone).
+    #[serde(default = "one")]
+    pub repository_concurrency: usize,
     /// The repository of apps that name none.
     pub repository: Option<String>,
     /// Its password file.

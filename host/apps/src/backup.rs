@@ -193,13 +193,16 @@ pub fn backup_unowned(
     ))
 }
 
-/// What `target` is read from: its directory, or its bucket's objects.
-fn source(target: &Target, session: &Session) -> Result<BackupSource> {
+/// What `target` is read from: its directory, or its bucket's objects (with `app`'s keys).
+fn source(target: &Target, app: Option<&str>, session: &Session) -> Result<BackupSource> {
     if target.kind != VolumeKind::Bucket {
         return Ok(BackupSource::Volume(target.path.clone()));
     }
-    let location = target.path.to_string_lossy();
-    let bucket = cairn_backend::Bucket::open(&location, &session.remote_options()?)?;
+    let app = match app {
+        Some(name) => Some(session.config()?.app(name)?),
+        None => None,
+    };
+    let bucket = session.bucket(&target.path.to_string_lossy(), app)?;
     Ok(BackupSource::Objects(Box::new(bucket)))
 }
 
@@ -234,7 +237,7 @@ fn backup_volumes(
             target.path.display()
         );
         let watch = observer.volume(target);
-        let result = source(target, session)
+        let result = source(target, app, session)
             .and_then(|s| backup(repo, s, &opts, watch.progress(), session.cancel()));
         watch.done(&result);
         match result {

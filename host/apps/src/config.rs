@@ -91,6 +91,9 @@ pub struct App {
     /// downloaded again.
     #[serde(default)]
     pub buckets: Vec<String>,
+    /// For its `s3:` buckets: a file holding `ACCESS_KEY:SECRET`, the keys they are read
+    /// (and restored) with (default: the environment's `AWS_*`, or the AWS profile).
+    pub bucket_credentials_file: Option<PathBuf>,
     /// When the agent backs it up: 5-field cron or an alias (`@daily`).
     pub schedule: Option<String>,
     /// The time zone of `schedule` (IANA name; default: the node's).

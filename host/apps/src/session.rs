@@ -414,6 +414,27 @@ impl Session {
         }
     }
 
+    /// The bucket at `location` (a backup's source or a restore's target), with `app`'s
+    /// bucket keys when it names a file for them.
+    ///
+    /// # Errors
+    /// When the location is not a bucket's, or the keys file cannot be read or does not go
+    /// with the location.
+    pub fn bucket(&self, location: &str, app: Option<&App>) -> Result<cairn_backend::Bucket> {
+        let mut remote = self.remote_options()?;
+        if let Some(file) = app.and_then(|a| a.bucket_credentials_file.as_ref()) {
+            if !location.starts_with("s3:") {
+                return Err(Error::invalid(format!(
+                    "bucket-credentials-file holds S3 keys, and `{location}` is not an s3: \
+                     bucket; give Azure or Google credentials in the environment"
+                )));
+            }
+            let (key, secret) = read_rest_credentials(file)?;
+            remote = remote.keys(&key, &secret);
+        }
+        cairn_backend::Bucket::open(location, &remote)
+    }
+
     /// Where `app`'s repository is and where its password comes from: its own location (and
     /// password file) when it names one, else the session's.
     ///

@@ -27,6 +27,12 @@ const SINGLE_PUT: usize = 8 << 20;
 /// Parts of one object in flight at once.
 const PARTS_AT_ONCE: usize = 4;
 
+/// The most parts an object may have (S3's and GCS's limit).
+const MAX_PARTS: u64 = 10_000;
+
+/// The most objects one backup lists (each is held in memory until the snapshot is saved).
+const MAX_OBJECTS: usize = 20_000_000;
+
 /// The objects of a bucket below a prefix.
 pub struct Bucket {
     remote: Remote,
@@ -57,10 +63,10 @@ impl Bucket {
                 let (store, prefix, shown) = s3_store(location, opts, false)?;
                 (Arc::new(store), prefix, shown)
             } else if location.starts_with("az://") {
-                let (store, prefix) = azure_store(location, opts)?;
+                let (store, prefix) = azure_store(location, opts, false)?;
                 (Arc::new(store), prefix.to_owned(), location.to_owned())
             } else if location.starts_with("gs://") {
-                let (store, prefix) = gcs_store(location, opts)?;
+                let (store, prefix) = gcs_store(location, opts, false)?;
                 (Arc::new(store), prefix.to_owned(), location.to_owned())
             } else {
                 return Err(Error::invalid(format!(
@@ -102,33 +108,38 @@ impl Bucket {
         }
     }
 
-    /// What `meta` says, with the key relative to the prefix.
-    fn info(&self, meta: &ObjectMeta) -> ObjectInfo {
+    /// What `meta` says, with the key relative to the prefix (`None` for a key outside it,
+    /// or the prefix itself: a folder marker).
+    fn info(&self, meta: &ObjectMeta) -> Option<ObjectInfo> {
         let full: &str = meta.location.as_ref();
         let key = match self.prefix.as_ref() {
             "" => full,
-            p => full
-                .strip_prefix(p)
-                .map_or(full, |k| k.trim_start_matches('/')),
+            p => full.strip_prefix(p)?.strip_prefix('/')?,
         };
+        if key.is_empty() {
+            return None;
+        }
         let t = meta.last_modified;
         let modified = jiff::Timestamp::new(
             t.timestamp(),
             i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
         )
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        ObjectInfo {
+        Some(ObjectInfo {
             key: key.to_owned(),
             size: meta.size,
             modified,
-            etag: meta.e_tag.as_deref().map(plain_etag),
-        }
+            etag: meta.e_tag.as_deref().and_then(strong_etag),
+        })
     }
 }
 
-/// An ETag without the quotes and weakness mark HTTP puts around it.
-fn plain_etag(etag: &str) -> String {
-    etag.trim_start_matches("W/").trim_matches('"').to_owned()
+/// An ETag without the quotes HTTP puts around it; none for an empty or weak one (`W/…`
+/// does not promise the same bytes).
+fn strong_etag(etag: &str) -> Option<String> {
+    let etag = etag.trim();
+    let plain = etag.trim_matches('"');
+    (!plain.is_empty() && !etag.starts_with("W/")).then(|| plain.to_owned())
 }
 
 /// An object's body as a reader: each read waits for the next piece of the stream.
@@ -160,12 +171,26 @@ impl ObjectSource for Bucket {
 
     fn list(&self) -> Result<Vec<ObjectInfo>> {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
-        let all: Vec<ObjectMeta> = self
-            .remote
-            .rt
-            .block_on(self.remote.store.list(prefix).try_collect())
-            .map_err(|e| self.remote.err("cannot list the objects".into(), e))?;
-        Ok(all.iter().map(|m| self.info(m)).collect())
+        let remote = &self.remote;
+        remote.rt.block_on(async {
+            let mut listing = remote.store.list(prefix);
+            let mut out = Vec::new();
+            while let Some(meta) = listing
+                .try_next()
+                .await
+                .map_err(|e| list_error(remote, e))?
+            {
+                if out.len() == MAX_OBJECTS {
+                    return Err(Error::invalid(format!(
+                        "{} holds more than {MAX_OBJECTS} objects, more than one backup takes; \
+                         back up its prefixes one by one",
+                        remote.location
+                    )));
+                }
+                out.extend(self.info(&meta));
+            }
+            Ok(out)
+        })
     }
 
     fn open(&self, key: &str) -> Result<(ObjectInfo, Box<dyn Read + Send>)> {
@@ -175,7 +200,12 @@ impl ObjectSource for Bucket {
             .rt
             .block_on(self.remote.store.get(&path))
             .map_err(|e| self.remote.err(format!("cannot read object {key}"), e))?;
-        let info = self.info(&got.meta);
+        let info = self.info(&got.meta).ok_or_else(|| {
+            Error::invalid(format!(
+                "object {key} is not below {}",
+                self.remote.location
+            ))
+        })?;
         let body = Body {
             rt: self.remote.rt.handle().clone(),
             stream: got.into_stream(),
@@ -183,6 +213,20 @@ impl ObjectSource for Bucket {
         };
         Ok((info, Box::new(body)))
     }
+}
+
+/// A listing's error. A key object_store cannot take (an empty, `.` or `..` part, a control
+/// character) stops the whole listing: it is named, with what to do.
+fn list_error(remote: &Remote, e: object_store::Error) -> Error {
+    if let object_store::Error::InvalidPath { source } = &e {
+        return Error::invalid(format!(
+            "cannot list the objects at {}: a key there is not a clean path and stops the \
+             listing ({}); rename or remove that object",
+            remote.location,
+            source.to_string().escape_debug()
+        ));
+    }
+    remote.err("cannot list the objects".into(), e)
 }
 
 /// Reads up to `buf.len()` bytes (fewer only at the end of `content`).
@@ -209,11 +253,14 @@ impl ObjectSink for Bucket {
         let remote = &self.remote;
         let cannot_read = |e| Error::io(format!("cannot read the content of {key}"), e);
         let cannot_put = |e| remote.err(format!("cannot put object {key}"), e);
+        // What `size` says only sizes the first buffer: the content decides.
         let mut first =
-            vec![0; usize::try_from(size).map_or(SINGLE_PUT, |s| s.min(SINGLE_PUT)) + 1];
-        let n = fill(content, &mut first).map_err(cannot_read)?;
-        if n <= SINGLE_PUT {
-            first.truncate(n);
+            Vec::with_capacity(usize::try_from(size).map_or(SINGLE_PUT, |s| s.min(SINGLE_PUT)) + 1);
+        content
+            .take(SINGLE_PUT as u64 + 1)
+            .read_to_end(&mut first)
+            .map_err(cannot_read)?;
+        if first.len() <= SINGLE_PUT {
             return remote
                 .rt
                 .block_on(remote.store.put(&path, first.into()))
@@ -224,9 +271,14 @@ impl ObjectSink for Bucket {
             .rt
             .block_on(remote.store.put_multipart(&path))
             .map_err(cannot_put)?;
-        let mut parts = WriteMultipart::new_with_chunk_size(upload, SINGLE_PUT);
+        // Parts large enough that the object fits in the store's most parts.
+        let part = usize::try_from(size.div_ceil(MAX_PARTS))
+            .unwrap_or(usize::MAX)
+            .max(SINGLE_PUT);
+        let mut parts = WriteMultipart::new_with_chunk_size(upload, part);
+        let mut n = first.len();
         let mut buf = first;
-        let mut n = n;
+        buf.resize(SINGLE_PUT + 1, 0);
         loop {
             {
                 let _in_runtime = remote.rt.enter();

@@ -190,6 +190,18 @@ fn client(opts: &RemoteOptions) -> Result<ClientOptions> {
     Ok(c)
 }
 
+/// The client of a store: a repository's requests are bounded as a whole (a pack at
+/// ~1 MB/s); a bucket's objects may be of any size, so only a stalled read ends one.
+fn store_client(opts: &RemoteOptions, repository: bool) -> Result<ClientOptions> {
+    let c = client(opts)?;
+    Ok(if repository {
+        c
+    } else {
+        c.with_timeout_disabled()
+            .with_read_timeout(Duration::from_secs(120))
+    })
+}
+
 /// The small runtime a remote backend blocks on (its callers are plain threads).
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -223,7 +235,7 @@ impl ObjectBackend {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed location or missing account.
     pub fn azure(spec: &str, opts: &RemoteOptions) -> Result<Self> {
-        let (store, prefix) = azure_store(spec, opts)?;
+        let (store, prefix) = azure_store(spec, opts, true)?;
         Self::new(Arc::new(store), None, prefix, spec.to_owned(), true, opts)
     }
 
@@ -235,7 +247,7 @@ impl ObjectBackend {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed location or unreadable credentials.
     pub fn gcs(spec: &str, opts: &RemoteOptions) -> Result<Self> {
-        let (store, prefix) = gcs_store(spec, opts)?;
+        let (store, prefix) = gcs_store(spec, opts, true)?;
         Self::new(Arc::new(store), None, prefix, spec.to_owned(), true, opts)
     }
 
@@ -392,7 +404,7 @@ pub(crate) fn s3_store(
     };
     let mut b = object_store::aws::AmazonS3Builder::from_env()
         .with_retry(retry())
-        .with_client_options(client(opts)?);
+        .with_client_options(store_client(opts, repository)?);
     // Every object cairn stores is sealed (XChaCha20-Poly1305) and most are named by their
     // hash, both checked on read, so a SHA-256 of the payload in the signature adds CPU
     // (1.3 s per 2 GiB here) and no integrity; AWS_UNSIGNED_PAYLOAD=false restores it.
@@ -463,12 +475,13 @@ pub(crate) fn s3_store(
 pub(crate) fn azure_store<'a>(
     spec: &'a str,
     opts: &RemoteOptions,
+    repository: bool,
 ) -> Result<(object_store::azure::MicrosoftAzure, &'a str)> {
     let (container, prefix) = container_and_prefix(spec, "az://", "Azure", "container")?;
     let store = object_store::azure::MicrosoftAzureBuilder::from_env()
         .with_container_name(container)
         .with_retry(retry())
-        .with_client_options(client(opts)?)
+        .with_client_options(store_client(opts, repository)?)
         .build()
         .map_err(|e| Error::invalid(format!("cannot use {spec}: {e}")))?;
     Ok((store, prefix))
@@ -478,13 +491,14 @@ pub(crate) fn azure_store<'a>(
 pub(crate) fn gcs_store<'a>(
     spec: &'a str,
     opts: &RemoteOptions,
+    repository: bool,
 ) -> Result<(object_store::gcp::GoogleCloudStorage, &'a str)> {
     let (bucket, prefix) = container_and_prefix(spec, "gs://", "Google Cloud Storage", "bucket")?;
     // Plain http only where the credentials name an http `gcs_base_url` (an emulator).
     let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
         .with_bucket_name(bucket)
         .with_retry(retry())
-        .with_client_options(client(opts)?.with_allow_http(true))
+        .with_client_options(store_client(opts, repository)?.with_allow_http(true))
         .build()
         .map_err(|e| {
             Error::invalid(format!(

@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
             })),
         }
     } else if let Some(location) = &args.bucket {
-        let bucket = cairn_backend::Bucket::open(location, &ctx.remote_options()?)?;
+        let bucket = ctx.bucket(location, None)?;
         BackupSource::Objects(Box::new(bucket))
     } else if args.stdin {
         BackupSource::Stream {

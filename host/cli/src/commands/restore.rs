@@ -21,18 +21,15 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Outcome> {
     if let Some(m) = &args.marker {
         crate::marker::check(m)?;
     }
-    let bucket = match &args.to_bucket {
-        Some(location) => Some(cairn_backend::Bucket::open(
-            location,
-            &ctx.remote_options()?,
-        )?),
-        None => None,
-    };
     let app = match &args.for_app {
         Some(name) => {
             let app = ctx.config()?.app(name)?;
             Some((name.as_str(), app, AppHooks::load(ctx, name, app)?))
         }
+        None => None,
+    };
+    let bucket = match &args.to_bucket {
+        Some(location) => Some(ctx.bucket(location, app.as_ref().map(|(_, a, _)| *a))?),
         None => None,
     };
     let repo = match &app {

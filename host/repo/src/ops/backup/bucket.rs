@@ -99,7 +99,7 @@ impl Dir {
         let mut root = Dir::default();
         for object in objects {
             // A trailing `/` is a "folder" marker: the directory is made by what it holds.
-            if object.key.ends_with('/') && object.size == 0 {
+            if object.key.is_empty() || (object.key.ends_with('/') && object.size == 0) {
                 continue;
             }
             if let Some(why) = bad_key(&object.key) {
@@ -117,7 +117,25 @@ impl Dir {
             for p in parts {
                 dir = dir.dirs.entry(p.as_bytes().to_vec()).or_default();
             }
-            dir.files.insert(name.as_bytes().to_vec(), object);
+            // Stores that drop a leading or trailing `/` can list one key twice (`a` and an
+            // empty marker `a/`): the object with content wins.
+            match dir.files.entry(name.as_bytes().to_vec()) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(object);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    if o.get().size > 0 && object.size > 0 {
+                        let shown = format!("{location}/{}", object.key.escape_debug());
+                        warn(
+                            run,
+                            Path::new(&shown),
+                            format!("object {shown} is listed twice: the first one is kept"),
+                        );
+                    } else if o.get().size == 0 {
+                        o.insert(object);
+                    }
+                }
+            }
         }
         root.resolve(run, location);
         root
@@ -130,7 +148,7 @@ impl Dir {
             if let Some(object) = self.files.remove(name)
                 && object.size > 0
             {
-                let shown = format!("{location}/{}", object.key);
+                let shown = format!("{location}/{}", object.key.escape_debug());
                 warn(
                     run,
                     Path::new(&shown),
@@ -268,7 +286,7 @@ impl Run<'_> {
                     path,
                     format!(
                         "object {} went away before it was read: skipped",
-                        object.key
+                        object.key.escape_debug()
                     ),
                 );
                 return Ok(None);
@@ -281,16 +299,25 @@ impl Run<'_> {
                 warn(
                     self,
                     path,
-                    format!("cannot read object {}: {e}", object.key),
+                    format!(
+                        "cannot read object {}: {e}: {}",
+                        object.key.escape_debug(),
+                        super::source_text(&e)
+                    ),
                 );
                 return Ok(None);
             }
-            Err(e) => return Err(e.context(format!("while reading object {}", object.key))),
+            Err(e) => {
+                let key = object.key.escape_debug();
+                return Err(e.context(format!("while reading object {key}")));
+            }
         };
         if size != now.size {
             let m = format!(
                 "object {} changed while it was read ({} bytes read of {})",
-                object.key, size, now.size
+                object.key.escape_debug(),
+                size,
+                now.size
             );
             tracing::debug!("{m}");
             self.progress.warning(path, &m);

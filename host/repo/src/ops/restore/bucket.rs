@@ -16,6 +16,7 @@ use crate::format::tree::{Node, NodeKind};
 use crate::glob::PathPatterns;
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
+use crate::target_dir::MAX_DEPTH;
 
 /// Where a restore puts objects.
 pub trait ObjectSink: Send + Sync {
@@ -125,6 +126,13 @@ fn run(
         if excludes.matches(Path::new(path)) {
             return false;
         }
+        if std::str::from_utf8(&node.name.0).is_err() {
+            warn(
+                path,
+                format!("{path}: its name is not UTF-8, which an object key must be: not restored"),
+            );
+            return false;
+        }
         let included = included || includes.is_empty() || includes.matches(Path::new(path));
         match node.kind {
             NodeKind::Dir => true,
@@ -134,15 +142,7 @@ fn run(
                 } else {
                     path[subpath.len()..].trim_start_matches('/').to_owned()
                 };
-                match std::str::from_utf8(&node.name.0) {
-                    Ok(_) => files.push((rel, path.to_owned(), node.clone())),
-                    Err(_) => warn(
-                        path,
-                        format!(
-                            "{path}: its name is not UTF-8, which an object key must be: not restored"
-                        ),
-                    ),
-                }
+                files.push((rel, path.to_owned(), node.clone()));
                 false
             }
             _ if included => {
@@ -160,7 +160,12 @@ fn run(
         }
     };
     if start.kind == NodeKind::Dir {
-        walk_included(repo, start.subtree, &subpath, false, &mut visit, &includes)?;
+        let mut walk = Walk {
+            repo,
+            includes: &includes,
+            visit: &mut visit,
+        };
+        walk.below(start.subtree, &subpath, false, 0)?;
     } else {
         visit(&subpath, &start, false);
     }
@@ -211,23 +216,37 @@ fn run(
     })
 }
 
-/// Calls `visit(path, node, included)` for each node below `tree`, descending where it
-/// says so; `included` tells that a directory above matched the includes.
-fn walk_included(
-    repo: &IndexedRepository,
-    tree: Option<Id>,
-    prefix: &str,
-    included: bool,
-    visit: &mut dyn FnMut(&str, &Node, bool) -> bool,
-    includes: &PathPatterns,
-) -> Result<()> {
-    let Some(tree) = tree else { return Ok(()) };
-    for node in &repo.load_tree(&tree)?.nodes {
-        let path = format!("{}/{}", prefix.trim_end_matches('/'), node.name.display());
-        if visit(&path, node, included) && node.kind == NodeKind::Dir {
-            let below = included || includes.is_empty() || includes.matches(Path::new(&path));
-            walk_included(repo, node.subtree, &path, below, visit, includes)?;
+/// Calls `visit(path, node, included)` for each node below a tree, descending where it
+/// says so, at most [`MAX_DEPTH`] directories deep; `included` tells that a directory above
+/// matched the includes.
+struct Walk<'a> {
+    repo: &'a IndexedRepository,
+    includes: &'a PathPatterns,
+    visit: &'a mut dyn FnMut(&str, &Node, bool) -> bool,
+}
+
+impl Walk<'_> {
+    fn below(
+        &mut self,
+        tree: Option<Id>,
+        prefix: &str,
+        included: bool,
+        depth: usize,
+    ) -> Result<()> {
+        let Some(tree) = tree else { return Ok(()) };
+        if depth >= MAX_DEPTH {
+            return Err(Error::corrupt(format!(
+                "{prefix} is nested more than {MAX_DEPTH} directories deep"
+            )));
         }
+        for node in &self.repo.load_tree(&tree)?.nodes {
+            let path = format!("{}/{}", prefix.trim_end_matches('/'), node.name.display());
+            if (self.visit)(&path, node, included) && node.kind == NodeKind::Dir {
+                let below =
+                    included || self.includes.is_empty() || self.includes.matches(Path::new(&path));
+                self.below(node.subtree, &path, below, depth + 1)?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
