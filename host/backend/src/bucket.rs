@@ -45,13 +45,6 @@ impl std::fmt::Debug for Bucket {
     }
 }
 
-/// Whether `location` names a bucket cairn can read and write objects in.
-pub fn is_bucket_location(location: &str) -> bool {
-    ["s3:", "az://", "gs://"]
-        .iter()
-        .any(|s| location.starts_with(s))
-}
-
 impl Bucket {
     /// The bucket at `location` (see the module's documentation).
     ///

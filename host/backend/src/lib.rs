@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use cairn_repo::{Backend, Error, Result};
 
-pub use bucket::{Bucket, is_bucket_location};
+pub use bucket::Bucket;
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
 pub use object::{ObjectBackend, RemoteOptions};

@@ -50,7 +50,7 @@ use crate::repository::Actor;
 use crate::target_dir::MAX_DEPTH;
 
 mod bucket;
-pub use bucket::{ETAG_XATTR, ObjectInfo, ObjectSource, etag_of};
+pub use bucket::{ETAG_XATTR, ObjectInfo, ObjectSource};
 
 /// Which snapshot to compare against.
 #[derive(Debug, Clone, Default)]
@@ -453,14 +453,9 @@ impl Run<'_> {
         self.counts.bytes.fetch_add(node.size, Ordering::Relaxed);
         if let Some(p) = parent
             && node.same_file_metadata(p)
-            && let Some(content) = &p.content
-            && content.iter().all(|id| self.repo.index().contains(id))
+            && let Some(content) = self.reuse(p, path)
         {
-            self.saver.note_reused(content);
-            self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
-            self.progress.bytes(node.size);
-            self.progress.file_done(path);
-            node.content = Some(content.clone());
+            node.content = Some(content);
             // Setting or removing an xattr changes the ctime, which is unchanged: the parent's
             // xattrs are the file's (and reading them again through /proc would cost more
             // than the lstat).
@@ -516,11 +511,7 @@ impl Run<'_> {
             _ => {}
         }
         drop(file);
-        if parent.is_some() {
-            self.counts.files_changed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.counts.files_new.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count_read(parent.is_some());
         if node.is_hardlink() {
             self.hardlinks
                 .insert(link_key, (node.mtime, content.clone()));
@@ -530,6 +521,30 @@ impl Run<'_> {
         node.content = Some(content);
         node.size = size;
         Ok(Some(node))
+    }
+
+    /// The content of `parent`, a file found unchanged at `path`, counted as reused; `None`
+    /// when a blob of it is no longer indexed (the file is read again).
+    fn reuse(&self, parent: &Node, path: &Path) -> Option<Vec<Id>> {
+        let content = parent.content.as_ref()?;
+        if !content.iter().all(|id| self.repo.index().contains(id)) {
+            return None;
+        }
+        self.saver.note_reused(content);
+        self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
+        self.progress.bytes(parent.size);
+        self.progress.file_done(path);
+        Some(content.clone())
+    }
+
+    /// Counts a file read: changed when it had a parent, else new.
+    fn count_read(&self, had_parent: bool) {
+        let counter = if had_parent {
+            &self.counts.files_changed
+        } else {
+            &self.counts.files_new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Chunks and saves a stream: while one batch's chunks are saved on all cores, the next

@@ -185,7 +185,7 @@ fn nanos(t: Timestamp) -> i64 {
 }
 
 /// The ETag recorded in `node`, if any.
-pub fn etag_of(node: &Node) -> Option<String> {
+fn etag_of(node: &Node) -> Option<String> {
     let x = node
         .xattrs
         .iter()
@@ -266,15 +266,10 @@ impl Run<'_> {
             && object.etag.is_some()
             && p.size == object.size
             && etag_of(p) == object.etag
-            && let Some(content) = &p.content
-            && content.iter().all(|id| self.repo.index().contains(id))
+            && let Some(content) = self.reuse(p, path)
         {
-            self.saver.note_reused(content);
-            self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
-            self.progress.bytes(object.size);
-            self.progress.file_done(path);
             let mut node = object_node(name, object, self.uid_gid);
-            node.content = Some(content.clone());
+            node.content = Some(content);
             return Ok(Some(node));
         }
         self.progress.file_started(path);
@@ -322,11 +317,7 @@ impl Run<'_> {
             tracing::debug!("{m}");
             self.progress.warning(path, &m);
         }
-        if parent.is_some() {
-            self.counts.files_changed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.counts.files_new.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count_read(parent.is_some());
         self.progress.file_done(path);
         let mut node = object_node(name, &now, self.uid_gid);
         node.size = size;

@@ -16,7 +16,7 @@ use crate::format::tree::{Node, NodeKind};
 use crate::glob::PathPatterns;
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
-use crate::target_dir::MAX_DEPTH;
+use crate::ops::walk::walk;
 
 /// Where a restore puts objects.
 pub trait ObjectSink: Send + Sync {
@@ -122,7 +122,16 @@ fn run(
     // (key, snapshot path, node) of every file to put.
     let mut files: Vec<(String, String, Node)> = Vec::new();
     let mut others = 0u64;
-    let mut visit = |path: &str, node: &Node, included: bool| -> bool {
+    // Included: the path, or a directory above it below the subpath, matches.
+    let included = |path: &str| {
+        includes.is_empty()
+            || Path::new(path)
+                .ancestors()
+                .take_while(|a| *a != Path::new(&subpath))
+                .chain([Path::new(path)])
+                .any(|a| includes.matches(a))
+    };
+    let mut visit = |path: &str, node: &Node| -> bool {
         if excludes.matches(Path::new(path)) {
             return false;
         }
@@ -133,10 +142,9 @@ fn run(
             );
             return false;
         }
-        let included = included || includes.is_empty() || includes.matches(Path::new(path));
         match node.kind {
             NodeKind::Dir => true,
-            NodeKind::File if included => {
+            NodeKind::File if included(path) => {
                 let rel = if start.kind == NodeKind::File {
                     node.name.display()
                 } else {
@@ -145,7 +153,7 @@ fn run(
                 files.push((rel, path.to_owned(), node.clone()));
                 false
             }
-            _ if included => {
+            _ if included(path) => {
                 others += 1;
                 warn(
                     path,
@@ -159,15 +167,12 @@ fn run(
             _ => false,
         }
     };
-    if start.kind == NodeKind::Dir {
-        let mut walk = Walk {
-            repo,
-            includes: &includes,
-            visit: &mut visit,
-        };
-        walk.below(start.subtree, &subpath, false, 0)?;
-    } else {
-        visit(&subpath, &start, false);
+    match (start.kind, start.subtree) {
+        (NodeKind::Dir, Some(tree)) => walk(repo, tree, &subpath, &mut |p, n| Ok(visit(p, n)))?,
+        (NodeKind::Dir, None) => {}
+        _ => {
+            visit(&subpath, &start);
+        }
     }
     let total: u64 = files.iter().map(|(_, _, n)| n.size).sum();
     progress.totals(files.len() as u64, total);
@@ -214,39 +219,4 @@ fn run(
         warnings: warnings.into_inner(),
         ..RestoreSummary::default()
     })
-}
-
-/// Calls `visit(path, node, included)` for each node below a tree, descending where it
-/// says so, at most [`MAX_DEPTH`] directories deep; `included` tells that a directory above
-/// matched the includes.
-struct Walk<'a> {
-    repo: &'a IndexedRepository,
-    includes: &'a PathPatterns,
-    visit: &'a mut dyn FnMut(&str, &Node, bool) -> bool,
-}
-
-impl Walk<'_> {
-    fn below(
-        &mut self,
-        tree: Option<Id>,
-        prefix: &str,
-        included: bool,
-        depth: usize,
-    ) -> Result<()> {
-        let Some(tree) = tree else { return Ok(()) };
-        if depth >= MAX_DEPTH {
-            return Err(Error::corrupt(format!(
-                "{prefix} is nested more than {MAX_DEPTH} directories deep"
-            )));
-        }
-        for node in &self.repo.load_tree(&tree)?.nodes {
-            let path = format!("{}/{}", prefix.trim_end_matches('/'), node.name.display());
-            if (self.visit)(&path, node, included) && node.kind == NodeKind::Dir {
-                let below =
-                    included || self.includes.is_empty() || self.includes.matches(Path::new(&path));
-                self.below(node.subtree, &path, below, depth + 1)?;
-            }
-        }
-        Ok(())
-    }
 }
