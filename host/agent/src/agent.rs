@@ -646,8 +646,12 @@ impl Agent {
         let mut st = self.lock();
         st.running.remove(&run.id);
         self.finished(&mut st, &run);
+        let idle = st.running.is_empty();
         drop(st);
         self.wake.notify_all();
+        if idle {
+            crate::memory::release_free();
+        }
     }
 
     /// Counts a finished run and starts (or holds back) the apps that run after it.

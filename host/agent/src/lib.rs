@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 pub mod client;
 pub mod job;
+mod memory;
 pub mod metrics;
 pub mod schedule;
 pub mod serve;

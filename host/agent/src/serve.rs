@@ -24,6 +24,7 @@ const TEXTFILE_EVERY: Duration = Duration::from_secs(2);
 /// # Errors
 /// When the configuration is wrong, the state cannot be opened or the address not bound.
 pub fn serve(path: &Path, ready: impl FnOnce(&str)) -> Result<()> {
+    crate::memory::fix_mmap_threshold();
     let config = NodeConfig::load(path)?;
     let grace = config.grace()?;
     let listen = config.agent.listen.clone();

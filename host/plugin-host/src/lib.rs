@@ -14,6 +14,7 @@ mod bindings;
 pub mod catalog;
 pub mod compiled_cache;
 pub mod discovery;
+mod epoch;
 pub mod grants;
 pub mod hooks;
 pub mod manifest;

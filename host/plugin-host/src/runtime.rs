@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use cairn_repo::{Error, ErrorKind, Result};
 
 use crate::compiled_cache::{CompiledCache, OpenCache};
+use crate::epoch::Clock;
 use crate::grants::{Capabilities, Limits};
 use crate::manifest::Manifest;
 use crate::sandbox::{CpuExceeded, MemoryExceeded, State};
@@ -32,6 +33,14 @@ pub struct Runtime {
     cache: Option<OpenCache>,
     /// The engine's compatibility hash: compiled code is cached under digest and this.
     engine_hash: u64,
+    /// Advances the epoch while a store exists.
+    clock: Arc<Clock>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.clock.close();
+    }
 }
 
 /// A plugin ready to instantiate: its manifest, its code compiled, the world it implements.
@@ -105,16 +114,9 @@ impl Runtime {
         let engine =
             Engine::new(&config).map_err(|e| engine_error("cannot start the plugin engine", &e))?;
         let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("cairn-plugin-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(TICK);
-                }
-            })
-            .map_err(|e| Error::io("cannot start the plugin epoch thread", e))?;
+        let clock = Clock::start(TICK, move || {
+            weak.upgrade().inspect(Engine::increment_epoch).is_some()
+        })?;
         let mut linker = Linker::new(&engine);
         let link = |r: wasmtime::Result<()>| r.map_err(|e| engine_error("cannot link", &e));
         link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
@@ -129,6 +131,7 @@ impl Runtime {
             engine,
             linker,
             cache,
+            clock,
         }))
     }
 
@@ -225,7 +228,9 @@ impl Runtime {
         caps: &Capabilities,
         inline_blocking: bool,
     ) -> Result<Store<State>> {
-        let mut store = Store::new(&self.engine, State::new(plugin, caps, inline_blocking)?);
+        let mut state = State::new(plugin, caps, inline_blocking)?;
+        state.ticking = Some(self.clock.hold());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();

@@ -144,6 +144,8 @@ pub(crate) struct State {
     /// Epoch ticks spent in guest code during the current call, and the budget.
     pub(crate) ticks: u64,
     pub(crate) tick_budget: u64,
+    /// Keeps the epoch advancing while this store lives (set by the runtime).
+    pub(crate) ticking: Option<crate::epoch::Ticking>,
 }
 
 impl State {
@@ -201,6 +203,7 @@ impl State {
             abandoned: Arc::new(AtomicBool::new(false)),
             ticks: 0,
             tick_budget: u64::MAX,
+            ticking: None,
             plugin,
         })
     }
