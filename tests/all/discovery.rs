@@ -29,6 +29,20 @@ fn node_env(plugins: &[&str], extra: &str) -> (TestEnv, Node) {
     (env, node)
 }
 
+/// Installs the test guest `liar`: a discovery plugin that answers what its settings say.
+fn install_liar(env: &TestEnv) {
+    let liar = cairn_tests::repo_root().join("tests/guests/liar/plugin.toml");
+    let wasm = cairn_tests::wasm("guest_liar");
+    env.run(&[
+        "plugin".as_ref(),
+        "install".as_ref(),
+        wasm.as_os_str(),
+        "--manifest".as_ref(),
+        liar.as_os_str(),
+    ])
+    .ok();
+}
+
 /// `(identity, app, kind, path relative to the node)` of each target `discover --json`
 /// printed, in its order.
 fn targets(run: &Run, node: &Node) -> Vec<(String, String, String, String)> {
@@ -233,26 +247,17 @@ fn discovery_sees_only_what_is_granted() {
     env.envs
         .push(("CAIRN_HOST_ROOT".into(), node.root.clone().into()));
     env.configure("[plugins.kubelet]\n");
-    let run = env.run(&["discover"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = env.run(&["discover", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("plugin `kubelet`") && run.stderr.contains("/var/lib/kubelet"),
         "{}",
         run.stderr
     );
-    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(run.json(), json!([]));
 
     // A plugin that answers paths outside its one directory.
-    let liar = cairn_tests::repo_root().join("tests/guests/liar/plugin.toml");
-    let wasm = cairn_tests::wasm("guest_liar");
-    env.run(&[
-        "plugin".as_ref(),
-        "install".as_ref(),
-        wasm.as_os_str(),
-        "--manifest".as_ref(),
-        liar.as_os_str(),
-    ])
-    .ok();
+    install_liar(&env);
     let data = env.path("data");
     std::fs::create_dir_all(data.join("ok")).unwrap();
     std::os::unix::fs::symlink("/etc", data.join("link")).unwrap();
@@ -289,6 +294,52 @@ fn discovery_sees_only_what_is_granted() {
         "{}",
         run.stderr
     );
+}
+
+/// Both first-party plugins on a Kubernetes node: Nomad's absent layouts are an info line, not
+/// a failure; a third plugin that fails is named while the others' volumes are still listed
+/// (exit 3), and a backup of discovered volumes refuses to run without its volumes.
+#[test]
+fn a_plugin_without_its_layouts_finds_nothing_and_a_failing_one_does_not_hide_the_others() {
+    let (env, node) = node_env(&["kubelet", "nomad"], "");
+    node.pod("/var/lib/kubelet", "blog", "ghost-0", UID_WEB, true)
+        .volume("kubernetes.io~empty-dir", "content", "post.md");
+    let run = env.run(&["-v", "discover", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let found: Vec<String> = targets(&run, &node).into_iter().map(|t| t.0).collect();
+    assert_eq!(found, ["k8s/blog/ghost-0/content"]);
+    assert!(
+        run.stderr.contains("plugin `nomad`") && run.stderr.contains("no Nomad data_dir"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
+
+    install_liar(&env);
+    let root = node.root.display();
+    env.configure(&format!(
+        "[plugins.kubelet]\n[plugins.kubelet.grant]\ndirs = [{{ path = \"{root}\" }}]\n\
+         [plugins.liar.config]\npath = \"{root}\"\nanswer = \"/etc/passwd\"\nidentity = \"t/x\"\n\
+         [plugins.liar.grant]\ndirs = [{{ path = \"{root}\" }}]\n"
+    ));
+    let run = env.run(&["discover", "--json"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let listed: Value = serde_json::from_str(&run.stdout).expect("a JSON list");
+    assert_eq!(
+        listed[0]["identity"], "k8s/blog/ghost-0/content",
+        "{listed}"
+    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(
+        run.stderr.contains("plugin `liar` answered the path"),
+        "{}",
+        run.stderr
+    );
+    env.init();
+    let run = env.run(&["backup", "--all-discovered"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("plugin `liar`"), "{}", run.stderr);
+    assert!(env.repo_files("snapshots").is_empty());
 }
 
 /// A PodList + PVCs inventory: PVC names, owners, hostPath volumes (seen through `/host`),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cairn_tests::gateway::Gateway;
-use cairn_tests::servers::find_program;
+use cairn_tests::restic::Restic;
 
 /// Every file below `dir` with its bytes (the store, compared before and after).
 fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -55,44 +55,6 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     contents(root)
 }
 
-struct Restic {
-    bin: PathBuf,
-    cache: PathBuf,
-}
-
-impl Restic {
-    fn new(dir: &Path) -> Restic {
-        Restic {
-            bin: find_program("restic", "CAIRN_TEST_RESTIC", "apt-get install restic"),
-            cache: dir.join("restic-cache"),
-        }
-    }
-
-    fn run(&self, repo: &str, args: &[&str]) -> std::process::Output {
-        Command::new(&self.bin)
-            .arg("-r")
-            .arg(format!("rest:{repo}"))
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .env("RESTIC_PASSWORD", "restic test password")
-            .output()
-            .expect("run restic")
-    }
-
-    #[track_caller]
-    fn ok(&self, repo: &str, args: &[&str]) -> String {
-        let out = self.run(repo, args);
-        assert!(
-            out.status.success(),
-            "restic {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
 /// restic with an app credential: init, two backups, an exact restore, a clean
 /// `check --read-data`; its `forget --prune` is refused and leaves the store as it was; the
 /// node's works.
@@ -104,7 +66,7 @@ fn restic_backs_up_through_the_gateway_and_only_the_node_prunes() {
     let app = gw.token("shop", "app", &["apps/shop"]);
     let node = gw.token("node-1", "node", &[]);
     let restic = Restic::new(tmp.path());
-    let as_app = gw.url("shop", &app, "apps/shop");
+    let as_app = format!("rest:{}", gw.url("shop", &app, "apps/shop"));
     let src = source(tmp.path());
     restic.ok(&as_app, &["init"]);
     restic.ok(&as_app, &["backup", src.to_str().unwrap()]);
@@ -136,7 +98,7 @@ fn restic_backs_up_through_the_gateway_and_only_the_node_prunes() {
         "the app's forget --prune changed the store"
     );
 
-    let as_node = gw.url("node-1", &node, "apps/shop");
+    let as_node = format!("rest:{}", gw.url("node-1", &node, "apps/shop"));
     restic.ok(&as_node, &["forget", "--keep-last", "1", "--prune"]);
     let snapshots = restic.ok(&as_node, &["snapshots", "--json"]);
     let n = serde_json::from_str::<serde_json::Value>(&snapshots)
@@ -173,7 +135,7 @@ fn an_app_credential_can_neither_delete_nor_overwrite_nor_reach_other_repositori
     let src = source(tmp.path());
     // Two repositories with real content, by their own apps.
     for (name, token, repo) in [("shop", &app, "apps/shop"), ("blog", &other, "apps/blog")] {
-        let url = gw.url(name, token, repo);
+        let url = format!("rest:{}", gw.url(name, token, repo));
         restic.ok(&url, &["init"]);
         restic.ok(&url, &["backup", src.to_str().unwrap()]);
     }

@@ -6,6 +6,7 @@ pub mod app_server;
 pub mod gateway;
 pub mod node;
 pub mod prometheus;
+pub mod restic;
 pub mod servers;
 
 use std::ffi::OsStr;

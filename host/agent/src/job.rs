@@ -140,7 +140,9 @@ fn backup_and_forget(
     let app = file.app(&name)?;
     let hooks = AppHooks::load(session, &name, app)?;
     let repo = open_or_create(session, app, log)?;
-    let found = session.discover(&cairn_apps::Discovery::default(), false)?;
+    let found = session
+        .discover(&cairn_apps::Discovery::default(), false)?
+        .all()?;
     let selection = Selection {
         apps: vec![name.clone()],
         ..Selection::default()

@@ -29,7 +29,7 @@ pub mod units;
 
 pub use config::{App, ConfigFile, HookSpec, Instance, OnError};
 pub use hooks::{AppHooks, Bracketed, HookFailure, Operation, PhaseResult, bracket};
-pub use plugins::{Discovery, Ready};
+pub use plugins::{Discovered, Discovery, Ready};
 pub use session::{
     Hints, Password, PasswordSource, Session, Settings, actor, read_rest_credentials,
 };

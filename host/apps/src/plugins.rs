@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cairn_plugin_host::{Capabilities, Plugin, Target, World, discover};
-use cairn_repo::{Error, Result};
+use cairn_repo::{Error, ErrorKind, Result};
 
 use crate::session::Session;
 
@@ -28,19 +28,47 @@ pub struct Discovery {
     pub inventory: Option<PathBuf>,
 }
 
+/// What the discovery instances found, and which of them failed.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// The targets of the instances that answered, sorted by identity.
+    pub targets: Vec<Target>,
+    /// The instances that failed, each error naming its instance. An instance that sees none
+    /// of its layouts on this node (its `not-found`) is not a failure: it found nothing.
+    pub failed: Vec<Error>,
+}
+
+impl Discovered {
+    /// The targets when every instance answered, else the first failure: for a backup, which
+    /// must not run an app with some of its volumes missing.
+    ///
+    /// # Errors
+    /// The first instance's failure.
+    pub fn all(self) -> Result<Vec<Target>> {
+        match self.failed.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(self.targets),
+        }
+    }
+}
+
 impl Session {
     /// Every target the discovery instances of `source` find, sorted by identity. An identity
     /// two instances both report is an error: it would mix two volumes in one snapshot
-    /// chain. With no discovery plugin configured: an error when `required`, else nothing
-    /// (apps with hooks or paths only).
+    /// chain. An instance that sees none of its layouts (a Nomad plugin on a Kubernetes node)
+    /// finds nothing and says so (an info line, a warning when no instance answered); one that fails is in
+    /// [`Discovered::failed`] while the others' targets are kept, unless every instance that
+    /// ran failed. With no discovery plugin configured: an error when `required`, else
+    /// nothing (apps with hooks or paths only).
     ///
     /// # Errors
-    /// When an instance cannot run, fails, or two report the same volume.
-    pub fn discover(&self, source: &Discovery, required: bool) -> Result<Vec<Target>> {
+    /// When an instance cannot be loaded, two report the same volume, or every instance that
+    /// ran failed (the first one's error).
+    pub fn discover(&self, source: &Discovery, required: bool) -> Result<Discovered> {
         let file = self.config()?;
         if source.plugins.is_empty() && file.plugins.is_empty() && !required {
             // Nothing to run: no plugin store or runtime is needed (apps with paths only).
-            return Ok(Vec::new());
+            return Ok(Discovered::default());
         }
         let runtime = self.plugin_runtime()?;
         let inventory = match &source.inventory {
@@ -57,6 +85,8 @@ impl Session {
         };
         let mut found: BTreeMap<String, Target> = BTreeMap::new();
         let mut ran = 0;
+        let mut answered = 0;
+        let (mut failed, mut absent) = (Vec::new(), Vec::new());
         let store = self.plugin_store()?;
         for name in &names {
             // Other instances are passed over by their manifest, before anything is loaded
@@ -69,14 +99,27 @@ impl Session {
             }
             let ready = self.instance(name, false)?;
             ran += 1;
-            let targets = discover(
+            let targets = match discover(
                 &runtime,
                 &ready.plugin,
                 name,
                 &ready.config,
                 &ready.capabilities,
                 inventory.as_deref(),
-            )?;
+            ) {
+                Ok(targets) => {
+                    answered += 1;
+                    targets
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    absent.push(e);
+                    continue;
+                }
+                Err(e) => {
+                    failed.push(e);
+                    continue;
+                }
+            };
             tracing::info!(plugin = name, "found {} volumes", targets.len());
             for t in targets {
                 if let Some(other) = found.get(&t.identity) {
@@ -97,6 +140,21 @@ impl Session {
                  volume-discovery plugin (e.g. plugin = \"kubelet\") to the configuration file",
             ));
         }
-        Ok(found.into_values().collect())
+        // Layouts absent are normal beside a plugin that answered; when none did, they are
+        // the only explanation of an empty list.
+        for e in absent {
+            if answered == 0 && failed.is_empty() {
+                tracing::warn!("no volumes: {e}");
+            } else {
+                tracing::info!("no volumes: {e}");
+            }
+        }
+        if !failed.is_empty() && answered == 0 {
+            return Err(failed.swap_remove(0));
+        }
+        Ok(Discovered {
+            targets: found.into_values().collect(),
+            failed,
+        })
     }
 }

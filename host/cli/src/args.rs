@@ -17,19 +17,20 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global Options")]
 pub struct GlobalArgs {
     /// Repository location: a directory, `s3:http(s)://HOST:PORT/BUCKET/PREFIX`,
     /// `s3://BUCKET/PREFIX` (AWS), `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX`,
     /// `webdav+http(s)://HOST/PATH`, `rest:http(s)://[USER:TOKEN@]HOST:PORT/PATH/` (restic's
     /// REST protocol: `cairn gateway`, rest-server, `rclone serve restic`), or
     /// `plugin:NAME` (a storage-backend plugin instance from the configuration file).
-    #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY)]
+    #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY, hide_env_values = true)]
     pub repo: Option<String>,
     /// Read the password from this file (first line).
-    #[arg(long, global = true, env = EnvVars::CAIRN_PASSWORD_FILE)]
+    #[arg(long, global = true, env = EnvVars::CAIRN_PASSWORD_FILE, hide_env_values = true)]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and use its output as the password.
-    #[arg(long, global = true, env = EnvVars::CAIRN_PASSWORD_COMMAND)]
+    #[arg(long, global = true, env = EnvVars::CAIRN_PASSWORD_COMMAND, hide_env_values = true)]
     pub password_command: Option<String>,
     /// Use an empty password (for demos and tests: anyone can read the repository).
     #[arg(long, global = true)]
@@ -45,20 +46,20 @@ pub struct GlobalArgs {
     pub verbose: u8,
     /// Local cache of small repository files of remote stores (default: the user's cache
     /// directory, `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`).
-    #[arg(long, global = true, env = EnvVars::CAIRN_CACHE_DIR, value_name = "DIR")]
+    #[arg(long, global = true, env = EnvVars::CAIRN_CACHE_DIR, hide_env_values = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not use a local cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
     /// Also trust the CA certificates (PEM) in this file for https stores.
-    #[arg(long, global = true, env = EnvVars::CAIRN_CA_CERT, value_name = "FILE")]
+    #[arg(long, global = true, env = EnvVars::CAIRN_CA_CERT, hide_env_values = true, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
     /// Concurrent uploads to a remote store (default 4).
     #[arg(long, global = true, value_name = "N")]
     pub connections: Option<usize>,
     /// The configuration file: plugin instances with their settings and grants (default
     /// `$XDG_CONFIG_HOME/cairn/config.toml` or `~/.config/cairn/config.toml`, if it exists).
-    #[arg(long, global = true, env = EnvVars::CAIRN_CONFIG, value_name = "FILE")]
+    #[arg(long, global = true, env = EnvVars::CAIRN_CONFIG, hide_env_values = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// A setting for the plugin of a `plugin:NAME` repository (repeatable; overrides the
     /// configuration file).
@@ -66,11 +67,11 @@ pub struct GlobalArgs {
     pub options: Vec<String>,
     /// The plugin store (default `$XDG_DATA_HOME/cairn/plugins` or
     /// `~/.local/share/cairn/plugins`).
-    #[arg(long, global = true, env = EnvVars::CAIRN_PLUGIN_DIR, value_name = "DIR")]
+    #[arg(long, global = true, env = EnvVars::CAIRN_PLUGIN_DIR, hide_env_values = true, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
     /// Where the node's file system is mounted when cairn runs in a container (e.g. `/host`):
     /// discovery plugins find every known layout under it.
-    #[arg(long, global = true, env = EnvVars::CAIRN_HOST_ROOT, value_name = "DIR")]
+    #[arg(long, global = true, env = EnvVars::CAIRN_HOST_ROOT, hide_env_values = true, value_name = "DIR")]
     pub host_root: Option<String>,
     /// Wait up to this long for a lock held by another process (e.g. `5m`, `30s`).
     #[arg(long, global = true, value_name = "DURATION")]
@@ -88,6 +89,7 @@ pub enum Command {
     /// Create a new repository.
     Init(InitArgs),
     /// Back up files and directories (or a stream) into a new snapshot.
+    #[command(after_long_help = crate::help::BACKUP)]
     Backup(BackupArgs),
     /// List snapshots.
     Snapshots(SnapshotsArgs),
@@ -102,10 +104,12 @@ pub enum Command {
     /// Write one file of a snapshot to stdout.
     Dump(DumpArgs),
     /// Restore a snapshot into a directory.
+    #[command(after_long_help = crate::help::RESTORE)]
     Restore(RestoreArgs),
     /// Check the repository's structure and, optionally, its data.
     Check(CheckArgs),
     /// Remove snapshots by id or by a retention policy.
+    #[command(after_long_help = crate::help::FORGET)]
     Forget(ForgetArgs),
     /// Delete data no snapshot uses; repack partly used packs.
     Prune(PruneArgs),
@@ -124,6 +128,7 @@ pub enum Command {
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// List the application volumes on this node, found by the discovery plugins.
+    #[command(after_long_help = crate::help::DISCOVER)]
     Discover(DiscoverArgs),
     /// Wait until `restore --marker ID` has completed into every given directory.
     WaitRestore(WaitRestoreArgs),
@@ -134,6 +139,30 @@ pub enum Command {
     /// one to run an app, for status, history and logs.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Write shell completions and man pages.
+    Generate(GenerateArgs),
+    /// Print the version (and the platform it was built for).
+    Version,
+}
+
+#[derive(Debug, Args)]
+#[command(after_long_help = crate::help::GENERATE)]
+pub struct GenerateArgs {
+    /// Write the bash completion to this file (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub bash_completion: Option<PathBuf>,
+    /// Write the zsh completion to this file (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub zsh_completion: Option<PathBuf>,
+    /// Write the fish completion to this file (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub fish_completion: Option<PathBuf>,
+    /// Write the PowerShell completion to this file (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub powershell_completion: Option<PathBuf>,
+    /// Write a man page per command into this directory (`cairn.1`, `cairn-backup.1`, …).
+    #[arg(long, value_name = "DIR")]
+    pub man: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,6 +359,7 @@ pub struct DiscoverArgs {
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Check a plugin component and add it to the plugin store.
+    #[command(after_long_help = crate::help::PLUGIN_INSTALL)]
     Install(PluginInstallArgs),
     /// List installed plugins.
     List,
@@ -367,13 +397,13 @@ pub struct PluginRemoveArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct FromRepoArgs {
     /// The other repository.
-    #[arg(long, env = EnvVars::CAIRN_FROM_REPOSITORY, value_name = "REPO")]
+    #[arg(long, env = EnvVars::CAIRN_FROM_REPOSITORY, hide_env_values = true, value_name = "REPO")]
     pub from_repo: Option<String>,
     /// Read its password from this file.
-    #[arg(long, env = EnvVars::CAIRN_FROM_PASSWORD_FILE, value_name = "FILE")]
+    #[arg(long, env = EnvVars::CAIRN_FROM_PASSWORD_FILE, hide_env_values = true, value_name = "FILE")]
     pub from_password_file: Option<PathBuf>,
     /// Run this shell command for its password.
-    #[arg(long, env = EnvVars::CAIRN_FROM_PASSWORD_COMMAND, value_name = "CMD")]
+    #[arg(long, env = EnvVars::CAIRN_FROM_PASSWORD_COMMAND, hide_env_values = true, value_name = "CMD")]
     pub from_password_command: Option<String>,
     /// Its password is empty.
     #[arg(long)]

@@ -10,6 +10,7 @@ mod discover;
 mod dump;
 mod forget;
 mod gateway;
+mod generate;
 mod init;
 mod key;
 mod locks;
@@ -54,6 +55,8 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::WaitRestore(a) => wait_restore::run(ctx, a),
         Command::Gateway(a) => gateway::run(ctx, a),
         Command::Agent(a) => agent::run(ctx, a),
+        Command::Generate(a) => generate::run(&a),
+        Command::Version => generate::version(ctx),
     }
 }
 

@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod env_vars;
+mod help;
 mod marker;
 mod output;
 mod plugins;

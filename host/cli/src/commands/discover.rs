@@ -19,7 +19,8 @@ struct Shown<'a> {
 
 pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
     let apps = Apps::new(ctx.config()?)?;
-    let targets = ctx.discover(&(&args.source).into(), true)?;
+    let found = ctx.discover(&(&args.source).into(), true)?;
+    let targets = &found.targets;
     let shown: Vec<Shown> = targets
         .iter()
         .map(|t| Shown {
@@ -30,7 +31,7 @@ pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
         .collect();
     if ctx.global.json {
         output::json(&shown)?;
-        return Ok(Outcome::Ok);
+        return Ok(failures(&found.failed));
     }
     let rows: Vec<Vec<String>> = shown
         .iter()
@@ -52,5 +53,17 @@ pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
         };
         tracing::info!("{} {what}", shown.len());
     }
-    Ok(Outcome::Ok)
+    Ok(failures(&found.failed))
+}
+
+/// Names the instances that failed (their targets are missing from the list): incomplete.
+fn failures(failed: &[cairn_repo::Error]) -> Outcome {
+    for e in failed {
+        tracing::error!("{e}; the volumes it would find are not listed");
+    }
+    if failed.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Incomplete
+    }
 }

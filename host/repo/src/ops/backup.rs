@@ -14,13 +14,12 @@
 //! with a "changed while read" warning, counted in `summary.errors`. FIFOs, sockets and devices
 //! are never opened.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -50,7 +49,10 @@ use crate::repository::Actor;
 use crate::target_dir::MAX_DEPTH;
 
 mod bucket;
+mod plan;
+
 pub use bucket::{ETAG_XATTR, ObjectInfo, ObjectSource};
+use plan::{Item, Items, clean_absolute, plan};
 
 /// Which snapshot to compare against.
 #[derive(Debug, Clone, Default)]
@@ -176,13 +178,6 @@ struct Counters {
     errors: AtomicU64,
 }
 
-/// A directory level of the snapshot: either a path given on the command line or a parent of
-/// one (recorded with the real directory's metadata).
-enum Item {
-    Given(PathBuf),
-    Parent(PathBuf, BTreeMap<Vec<u8>, Item>),
-}
-
 struct Run<'a> {
     repo: &'a IndexedRepository,
     saver: BlobSaver,
@@ -214,23 +209,6 @@ fn warn(run: &Run<'_>, path: &Path, message: String) {
     run.counts.errors.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(path = %path.display(), "{message}");
     run.progress.warning(path, &message);
-}
-
-/// Makes `p` absolute and lexically clean (no `.`/`..`), without following symlinks.
-fn clean_absolute(p: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(p)
-        .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
-    let mut out = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
 }
 
 impl Run<'_> {
@@ -296,7 +274,7 @@ impl Run<'_> {
         }
     }
 
-    fn save_items(&self, items: &BTreeMap<Vec<u8>, Item>, parent: Option<Id>) -> Result<Id> {
+    fn save_items(&self, items: &Items, parent: Option<Id>) -> Result<Id> {
         let ptree = self.load_parent_tree(parent);
         let nodes = items
             .par_iter()
@@ -594,61 +572,6 @@ fn source_text(e: &Error) -> String {
         .unwrap_or_default()
 }
 
-/// Turns the given paths into the snapshot's directory levels.
-/// The snapshot's top levels, by name.
-type Items = BTreeMap<Vec<u8>, Item>;
-
-fn plan(paths: &[PathBuf]) -> Result<(Vec<String>, Items)> {
-    let mut abs: Vec<PathBuf> = paths
-        .iter()
-        .map(|p| clean_absolute(p))
-        .collect::<Result<_>>()?;
-    abs.sort();
-    abs.dedup();
-    // A path below another given path is covered by it.
-    let abs: Vec<PathBuf> = abs
-        .iter()
-        .filter(|p| !abs.iter().any(|q| q != *p && p.starts_with(q)))
-        .cloned()
-        .collect();
-    for p in &abs {
-        if std::fs::symlink_metadata(p).is_err() {
-            return Err(Error::invalid(format!("{} does not exist", p.display())));
-        }
-        if p == Path::new("/") {
-            return Err(Error::invalid(
-                "backing up `/` itself is not supported; name the directories below it",
-            ));
-        }
-    }
-    let mut root: BTreeMap<Vec<u8>, Item> = BTreeMap::new();
-    for p in &abs {
-        let parts: Vec<_> = p.components().skip(1).collect();
-        let mut level = &mut root;
-        let mut sofar = PathBuf::from("/");
-        for (i, c) in parts.iter().enumerate() {
-            sofar.push(c);
-            let key = c.as_os_str().as_bytes().to_vec();
-            if i + 1 == parts.len() {
-                level.insert(key, Item::Given(sofar.clone()));
-                break;
-            }
-            let entry = level
-                .entry(key)
-                .or_insert_with(|| Item::Parent(sofar.clone(), BTreeMap::new()));
-            level = match entry {
-                Item::Parent(_, children) => children,
-                Item::Given(_) => unreachable!("nested paths were removed"),
-            };
-        }
-    }
-    let shown = abs
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    Ok((shown, root))
-}
-
 fn find_parent(
     repo: &IndexedRepository,
     opts: &BackupOptions,
@@ -721,12 +644,12 @@ impl Counting<'_> {
 
 /// Counts files and bytes below `items`, for the progress ETA.
 fn count_totals(
-    items: &BTreeMap<Vec<u8>, Item>,
+    items: &Items,
     excludes: &PathPatterns,
     progress: &dyn BackupProgress,
     stop: &AtomicBool,
 ) {
-    fn given(items: &BTreeMap<Vec<u8>, Item>, out: &mut Vec<PathBuf>) {
+    fn given(items: &Items, out: &mut Vec<PathBuf>) {
         for item in items.values() {
             match item {
                 Item::Given(p) => out.push(p.clone()),

@@ -8,9 +8,11 @@
 //! A copied snapshot keeps its time, host, paths, tags and app, and records the source's id as
 //! `original`; a source snapshot whose copy is already there is skipped.
 //!
-//! Both repositories must use the same chunker parameters (sizes and seed) — then copied data
-//! and the destination's own backups of the same files deduplicate. A destination made with
-//! `init --copy-chunker-params` has them; otherwise copy refuses.
+//! When both repositories use the same chunker parameters (sizes and seed), copied data and
+//! the destination's own backups of the same files deduplicate; a destination made with
+//! `init --copy-chunker-params` has them. When they differ the copy still works (restic's
+//! behaviour: the chunks are copied as they are, and deduplicate only with other copies). A chunk larger than the destination's largest is stored as pieces of
+//! that size, since the destination refuses longer data blobs as corrupt.
 
 use std::collections::HashMap;
 
@@ -19,7 +21,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::pack::{BlobType, Compression};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
@@ -51,7 +53,11 @@ struct Mapper<'a> {
     src: &'a IndexedRepository,
     dst: &'a IndexedRepository,
     trees: DashMap<Id, Id>,
-    blobs: DashMap<Id, Id>,
+    /// A source data blob's copy: one blob, or pieces when it is longer than the
+    /// destination's chunks may be.
+    blobs: DashMap<Id, Vec<Id>>,
+    /// Most bytes of a data blob in the destination.
+    max_chunk: usize,
 }
 
 impl Mapper<'_> {
@@ -81,7 +87,7 @@ impl Mapper<'_> {
                         if cx.len() == cy.len() {
                             for (s, d) in cx.iter().zip(cy) {
                                 if self.dst.index().contains(d) {
-                                    self.blobs.insert(*s, *d);
+                                    self.blobs.insert(*s, vec![*d]);
                                 }
                             }
                         }
@@ -92,25 +98,32 @@ impl Mapper<'_> {
             })
     }
 
-    fn copy_blob(&self, saver: &BlobSaver, tpe: BlobType, src: &Id, report: &Stats) -> Result<Id> {
+    /// Copies a data blob; its ids in the destination (pieces when it is too long there).
+    fn copy_blob(&self, saver: &BlobSaver, src: &Id, report: &Stats) -> Result<Vec<Id>> {
         if let Some(d) = self.blobs.get(src) {
-            return Ok(*d);
+            return Ok(d.clone());
         }
         let plain = self.src.read_blob(src)?;
         report
             .read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (id, added) = saver.save(tpe, &plain)?;
-        if added {
-            report
-                .added
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            report
-                .bytes
-                .fetch_add(plain.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.blobs.insert(*src, id);
-        Ok(id)
+        let ids = plain
+            .chunks(self.max_chunk)
+            .map(|piece| {
+                let (id, added) = saver.save(BlobType::Data, piece)?;
+                if added {
+                    report
+                        .added
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    report
+                        .bytes
+                        .fetch_add(piece.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(id)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.blobs.insert(*src, ids.clone());
+        Ok(ids)
     }
 
     /// Copies a tree (and all below it) and returns its id in the destination.
@@ -127,12 +140,11 @@ impl Mapper<'_> {
                     n.subtree = Some(self.copy_tree(saver, sub, stats)?);
                 }
                 if let Some(content) = &n.content {
-                    n.content = Some(
-                        content
-                            .iter()
-                            .map(|b| self.copy_blob(saver, BlobType::Data, b, stats))
-                            .collect::<Result<_>>()?,
-                    );
+                    let mut copied = Vec::with_capacity(content.len());
+                    for b in content {
+                        copied.extend(self.copy_blob(saver, b, stats)?);
+                    }
+                    n.content = Some(copied);
                 }
                 Ok(n)
             })
@@ -160,28 +172,19 @@ struct Stats {
 /// Copies `snapshots` (of `src`) into `dst`.
 ///
 /// # Errors
-/// [`crate::ErrorKind::InvalidInput`] when the chunker parameters differ; read errors of the
-/// source (named); write errors of the destination.
+/// Read errors of the source (named); write errors of the destination.
 pub fn copy(
     src: &IndexedRepository,
     dst: &IndexedRepository,
     snapshots: &[(Id, Snapshot)],
     dry_run: bool,
 ) -> Result<CopyReport> {
-    let (a, b) = (src.config().chunker, dst.config().chunker);
-    if a != b {
-        return Err(Error::invalid(format!(
-            "the repositories chunk differently (source {}/{}/{} seed {:x}, destination {}/{}/{} seed {:x}), \
-             so copied data would not deduplicate with this repository's own backups; copy into a \
-             repository made with `cairn init --copy-chunker-params --from-repo SOURCE`",
-            a.min_size, a.avg_size, a.max_size, a.seed, b.min_size, b.avg_size, b.max_size, b.seed
-        )));
-    }
     let mapper = Mapper {
         src,
         dst,
         trees: DashMap::new(),
         blobs: DashMap::new(),
+        max_chunk: dst.config().chunker.max_size as usize,
     };
     // Learn from the copies already made: source tree ↔ destination tree, blob ↔ blob.
     let source_trees: HashMap<Id, Id> = src

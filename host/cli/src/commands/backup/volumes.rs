@@ -28,7 +28,9 @@ pub fn run(ctx: &Ctx, args: &BackupArgs, opts: BackupOptions) -> Result<Outcome>
     for name in &selection.apps {
         file.app(name)?;
     }
-    let found = ctx.discover(&(&args.discovery).into(), !selection.by_app())?;
+    let found = ctx
+        .discover(&(&args.discovery).into(), !selection.by_app())?
+        .all()?;
     let groups = plan(file, found, &selection)?;
     let printer = Printer {
         ctx,
