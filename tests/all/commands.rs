@@ -343,6 +343,7 @@ fn relative_paths_are_stored_as_restic_stores_them() {
     std::fs::write(site.join("a.txt"), "alpha").unwrap();
     std::fs::write(site.join("sub/b.txt"), "beta").unwrap();
     std::fs::write(base.join("other/c.txt"), "gamma").unwrap();
+    std::fs::write(site.join("x.tmp"), "excluded").unwrap();
 
     let peer = cairn_tests::restic::Restic::new(&env.path("restic-home"));
     let restic_repo = env.path("restic-repo");
@@ -356,7 +357,7 @@ fn relative_paths_are_stored_as_restic_stores_them() {
     };
     let other = base.join("other");
     let cases: [(&std::path::Path, &[&str]); 3] = [
-        (&site, &["."]),
+        (&site, &[".", "--exclude", "*.tmp"]),
         (&base, &["site", "../src/other/c.txt"]),
         (&base, &["site/sub", other.to_str().unwrap()]),
     ];
@@ -375,6 +376,8 @@ fn relative_paths_are_stored_as_restic_stores_them() {
             &["restore", "latest", "--target", theirs.to_str().unwrap()],
         );
         assert_eq!(tree_of(&ours), tree_of(&theirs), "{cwd:?} {paths:?}");
+        let excluded = !tree_of(&ours).iter().any(|(p, _)| p.ends_with("x.tmp"));
+        assert_eq!(excluded, i != 1, "{paths:?}");
         let ours = cairn(&base, &["snapshots", "--json", "latest"]).json();
         let theirs: serde_json::Value =
             serde_json::from_str(&restic(&base, &["snapshots", "--json", "latest"])).unwrap();

@@ -248,6 +248,9 @@ impl Run<'_> {
         // A given path's parents are the operator's: they are followed as the kernel does. Its
         // last component is not (a symlink given is saved as a symlink).
         match item {
+            // Excludes apply to the given paths too (restic's): `backup . --exclude '*.tmp'`
+            // leaves out the directory's own `x.tmp`.
+            Item::Given(path) if self.excludes.matches(path) => Ok(None),
             Item::Given(path) => {
                 let lstat = match lstat_at(AT_FDCWD, path.as_os_str()) {
                     Ok(m) => m,
@@ -666,7 +669,7 @@ fn count_totals(
         files: 0,
         bytes: 0,
     };
-    for p in &roots {
+    for p in roots.iter().filter(|p| !excludes.matches(p)) {
         if let Ok(st) = lstat_at(AT_FDCWD, p.as_os_str()) {
             let at = At {
                 dir: AT_FDCWD,
