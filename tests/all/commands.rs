@@ -463,3 +463,133 @@ fn help_does_not_print_environment_values() {
     assert!(help.ok().contains("CAIRN_REPOSITORY"), "{}", help.stdout);
     assert!(!help.stdout.contains("s3cr3t-t0ken"), "{}", help.stdout);
 }
+
+/// restic's flags people type: `snapshots --latest N`, `--group-by`, `--compact`,
+/// `--repository-file`, `backup --files-from` and `--files-from-raw`.
+#[test]
+fn restic_flags_people_type() {
+    let env = TestEnv::with_repo();
+    let src = source(&env);
+    let s = src.to_str().unwrap();
+    for time in [
+        "2026-03-01T01:00:00Z",
+        "2026-03-02T01:00:00Z",
+        "2026-03-03T01:00:00Z",
+    ] {
+        env.run(&["backup", "--quiet", "--time", time, s]).ok();
+    }
+    env.run(&["backup", "--quiet", "--host", "other", s]).ok();
+    let ids = env.snapshot_ids();
+
+    let latest = env.run(&["snapshots", "--json", "--latest", "1"]).json();
+    let mut hosts: Vec<&str> = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hostname"].as_str().unwrap())
+        .collect();
+    hosts.sort_unstable();
+    assert_eq!(hosts.len(), 2, "{latest}");
+    assert!(hosts.contains(&"other"), "{latest}");
+    let times: Vec<&str> = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["time"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.iter().any(|t| t.starts_with("2026-03-03")),
+        "{latest}"
+    );
+
+    let grouped = env
+        .run(&["snapshots", "--json", "--group-by", "host"])
+        .json();
+    let groups = grouped.as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{grouped}");
+    let sizes: Vec<usize> = groups
+        .iter()
+        .map(|g| g["snapshots"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 4, "{grouped}");
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["group_key"]["hostname"].is_string()),
+        "{grouped}"
+    );
+    let text = env.run(&["snapshots", "--group-by", "host"]);
+    assert!(
+        text.ok().contains("snapshots for (host other)"),
+        "{}",
+        text.stdout
+    );
+
+    let compact = env.run(&["snapshots", "--compact"]);
+    let header = compact.ok().lines().next().unwrap().to_owned();
+    assert!(
+        header.contains("Tags") && !header.contains("Paths"),
+        "{header}"
+    );
+
+    let location = env.path("repository-location");
+    std::fs::write(&location, format!("{}\n", env.repo.display())).unwrap();
+    let via_file: cairn_tests::Run = env
+        .cmd(&[
+            "snapshots".as_ref(),
+            "--json".as_ref(),
+            "--repository-file".as_ref(),
+            location.as_os_str(),
+        ])
+        .env("CAIRN_REPOSITORY", env.path("nothing-here"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(via_file.json().as_array().unwrap().len(), ids.len());
+    std::fs::write(&location, "\n").unwrap();
+    let empty = env.run(&[
+        "snapshots".as_ref(),
+        "--repository-file".as_ref(),
+        location.as_os_str(),
+    ]);
+    assert_eq!(empty.code, 1);
+    assert!(empty.stderr.contains("is empty"), "{}", empty.stderr);
+
+    let list = env.path("list");
+    std::fs::write(
+        &list,
+        format!(
+            "# what to keep\n\n{}\n{}/dir/b.txt\n",
+            src.join("a.txt").display(),
+            s
+        ),
+    )
+    .unwrap();
+    let raw = env.path("list0");
+    std::fs::write(&raw, format!("{}/dir/cache\0", s)).unwrap();
+    env.run(&[
+        "backup".as_ref(),
+        "--quiet".as_ref(),
+        "--files-from".as_ref(),
+        list.as_os_str(),
+        "--files-from-raw".as_ref(),
+        raw.as_os_str(),
+    ])
+    .ok();
+    let snap = env.run(&["snapshots", "--json", "latest"]).json();
+    let mut paths: Vec<String> = snap[0]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            src.join("a.txt").display().to_string(),
+            src.join("dir/b.txt").display().to_string(),
+            src.join("dir/cache").display().to_string(),
+        ]
+    );
+}

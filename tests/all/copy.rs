@@ -152,6 +152,22 @@ fn copy_across_chunker_parameters_warns_and_copies() {
     }
     let again = copy(&plain, &src_env, &["--all"]).json();
     assert_eq!(again["blobs_read"], 0, "{again}");
+    // A new file beside the split ones: only it is read (the split files were learnt from the
+    // earlier copy, piece by piece).
+    std::fs::write(src.join("d/new.bin"), random_bytes(400_000, 77)).unwrap();
+    src_env
+        .run(&[
+            "backup",
+            "--quiet",
+            "--app",
+            "ns/db/data",
+            src.to_str().unwrap(),
+        ])
+        .ok();
+    let third = copy(&plain, &src_env, &["latest"]).json();
+    assert_eq!(third["copied"].as_array().unwrap().len(), 1, "{third}");
+    assert_eq!(third["blobs_read"], 1, "{third}");
+    plain.run(&["check", "--read-data"]).ok();
 }
 
 #[test]

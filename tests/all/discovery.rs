@@ -314,6 +314,10 @@ fn a_plugin_without_its_layouts_finds_nothing_and_a_failing_one_does_not_hide_th
         run.stderr
     );
     assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
+    // Named explicitly, a plugin that sees none of its layouts is an error.
+    let run = env.run(&["discover", "--plugin", "nomad"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("no Nomad data_dir"), "{}", run.stderr);
 
     install_liar(&env);
     let root = node.root.display();

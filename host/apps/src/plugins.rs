@@ -34,20 +34,29 @@ pub struct Discovered {
     /// The targets of the instances that answered, sorted by identity.
     pub targets: Vec<Target>,
     /// The instances that failed, each error naming its instance. An instance that sees none
-    /// of its layouts on this node (its `not-found`) is not a failure: it found nothing.
+    /// of its layouts on this node (its `not-found`) is not a failure: it found nothing,
+    /// unless it was named explicitly.
     pub failed: Vec<Error>,
+    /// Why the instances that found nothing did (their `not-found`).
+    pub absent: Vec<Error>,
+    /// How many instances saw their layouts and answered.
+    pub answered: usize,
 }
 
 impl Discovered {
-    /// The targets when every instance answered, else the first failure: for a backup, which
-    /// must not run an app with some of its volumes missing.
+    /// The targets when every instance answered and at least one saw its layouts, else the
+    /// first failure: for a backup, which must not run an app with some of its volumes
+    /// missing (a kubelet `root` mistyped must not make every app's backup empty).
     ///
     /// # Errors
-    /// The first instance's failure.
+    /// The first instance's failure, or why none saw its layouts.
     pub fn all(self) -> Result<Vec<Target>> {
-        match self.failed.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(self.targets),
+        if let Some(e) = self.failed.into_iter().next() {
+            return Err(e);
+        }
+        match self.absent.into_iter().next() {
+            Some(e) if self.answered == 0 => Err(e),
+            _ => Ok(self.targets),
         }
     }
 }
@@ -111,7 +120,7 @@ impl Session {
                     answered += 1;
                     targets
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(e) if e.kind() == ErrorKind::NotFound && !explicit => {
                     absent.push(e);
                     continue;
                 }
@@ -142,7 +151,7 @@ impl Session {
         }
         // Layouts absent are normal beside a plugin that answered; when none did, they are
         // the only explanation of an empty list.
-        for e in absent {
+        for e in &absent {
             if answered == 0 && failed.is_empty() {
                 tracing::warn!("no volumes: {e}");
             } else {
@@ -150,11 +159,16 @@ impl Session {
             }
         }
         if !failed.is_empty() && answered == 0 {
+            for e in &failed[1..] {
+                tracing::error!("{e}");
+            }
             return Err(failed.swap_remove(0));
         }
         Ok(Discovered {
             targets: found.into_values().collect(),
             failed,
+            absent,
+            answered,
         })
     }
 }

@@ -26,6 +26,10 @@ pub struct GlobalArgs {
     /// `plugin:NAME` (a storage-backend plugin instance from the configuration file).
     #[arg(short = 'r', long = "repo", global = true, env = EnvVars::CAIRN_REPOSITORY, hide_env_values = true)]
     pub repo: Option<String>,
+    /// Read the repository location from this file (first line; it may hold a `rest:`
+    /// token, which a file keeps out of `ps` and the environment); it takes the place of -r.
+    #[arg(long, global = true, env = EnvVars::CAIRN_REPOSITORY_FILE, hide_env_values = true, value_name = "FILE")]
+    pub repository_file: Option<PathBuf>,
     /// Read the password from this file (first line).
     #[arg(long, global = true, env = EnvVars::CAIRN_PASSWORD_FILE, hide_env_values = true)]
     pub password_file: Option<PathBuf>,
@@ -459,12 +463,20 @@ pub enum CompressionArg {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Files and directories to back up.
-    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "bucket"])]
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "bucket", "files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
+    /// Also back up the paths listed in this file, one per line (empty lines and `#`
+    /// comments skipped; repeatable). Taken literally, as restic's --files-from-verbatim:
+    /// globs are not expanded.
+    #[arg(long, visible_alias = "files-from-verbatim", value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Also back up the paths in this file, separated by NUL bytes (`find -print0`; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
     /// Back up the objects of this bucket below its prefix (`s3:http://HOST:PORT/BUCKET/PREFIX`,
     /// `s3://…`, `az://…`, `gs://…`) as files; objects whose size and ETag are the parent's are
     /// not downloaded again.
-    #[arg(long, value_name = "LOCATION", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "exclude", "exclude_file", "one_file_system"])]
+    #[arg(long, value_name = "LOCATION", conflicts_with_all = ["paths", "files_from", "files_from_raw", "stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "exclude", "exclude_file", "one_file_system"])]
     pub bucket: Option<String>,
     /// Tag the snapshot (repeatable; or comma-separated).
     #[arg(long, value_delimiter = ',')]
@@ -556,6 +568,17 @@ pub struct SnapshotsArgs {
     pub filter: FilterArgs,
     /// Snapshot ids (prefixes) or `latest`; default all.
     pub ids: Vec<String>,
+    /// Only the last N snapshots of each group (by `--group-by`, default each host, paths
+    /// and app; a volume's snapshots are one group).
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// Group the list by these (comma-separated: host, paths, app, tags); `--json` then
+    /// prints `[{"group_key": …, "snapshots": […]}]` as restic does.
+    #[arg(short, long, value_name = "KEYS")]
+    pub group_by: Option<String>,
+    /// Fewer columns: ID, time, host and tags.
+    #[arg(short, long)]
+    pub compact: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,8 @@ pub struct EnvVars;
 impl EnvVars {
     /// Repository location.
     pub const CAIRN_REPOSITORY: &'static str = "CAIRN_REPOSITORY";
+    /// File holding the repository location.
+    pub const CAIRN_REPOSITORY_FILE: &'static str = "CAIRN_REPOSITORY_FILE";
     /// File holding the password.
     pub const CAIRN_PASSWORD_FILE: &'static str = "CAIRN_PASSWORD_FILE";
     /// Command printing the password.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use cairn_apps::{Hints, Password, PasswordSource, Session, Settings};
 
 use crate::args::GlobalArgs;
@@ -105,8 +105,24 @@ fn settings(g: &GlobalArgs) -> Result<Settings> {
             .map(|d| d.join("cairn/config.toml"))
             .filter(|p| p.exists())
     });
+    let repository = match &g.repository_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the repository file {}", file.display()))?;
+            let location = text.lines().next().unwrap_or("").trim();
+            if location.is_empty() {
+                bail!(
+                    "the repository file {} is empty: write the repository's location on its \
+                     first line",
+                    file.display()
+                );
+            }
+            Some(location.to_owned())
+        }
+        None => g.repo.clone(),
+    };
     Ok(Settings {
-        repository: g.repo.clone(),
+        repository,
         password: PasswordSource {
             insecure_empty: g.insecure_no_password,
             file: g.password_file.clone(),
@@ -126,8 +142,9 @@ fn settings(g: &GlobalArgs) -> Result<Settings> {
         actor: cairn_apps::actor(),
         hints: Hints {
             repository: format!(
-                "no repository given: use -r/--repo or set {}",
-                EnvVars::CAIRN_REPOSITORY
+                "no repository given: use -r/--repo or --repository-file, or set {} or {}",
+                EnvVars::CAIRN_REPOSITORY,
+                EnvVars::CAIRN_REPOSITORY_FILE
             ),
             password: format!(
                 "no password given: use --password-file or {}, --password-command or {}, set \

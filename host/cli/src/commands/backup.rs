@@ -1,6 +1,8 @@
 //! `cairn backup`
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -25,6 +27,33 @@ fn read_exclude_files(args: &BackupArgs) -> Result<Vec<String>> {
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(str::to_owned),
+        );
+    }
+    Ok(out)
+}
+
+/// The paths given, then those of `--files-from` (a line each; empty lines and `#` comments
+/// skipped) and `--files-from-raw` (NUL-separated, verbatim), as restic reads them.
+fn paths(args: &BackupArgs) -> Result<Vec<PathBuf>> {
+    let mut out = args.paths.clone();
+    let read = |f: &PathBuf| {
+        std::fs::read(f).with_context(|| format!("cannot read the file list {}", f.display()))
+    };
+    for f in &args.files_from {
+        let text = read(f)?;
+        out.extend(
+            text.split(|b| *b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| !l.trim_ascii().is_empty() && !l.trim_ascii_start().starts_with(b"#"))
+                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l))),
+        );
+    }
+    for f in &args.files_from_raw {
+        let raw = read(f)?;
+        out.extend(
+            raw.split(|b| *b == 0)
+                .filter(|l| !l.is_empty())
+                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l))),
         );
     }
     Ok(out)
@@ -117,10 +146,14 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<Outcome> {
             finish: None,
         }
     } else {
-        if args.paths.is_empty() {
-            bail!("nothing to back up: give paths, --bucket, --stdin or --stdin-from-command");
+        let paths = paths(&args)?;
+        if paths.is_empty() {
+            bail!(
+                "nothing to back up: give paths (or --files-from), --bucket, --stdin or \
+                 --stdin-from-command"
+            );
         }
-        BackupSource::Paths(args.paths.clone())
+        BackupSource::Paths(paths)
     };
 
     let progress = Progress::new(Mode::choose(ctx.global.quiet, ctx.global.json));

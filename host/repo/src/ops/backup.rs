@@ -267,10 +267,17 @@ impl Run<'_> {
                 self.save_entry(at, Name(name.to_vec()), &lstat, lstat.st_dev, parent)
             }
             Item::Parent(path, children) => {
-                let lstat = lstat_at(AT_FDCWD, path.as_os_str())
+                // Followed: `/home/u/link/docs` records `link` as the directory it leads to.
+                let stat = nix::sys::stat::stat(path.as_path())
                     .map_err(|e| Error::io(format!("cannot read {}", path.display()), e.into()))?;
-                let mut node = node_from_stat(Name(name.to_vec()), &lstat, &self.owners);
-                node.xattrs = xattrs_at(AT_FDCWD, path.as_os_str(), &lstat);
+                if kind_of(&stat) != NodeKind::Dir {
+                    return Err(Error::invalid(format!(
+                        "{} is not a directory",
+                        path.display()
+                    )));
+                }
+                let mut node = node_from_stat(Name(name.to_vec()), &stat, &self.owners);
+                node.xattrs = xattrs_at(AT_FDCWD, path.as_os_str(), &stat);
                 node.subtree = Some(self.save_items(children, parent.and_then(|p| p.subtree))?);
                 Ok(Some(node))
             }

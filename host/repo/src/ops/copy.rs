@@ -84,13 +84,7 @@ impl Mapper<'_> {
                             x.content.as_deref().unwrap_or(&[]),
                             y.content.as_deref().unwrap_or(&[]),
                         );
-                        if cx.len() == cy.len() {
-                            for (s, d) in cx.iter().zip(cy) {
-                                if self.dst.index().contains(d) {
-                                    self.blobs.insert(*s, vec![*d]);
-                                }
-                            }
-                        }
+                        self.learn_content(cx, cy);
                         Ok(())
                     }
                     _ => Ok(()),
@@ -98,7 +92,38 @@ impl Mapper<'_> {
             })
     }
 
-    /// Copies a data blob; its ids in the destination (pieces when it is too long there).
+    /// Records which destination blobs a copied file's source blobs became: each source blob
+    /// is as many pieces as [`Mapper::copy_blob`] cuts it into. Nothing is learnt from a file
+    /// whose lists do not add up (a later backup, not a copy) or whose copies are not indexed.
+    fn learn_content(&self, src: &[Id], dst: &[Id]) {
+        let mut learnt = Vec::with_capacity(src.len());
+        let mut rest = dst;
+        for s in src {
+            let Some(loc) = self.src.index().get(s) else {
+                return;
+            };
+            let pieces = (loc.entry.raw_length as usize)
+                .div_ceil(self.max_chunk)
+                .max(1);
+            if pieces > rest.len() {
+                return;
+            }
+            let (these, after) = rest.split_at(pieces);
+            if !these.iter().all(|d| self.dst.index().contains(d)) {
+                return;
+            }
+            learnt.push((*s, these.to_vec()));
+            rest = after;
+        }
+        if rest.is_empty() {
+            for (s, d) in learnt {
+                self.blobs.insert(s, d);
+            }
+        }
+    }
+
+    /// Copies a data blob; its ids in the destination (pieces when it is too long there; an
+    /// empty blob is one empty piece).
     fn copy_blob(&self, saver: &BlobSaver, src: &Id, report: &Stats) -> Result<Vec<Id>> {
         if let Some(d) = self.blobs.get(src) {
             return Ok(d.clone());
@@ -107,8 +132,13 @@ impl Mapper<'_> {
         report
             .read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ids = plain
-            .chunks(self.max_chunk)
+        let pieces: Vec<&[u8]> = if plain.is_empty() {
+            vec![&[]]
+        } else {
+            plain.chunks(self.max_chunk).collect()
+        };
+        let ids = pieces
+            .into_iter()
             .map(|piece| {
                 let (id, added) = saver.save(BlobType::Data, piece)?;
                 if added {

@@ -275,15 +275,27 @@ pub struct GroupDecision {
     pub remove: Vec<(Id, Timestamp)>,
 }
 
-fn key_of(s: &Snapshot, g: GroupBy) -> GroupKey {
-    let located = s.volume.is_none();
-    GroupKey {
-        hostname: (g.host && located).then(|| s.hostname.clone()),
-        paths: (g.paths && located).then(|| s.paths.clone()),
-        app: g.app.then(|| s.app.clone()),
-        tags: g.tags.then(|| s.tags.clone()),
-        volume: s.volume.clone(),
+impl GroupKey {
+    /// The group of `s` under `g`.
+    pub fn of(s: &Snapshot, g: GroupBy) -> Self {
+        let located = s.volume.is_none();
+        GroupKey {
+            hostname: (g.host && located).then(|| s.hostname.clone()),
+            paths: (g.paths && located).then(|| s.paths.clone()),
+            app: g.app.then(|| s.app.clone()),
+            tags: g.tags.then(|| s.tags.clone()),
+            volume: s.volume.clone(),
+        }
     }
+}
+
+/// `snapshots` by their group under `g`, each group in the order given.
+pub fn group(snapshots: &[(Id, Snapshot)], g: GroupBy) -> BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> {
+    let mut groups: BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> = BTreeMap::new();
+    for s in snapshots {
+        groups.entry(GroupKey::of(&s.1, g)).or_default().push(s);
+    }
+    groups
 }
 
 /// Applies `policy` to `snapshots`, grouped by `group_by`, with buckets in `tz`.
@@ -293,11 +305,7 @@ pub fn apply_policy(
     policy: &KeepPolicy,
     tz: &TimeZone,
 ) -> Vec<GroupDecision> {
-    let mut groups: BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> = BTreeMap::new();
-    for s in snapshots {
-        groups.entry(key_of(&s.1, group_by)).or_default().push(s);
-    }
-    groups
+    group(snapshots, group_by)
         .into_iter()
         .map(|(key, mut snaps)| {
             snaps.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));

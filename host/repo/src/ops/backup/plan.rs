@@ -66,8 +66,8 @@ struct Placed {
 /// The snapshot's paths (absolute, sorted) and its levels.
 ///
 /// # Errors
-/// A path that does not exist, `/` itself, a directory given as `.` that cannot be listed,
-/// or two paths that would be stored at one place.
+/// A path that does not exist, `/` itself, a directory given as `.` that cannot be listed or
+/// is empty, or two paths that would be stored at one place.
 pub(super) fn plan(paths: &[PathBuf]) -> Result<(Vec<String>, Items)> {
     let mut shown = Vec::new();
     let mut placed = Vec::new();
@@ -119,12 +119,21 @@ pub(super) fn plan(paths: &[PathBuf]) -> Result<(Vec<String>, Items)> {
         .collect();
     placed.sort();
     placed.dedup();
+    // Only a real directory covers what is below it: a given symlink is saved as a symlink,
+    // so a path given through it is kept (and then clashes with it, named).
+    let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
     let covered = |p: &Placed| {
-        placed
-            .iter()
-            .any(|q| q != p && p.abs.starts_with(&q.abs) && p.at.starts_with(&q.at))
+        placed.iter().any(|q| {
+            q != p && p.abs.starts_with(&q.abs) && p.at.starts_with(&q.at) && is_dir(&q.abs)
+        })
     };
     let placed: Vec<Placed> = placed.iter().filter(|p| !covered(p)).cloned().collect();
+    if placed.is_empty() {
+        return Err(Error::invalid(format!(
+            "nothing to back up: {} is empty",
+            shown.join(", ")
+        )));
+    }
     let mut root = Items::new();
     for p in &placed {
         insert(&mut root, p)?;
@@ -210,6 +219,23 @@ mod tests {
         }
         assert!(plan(&[PathBuf::from("/")]).is_err());
         assert!(plan(&[base.join("missing")]).is_err());
+    }
+
+    #[test]
+    fn a_path_below_a_given_symlink_is_not_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(base.join("data")).unwrap();
+        std::fs::write(base.join("data/f"), "f").unwrap();
+        std::os::unix::fs::symlink(base.join("data"), base.join("link")).unwrap();
+        let e = plan(&[base.join("link"), base.join("link/f")])
+            .err()
+            .expect("a clash, not a silent drop")
+            .to_string();
+        assert!(e.contains("would both be stored"), "{e}");
+        // Through a real directory, the path below is covered.
+        let (shown, _) = plan(&[base.join("data"), base.join("data/f")]).unwrap();
+        assert_eq!(shown, [base.join("data").to_string_lossy()]);
     }
 
     #[test]
