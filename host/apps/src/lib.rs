@@ -9,7 +9,7 @@
 //!
 //! # fn main() -> cairn_repo::Result<()> {
 //! let session = Session::new(Settings::default(), Arc::default());
-//! let found = session.discover(&Default::default(), false)?;
+//! let found = session.discover(&Default::default(), false)?.all()?;
 //! let selection = Selection { all_apps: true, ..Selection::default() };
 //! for (app, volumes) in plan(session.config()?, found, &selection)? {
 //!     println!("{app:?}: {} volumes", volumes.len());
