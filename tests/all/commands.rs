@@ -309,6 +309,18 @@ fn stdin_backup() {
     assert_eq!(snap[0]["paths"], serde_json::json!(["/db.dump"]));
 }
 
+/// The `paths` of the first snapshot of a `snapshots --json` list, sorted.
+fn first_paths(list: &serde_json::Value) -> Vec<String> {
+    let mut p: Vec<String> = list[0]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    p.sort();
+    p
+}
+
 /// Every file below `dir`, relative, with its content, sorted.
 fn tree_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -381,17 +393,11 @@ fn relative_paths_are_stored_as_restic_stores_them() {
         let ours = cairn(&base, &["snapshots", "--json", "latest"]).json();
         let theirs: serde_json::Value =
             serde_json::from_str(&restic(&base, &["snapshots", "--json", "latest"])).unwrap();
-        let paths_of = |v: &serde_json::Value| {
-            let mut p: Vec<String> = v[0]["paths"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_str().unwrap().to_owned())
-                .collect();
-            p.sort();
-            p
-        };
-        assert_eq!(paths_of(&ours), paths_of(&theirs), "{cwd:?} {paths:?}");
+        assert_eq!(
+            first_paths(&ours),
+            first_paths(&theirs),
+            "{cwd:?} {paths:?}"
+        );
     }
     // `backup .` again from the same place: the first one is its parent.
     let first = env.snapshot_ids()[0].clone();
@@ -577,15 +583,8 @@ fn restic_flags_people_type() {
     ])
     .ok();
     let snap = env.run(&["snapshots", "--json", "latest"]).json();
-    let mut paths: Vec<String> = snap[0]["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_owned())
-        .collect();
-    paths.sort();
     assert_eq!(
-        paths,
+        first_paths(&snap),
         [
             src.join("a.txt").display().to_string(),
             src.join("dir/b.txt").display().to_string(),

@@ -12,25 +12,25 @@ fn source() -> (TestEnv, std::path::PathBuf) {
         std::fs::write(src.join(format!("d/f{i}.bin")), random_bytes(700_000, i)).unwrap();
     }
     std::fs::write(src.join("note.txt"), "v1").unwrap();
-    let s = src.to_str().unwrap();
-    let backup = |time: &str| {
-        let args = [
-            "backup",
-            "--quiet",
-            "--tag",
-            "nightly",
-            "--app",
-            "ns/db/data",
-            "--time",
-            time,
-            s,
-        ];
-        env.run(&args).ok();
-    };
-    backup("2026-03-01T01:00:00Z");
+    back_up(&env, &src, &["--time", "2026-03-01T01:00:00Z"]);
     std::fs::write(src.join("note.txt"), "v2").unwrap();
-    backup("2026-03-02T01:00:00Z");
+    back_up(&env, &src, &["--time", "2026-03-02T01:00:00Z"]);
     (env, src)
+}
+
+/// A backup of the source tree `src` as [`source`] makes them, with `extra` arguments.
+fn back_up(env: &TestEnv, src: &std::path::Path, extra: &[&str]) {
+    let mut args = vec![
+        "backup",
+        "--quiet",
+        "--tag",
+        "nightly",
+        "--app",
+        "ns/db/data",
+    ];
+    args.extend_from_slice(extra);
+    args.push(src.to_str().unwrap());
+    env.run(&args).ok();
 }
 
 /// A destination with its own password and the source's chunker parameters.
@@ -101,17 +101,7 @@ fn copy_twice_the_second_adds_nothing() {
     // content is below the minimum chunk size (512 KiB), so it is one blob whatever the
     // repository's chunker seed (700,000 bytes split in two under some seeds).
     std::fs::write(src.join("d/f0.bin"), random_bytes(400_000, 99)).unwrap();
-    src_env
-        .run(&[
-            "backup",
-            "--quiet",
-            "--tag",
-            "nightly",
-            "--app",
-            "ns/db/data",
-            src.to_str().unwrap(),
-        ])
-        .ok();
+    back_up(&src_env, &src, &[]);
     let third = copy(&dst, &src_env, &["latest"]).json();
     assert_eq!(third["copied"].as_array().unwrap().len(), 1);
     assert_eq!(
@@ -155,15 +145,7 @@ fn copy_across_chunker_parameters_warns_and_copies() {
     // A new file beside the split ones: only it is read (the split files were learnt from the
     // earlier copy, piece by piece).
     std::fs::write(src.join("d/new.bin"), random_bytes(400_000, 77)).unwrap();
-    src_env
-        .run(&[
-            "backup",
-            "--quiet",
-            "--app",
-            "ns/db/data",
-            src.to_str().unwrap(),
-        ])
-        .ok();
+    back_up(&src_env, &src, &[]);
     let third = copy(&plain, &src_env, &["latest"]).json();
     assert_eq!(third["copied"].as_array().unwrap().len(), 1, "{third}");
     assert_eq!(third["blobs_read"], 1, "{third}");

@@ -17,13 +17,23 @@ use crate::settings::Ctx;
 
 mod volumes;
 
+/// The entries of a list file: its lines without line ends, less empty lines and `#`
+/// comments (an exclude file, `--files-from`).
+fn entries(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.trim_ascii().is_empty() && !l.trim_ascii_start().starts_with(b"#"))
+}
+
 fn read_exclude_files(args: &BackupArgs) -> Result<Vec<String>> {
     let mut out = args.exclude.clone();
     for f in &args.exclude_file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the exclude file {}", f.display()))?;
+        // (Split at ASCII bytes, each entry is still UTF-8.)
         out.extend(
-            text.lines()
+            entries(text.as_bytes())
+                .filter_map(|l| std::str::from_utf8(l).ok())
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(str::to_owned),
@@ -40,13 +50,7 @@ fn paths(args: &BackupArgs) -> Result<Vec<PathBuf>> {
         std::fs::read(f).with_context(|| format!("cannot read the file list {}", f.display()))
     };
     for f in &args.files_from {
-        let text = read(f)?;
-        out.extend(
-            text.split(|b| *b == b'\n')
-                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-                .filter(|l| !l.trim_ascii().is_empty() && !l.trim_ascii_start().starts_with(b"#"))
-                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l))),
-        );
+        out.extend(entries(&read(f)?).map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l))));
     }
     for f in &args.files_from_raw {
         let raw = read(f)?;

@@ -26,18 +26,10 @@ pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<Outcome> {
     let (a, b) = (src.config().chunker, dst.config().chunker);
     if a != b {
         tracing::warn!(
-            "the repositories chunk differently (source {}/{}/{} seed {:x}, destination \
-             {}/{}/{} seed {:x}): the copied data deduplicates with other copies but not with \
-             this repository's own backups of the same files; for full deduplication, copy into \
-             a repository made with `cairn init --copy-chunker-params --from-repo SOURCE`",
-            a.min_size,
-            a.avg_size,
-            a.max_size,
-            a.seed,
-            b.min_size,
-            b.avg_size,
-            b.max_size,
-            b.seed
+            "the repositories chunk differently (source {a}, destination {b}): the copied data \
+             deduplicates with other copies but not with this repository's own backups of the \
+             same files; for full deduplication, copy into a repository made with `cairn init \
+             --copy-chunker-params --from-repo SOURCE`"
         );
     }
     let snapshots = super::select(&src, &args.ids, &args.filter)?;

@@ -58,9 +58,8 @@ fn man_pages(dir: &Path) -> Result<()> {
                 stack.push((format!("{name}-{}", sub.get_name()), sub.clone()));
             }
         }
-        let page = cmd.clone().name(name.clone());
         let mut text = Vec::new();
-        clap_mangen::Man::new(page).render(&mut text)?;
+        clap_mangen::Man::new(cmd.name(name.clone())).render(&mut text)?;
         let file = dir.join(format!("{name}.1"));
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     }

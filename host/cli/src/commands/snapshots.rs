@@ -1,7 +1,7 @@
 //! `cairn snapshots`
 
 use anyhow::Result;
-use cairn_repo::ops::forget::{GroupBy, GroupKey, group};
+use cairn_repo::ops::forget::{GroupBy, GroupKey, group, newest_first};
 use cairn_repo::{Id, Snapshot};
 
 use crate::Outcome;
@@ -15,21 +15,17 @@ type Group<'a> = (Option<GroupKey>, Vec<&'a (Id, Snapshot)>);
 pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<Outcome> {
     let repo = ctx.open()?;
     let mut snaps = super::select(&repo, &args.ids, &args.filter)?;
+    let group_by = args.group_by.as_deref().map(GroupBy::parse).transpose()?;
     if let Some(n) = args.latest {
         let mut kept = std::collections::HashSet::new();
-        let by = match &args.group_by {
-            Some(g) => GroupBy::parse(g)?,
-            None => GroupBy::default(),
-        };
-        for members in group(&snaps, by).into_values() {
-            let mut members = members;
-            members.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
+        for mut members in group(&snaps, group_by.unwrap_or_default()).into_values() {
+            newest_first(&mut members);
             kept.extend(members.iter().take(n).map(|s| s.0));
         }
         snaps.retain(|(id, _)| kept.contains(id));
     }
-    let groups: Vec<Group> = match &args.group_by {
-        Some(g) => group(&snaps, GroupBy::parse(g)?)
+    let groups: Vec<Group> = match group_by {
+        Some(g) => group(&snaps, g)
             .into_iter()
             .map(|(k, v)| (Some(k), v))
             .collect(),
@@ -47,7 +43,7 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<Outcome> {
                 })
                 .collect()
         };
-        match &args.group_by {
+        match group_by {
             None => output::json(&list(&groups[0].1))?,
             Some(_) => output::json(
                 &groups

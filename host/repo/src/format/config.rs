@@ -58,6 +58,17 @@ impl ChunkerParams {
     }
 }
 
+/// `MIN/AVG/MAX seed SEED` (bytes; the seed in hex), as `init --chunker` takes the sizes.
+impl std::fmt::Display for ChunkerParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{} seed {:x}",
+            self.min_size, self.avg_size, self.max_size, self.seed
+        )
+    }
+}
+
 /// The decrypted `config` file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -289,6 +289,11 @@ impl GroupKey {
     }
 }
 
+/// Orders a group's snapshots newest first (ties by id, so the order is stable).
+pub fn newest_first(snaps: &mut [&(Id, Snapshot)]) {
+    snaps.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
+}
+
 /// `snapshots` by their group under `g`, each group in the order given.
 pub fn group(snapshots: &[(Id, Snapshot)], g: GroupBy) -> BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> {
     let mut groups: BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> = BTreeMap::new();
@@ -308,7 +313,7 @@ pub fn apply_policy(
     group(snapshots, group_by)
         .into_iter()
         .map(|(key, mut snaps)| {
-            snaps.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
+            newest_first(&mut snaps);
             let latest = snaps[0].1.time.to_zoned(tz.clone());
             let cutoff = |d: CalendarDuration| {
                 latest

@@ -5,7 +5,7 @@
 //! site's contents at the root). The snapshot's `paths` are the absolute paths given, so that
 //! the next backup from the same place finds its parent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -120,11 +120,21 @@ pub(super) fn plan(paths: &[PathBuf]) -> Result<(Vec<String>, Items)> {
     placed.sort();
     placed.dedup();
     // Only a real directory covers what is below it: a given symlink is saved as a symlink,
-    // so a path given through it is kept (and then clashes with it, named).
+    // so a path given through it is kept (and then clashes with it, named). Coverers are
+    // looked up by the places above `p`: `backup .` of a directory of 100,000 entries makes
+    // that many paths, and comparing each with each would take minutes.
     let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    let mut by_place: HashMap<&[OsString], Vec<&Path>> = HashMap::new();
+    for q in &placed {
+        by_place.entry(&q.at).or_default().push(&q.abs);
+    }
     let covered = |p: &Placed| {
-        placed.iter().any(|q| {
-            q != p && p.abs.starts_with(&q.abs) && p.at.starts_with(&q.at) && is_dir(&q.abs)
+        let n = p.at.len();
+        (1..=n).any(|k| {
+            by_place.get(&p.at[..k]).is_some_and(|qs| {
+                qs.iter()
+                    .any(|q| !(k == n && *q == p.abs) && p.abs.starts_with(q) && is_dir(q))
+            })
         })
     };
     let placed: Vec<Placed> = placed.iter().filter(|p| !covered(p)).cloned().collect();
