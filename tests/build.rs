@@ -17,17 +17,17 @@ fn main() {
         .parent()
         .expect("tests/ sits in the repository root")
         .to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm");
+    let target = cairn_wasm_build::target_dir(&root);
     for watched in ["wit", "sdk", "plugins", "tests/guests", "tests/build.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for workspace in [root.join("plugins"), root.join("tests/guests")] {
-        cargo_build(&workspace, &target);
+        // The same command as the built-in plugins' build (host/builtin): the same components.
+        if let Err(e) = cairn_wasm_build::cargo_build(&workspace, &target) {
+            panic!("{e}");
+        }
     }
-    let out = target.join("wasm32-wasip2/release");
+    let out = cairn_wasm_build::out_dir(&target);
     c_plugin(
         &root,
         &target.join("c"),
@@ -46,45 +46,6 @@ fn run(cmd: &mut Command, what: &str, hint: &str) {
         .status()
         .unwrap_or_else(|e| panic!("cannot run {what} ({e}); {hint}"));
     assert!(status.success(), "{what} failed; {hint}");
-}
-
-fn cargo_build(workspace: &Path, target: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(target);
-    // What cargo sets for this build script must not leak into the nested build.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_PRIMARY_PACKAGE",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if ["CARGO_PROFILE_", "CARGO_FEATURE_", "CARGO_CFG_"]
-            .iter()
-            .any(|p| key.starts_with(p))
-        {
-            cmd.env_remove(key);
-        }
-    }
-    run(
-        &mut cmd,
-        &format!("cargo build of {} for wasm32-wasip2", workspace.display()),
-        "is the target installed? `rustup target add wasm32-wasip2`",
-    );
 }
 
 /// The C plugin: generate the bindings for the storage-backend world, compile with clang for

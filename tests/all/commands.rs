@@ -531,6 +531,51 @@ fn restic_flags_people_type() {
         text.stdout
     );
 
+    // By time: --as-of for `latest` and lists, --before/--after for `snapshots`.
+    let here = env.run(&["snapshots", "--json"]).json()[0]["hostname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let count = |args: &[&str]| {
+        let mut all = vec!["snapshots", "--json", "--host", &here];
+        all.extend(args);
+        env.run(&all).json().as_array().unwrap().len()
+    };
+    assert_eq!(count(&["--as-of", "2026-03-02T12:00:00Z"]), 2);
+    assert_eq!(
+        count(&["--as-of", "2026-03-02T01:00:00Z"]),
+        2,
+        "at or before"
+    );
+    assert_eq!(count(&["--before", "2026-03-02T01:00:00Z"]), 1);
+    assert_eq!(count(&["--after", "2026-03-02T01:00:00Z"]), 2);
+    assert_eq!(
+        count(&["--after", "2026-03-01", "--before", "2026-03-03"]),
+        2
+    );
+    let at = env
+        .run(&[
+            "snapshots",
+            "--json",
+            "latest",
+            "--as-of",
+            "2026-03-02T12:00:00+00:00",
+        ])
+        .json();
+    assert_eq!(at[0]["time"], "2026-03-02T01:00:00Z", "{at}");
+    let r = env.run(&["ls", ids[0].as_str(), "--as-of", "2d"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("give `latest`"), "{}", r.stderr);
+    let r = env.run(&["ls", "latest", "--as-of", "2025-01-01"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("at or before 2025-"), "{}", r.stderr);
+    // A usage error exits 1, as restic's.
+    let r = env.run(&["snapshots", "--as-of", "last tuesday"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is not a time"), "{}", r.stderr);
+    assert_eq!(env.run(&["snapshots", "--no-such-flag"]).code, 1);
+    assert_eq!(env.run(&["snapshots", "--help"]).code, 0);
+
     let compact = env.run(&["snapshots", "--compact"]);
     let header = compact.ok().lines().next().unwrap().to_owned();
     assert!(

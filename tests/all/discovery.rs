@@ -235,6 +235,61 @@ fn kubelet_finds_every_known_layout_and_a_configured_root() {
     assert_eq!(found, ["k8s/b/b-0/used"]);
 }
 
+/// With no configuration, the built-in discovery plugins read their known layouts (and
+/// nothing else); `--no-default-grants` runs none, and a plugin installed over a built-in
+/// one gets no default grants.
+#[test]
+fn discover_with_no_configuration_runs_the_built_in_plugins_on_their_layouts() {
+    let mut env = TestEnv::with_plugins();
+    let node = Node::new(env.path("node"));
+    node.pod("/var/lib/kubelet", "blog", "ghost-0", UID_WEB, true)
+        .volume("kubernetes.io~empty-dir", "content", "post.md");
+    env.envs
+        .push(("CAIRN_HOST_ROOT".into(), node.root.clone().into()));
+    let run = env.run(&["discover", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        targets(&run, &node),
+        expect(&[(
+            "k8s/blog/ghost-0/content",
+            "blog",
+            "empty-dir",
+            &format!("var/lib/kubelet/pods/{UID_WEB}/volumes/kubernetes.io~empty-dir/content"),
+        )])
+    );
+
+    let run = env.run(&["--no-default-grants", "discover"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("no discovery plugin is configured")
+            && run.stderr.contains("--no-default-grants"),
+        "{}",
+        run.stderr
+    );
+
+    // The same component, installed to override the built-in one: it is not cairn's own
+    // plugin any more as far as grants go.
+    env.install_plugin("kubelet").ok();
+    let wasm = cairn_tests::wasm("cairn_plugin_kubelet");
+    let manifest = cairn_tests::repo_root().join("plugins/kubelet/plugin.toml");
+    env.run(&[
+        "plugin".as_ref(),
+        "install".as_ref(),
+        wasm.as_os_str(),
+        "--manifest".as_ref(),
+        manifest.as_os_str(),
+        "--override-builtin".as_ref(),
+    ])
+    .ok();
+    let run = env.run(&["discover", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json(), json!([]), "{}", run.stderr);
+    // Named, it runs, with nothing granted: it sees none of its layouts.
+    let run = env.run(&["discover", "--plugin", "kubelet", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stderr.contains("plugin `kubelet`"), "{}", run.stderr);
+}
+
 /// Without grants the plugin sees nothing and says what to grant; an answer outside the
 /// plugin's view is refused, whole.
 #[test]

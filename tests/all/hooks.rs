@@ -480,7 +480,19 @@ fn an_app_of_only_a_dump_needs_no_discovery() {
     assert_eq!(volumes(&env), ["apps/db/db.sql"]);
     let dump = restored(&env, "apps/db/db.sql");
     assert_eq!(std::fs::read(dump.join("db.sql")).unwrap(), export(100_000));
+    // The built-in discovery plugins see nothing here: one error, with every reason.
     let run = env.run(&["backup", "--all-discovered"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("no discovery plugin sees its layouts on this node")
+            && run.stderr.contains("plugin `kubelet`")
+            && run.stderr.contains("plugin `nomad`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("WARN"), "said once: {}", run.stderr);
+    let run = env.run(&["--no-default-grants", "backup", "--all-discovered"]);
     assert_eq!(run.code, 1);
     assert!(
         run.stderr.contains("no discovery plugin is configured"),

@@ -315,8 +315,14 @@ fn the_plugin_store_installs_lists_inspects_and_removes() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["dir", "rest"]);
-    assert!(list[1]["digest"].as_str().unwrap().starts_with("sha256:"));
+    // The first-party plugins are built in; `rest` (the same component) was not recorded.
+    assert_eq!(
+        names,
+        ["dir", "http-dump", "http-hook", "kubelet", "nomad", "rest"]
+    );
+    assert!(list[5]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(list[0]["source"], "installed");
+    assert_eq!(list[5]["source"], "builtin");
 
     env.configure(
         "[plugins.offsite]\nplugin = \"rest\"\n[plugins.offsite.config]\nurl = \"http://127.0.0.1:1/r/\"\n\
@@ -369,13 +375,88 @@ fn the_plugin_store_installs_lists_inspects_and_removes() {
 
     env.run(&["plugin", "remove", "dir"]).ok();
     let list = env.run(&["plugin", "list", "--json"]).json();
-    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list.as_array().unwrap().len(), 5, "{list}");
     let blobs = env.path("plugins/blobs").read_dir().unwrap().count();
-    assert_eq!(blobs, 1, "the removed plugin's component is gone");
+    assert_eq!(blobs, 0, "the removed plugin's component is gone");
     let r = env.run(&["plugin", "remove", "dir"]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains("no plugin `dir` is installed"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The first-party plugins are usable with no install; installing one of their names takes
+/// `--override-builtin` unless it is the same component, and removing the override brings the
+/// built-in one back.
+#[test]
+fn built_in_plugins_need_no_install_and_are_overridden_only_when_asked() {
+    let env = TestEnv::with_plugins();
+    let source = |name: &str| -> (String, String) {
+        let list = env.run(&["plugin", "list", "--json"]).json();
+        let p = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is listed: {list}"))
+            .clone();
+        (
+            p["source"].as_str().unwrap().to_owned(),
+            p["digest"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (kind, builtin) = source("kubelet");
+    assert_eq!(kind, "builtin");
+    let text = env.run(&["plugin", "inspect", "kubelet"]).ok().to_owned();
+    assert!(text.contains("source:      builtin"), "{text}");
+
+    // The very component that is built in: nothing to record.
+    let out = env.install_plugin("kubelet").ok().to_owned();
+    assert!(out.contains("is built in: nothing to install"), "{out}");
+    assert!(!env.path("plugins/installed/kubelet.toml").exists());
+
+    // Another component under a built-in name.
+    let manifest = env.path("kubelet.toml");
+    let liar = std::fs::read_to_string(repo_root().join("tests/guests/liar/plugin.toml")).unwrap();
+    std::fs::write(
+        &manifest,
+        liar.replace("name = \"liar\"", "name = \"kubelet\""),
+    )
+    .unwrap();
+    let other = wasm("guest_liar");
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "install",
+            other.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        env.run(&args)
+    };
+    let r = install(&[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("is built into cairn") && r.stderr.contains("--override-builtin"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(source("kubelet"), ("builtin".to_owned(), builtin.clone()));
+    let out = install(&["--override-builtin"]).ok().to_owned();
+    assert!(out.contains("instead of the built-in one"), "{out}");
+    let (kind, digest) = source("kubelet");
+    assert_eq!(kind, "installed");
+    assert_ne!(digest, builtin);
+
+    env.run(&["plugin", "remove", "kubelet"]).ok();
+    assert_eq!(source("kubelet"), ("builtin".to_owned(), builtin));
+    let r = env.run(&["plugin", "remove", "kubelet"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("built into cairn and cannot be removed"),
         "{}",
         r.stderr
     );
@@ -422,9 +503,14 @@ fn install_refuses_what_is_not_a_cairn_plugin() {
         &lying,
         &["says it is a volume-discovery plugin"],
     );
-    assert_eq!(
-        env.run(&["plugin", "list", "--json"]).json(),
-        serde_json::json!([])
+    // Nothing was installed: only the built-in plugins are listed.
+    let list = env.run(&["plugin", "list", "--json"]).json();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["source"] == "builtin"),
+        "{list}"
     );
 }
 

@@ -198,3 +198,50 @@ fn rest_on_an_append_only_server_backs_up_but_removes_nothing() {
     assert_eq!(env.snapshot_ids().len(), 2, "nothing was removed");
     env.run(&["check", "--read-data"]).ok();
 }
+
+/// `cairn cache` lists the repository's cache (marked as the current one) beside an old one,
+/// and `--cleanup` removes only the old one.
+#[test]
+fn cache_lists_the_caches_and_cleans_up_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), &[]);
+    let env = env_on(&server, &format!("{USER}:{PASS}@"));
+    env.init().ok();
+    let src = source(&env);
+    env.run(&["backup", "--quiet", src.to_str().unwrap()]).ok();
+    let cache = env.path("cache");
+    let old = cache.join("ab".repeat(32));
+    std::fs::create_dir_all(old.join("snapshots")).unwrap();
+    std::fs::write(old.join("snapshots/x"), [1u8; 1000]).unwrap();
+    std::fs::File::open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400))
+        .unwrap();
+    std::fs::create_dir_all(cache.join("not-a-cache")).unwrap();
+
+    let list = env.run(&["cache", "--json"]).json();
+    let caches = list.as_array().unwrap();
+    assert_eq!(caches.len(), 2, "{list}");
+    assert_eq!(caches[0]["current"], true, "{list}");
+    assert_eq!(caches[0]["old"], false, "{list}");
+    assert!(caches[0]["size"].as_u64().unwrap() > 0, "{list}");
+    assert_eq!(caches[1]["id"], "ab".repeat(32));
+    assert_eq!(caches[1]["old"], true);
+    assert_eq!(caches[1]["size"], 1000);
+    let text = env.run(&["cache"]);
+    assert!(
+        text.stderr.contains("cairn cache --cleanup"),
+        "{}",
+        text.stderr
+    );
+    assert!(!text.stdout.contains(PASS) && !text.stderr.contains(PASS));
+
+    let out = env.run(&["cache", "--cleanup"]).ok().to_owned();
+    assert!(out.contains("removed 1 old caches"), "{out}");
+    assert!(!old.exists());
+    assert!(cache.join("not-a-cache").exists());
+    let list = env.run(&["cache", "--json", "--no-size"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert!(list[0]["size"].is_null());
+    env.run(&["snapshots"]).ok();
+}

@@ -309,6 +309,19 @@ impl TestEnv {
         out
     }
 
+    /// The node `name` of the directory `dir` in the latest snapshot (`cat tree`'s JSON).
+    #[track_caller]
+    pub fn tree_node(&self, dir: &str, name: &str) -> serde_json::Value {
+        let tree = self.run(&["cat", "tree", &format!("latest:{dir}")]).json();
+        tree["nodes"]
+            .as_array()
+            .expect("a tree's nodes")
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{dir} has no {name}: {tree}"))
+            .clone()
+    }
+
     /// Files of a type in the repository directory.
     pub fn repo_files(&self, dir: &str) -> Vec<PathBuf> {
         fn walk(p: &Path, out: &mut Vec<PathBuf>) {

@@ -60,6 +60,10 @@ pub struct AgentSettings {
     pub cache_dir: Option<PathBuf>,
     /// Where the node's file system is seen (`/host` in a container).
     pub host_root: Option<String>,
+    /// Built-in discovery plugins that no `[plugins.NAME]` names may read their layout
+    /// directories (default true; false: only what the configuration grants).
+    #[serde(default = "yes")]
+    pub default_grants: bool,
     /// How long a run waits for its repository's lock before it fails (default 10m).
     pub lock_wait: Option<String>,
     /// How long running jobs may go on after SIGTERM before they are cancelled (default 60s).
@@ -81,6 +85,10 @@ pub struct AgentSettings {
 
 fn default_listen() -> String {
     "127.0.0.1:9470".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one() -> usize {
@@ -227,6 +235,7 @@ impl NodeConfig {
             rest_credentials: None,
             options: Vec::new(),
             host_root: a.host_root.clone().unwrap_or_default(),
+            no_default_grants: !a.default_grants,
             retry_lock: match &a.lock_wait {
                 Some(d) => parse_duration(d).map_err(|e| e.context("[agent] lock-wait"))?,
                 None => Duration::from_secs(600),

@@ -12,7 +12,7 @@ use cairn_plugin_host::{CompiledCache, Grants, PluginBackend, PluginStore, Runti
 use cairn_repo::lock::LockGuard;
 use cairn_repo::{Actor, Backend, Error, ErrorKind, KdfLimits, Repository, Result};
 
-use crate::config::{App, ConfigFile, Instance, setting_value};
+use crate::config::{App, ConfigFile, setting_value};
 use crate::plugins::Ready;
 
 /// A password, never printed, zeroed when dropped.
@@ -166,6 +166,9 @@ pub struct Settings {
     pub options: Vec<(String, String)>,
     /// Where the node's file system is seen (`/host` in a container; empty: `/`).
     pub host_root: String,
+    /// Built-in discovery plugins the configuration file does not name get no grants (by
+    /// default they may read their layout directories: [`Grants::layout_defaults`]).
+    pub no_default_grants: bool,
     /// How long to wait for a conflicting lock to go away.
     pub retry_lock: Duration,
     /// Whether key slots may cost more than the default KDF limits.
@@ -493,7 +496,7 @@ impl Session {
         }
     }
 
-    /// The plugin store.
+    /// The plugin store, with the plugins built into cairn.
     ///
     /// # Errors
     /// When none is set.
@@ -503,7 +506,13 @@ impl Session {
             .plugin_dir
             .clone()
             .ok_or_else(|| Error::invalid(self.settings.hints.plugin_dir.clone()))?;
-        Ok(PluginStore::new(dir))
+        Ok(PluginStore::new(dir).with_builtins(builtins()))
+    }
+
+    /// The plugin store, or only the built-in plugins when no store is set.
+    pub fn plugins(&self) -> PluginStore {
+        self.plugin_store()
+            .unwrap_or_else(|_| PluginStore::builtin_only(builtins()))
     }
 
     /// The plugin runtime, made once: one engine for every plugin of the session, caching
@@ -519,7 +528,7 @@ impl Session {
         let key_file = self
             .plugin_store()
             .ok()
-            .map(|s| s.dir().join("compiled-cache.key"));
+            .and_then(|s| s.dir().map(|d| d.join("compiled-cache.key")));
         let cache = self
             .settings
             .cache_dir
@@ -556,10 +565,37 @@ impl Session {
     /// As [`Session::prepare`].
     pub fn instance(&self, name: &str, options: bool) -> Result<Ready> {
         let file = self.config()?;
-        let empty = Instance::default();
-        let instance = file.plugins.get(name).unwrap_or(&empty);
-        let plugin_name = instance.plugin.as_deref().unwrap_or(name);
-        self.prepare(plugin_name, &instance.config, &instance.grant, options)
+        if let Some(instance) = file.plugins.get(name) {
+            let plugin_name = instance.plugin.as_deref().unwrap_or(name);
+            return self.prepare(plugin_name, &instance.config, &instance.grant, options);
+        }
+        // Not in the file: a built-in discovery plugin may read its layouts.
+        let defaults = self.default_grants(name)?;
+        self.prepare(name, &Default::default(), &defaults, options)
+    }
+
+    /// What plugin `name` is granted when the configuration file does not name it: for a
+    /// built-in discovery plugin, its layout directories (unless `no_default_grants`);
+    /// nothing for any other.
+    ///
+    /// # Errors
+    /// When the plugin store cannot be read.
+    pub fn default_grants(&self, name: &str) -> Result<Grants> {
+        if self.settings.no_default_grants {
+            return Ok(Grants::default());
+        }
+        let store = self.plugins();
+        Ok(match store.get(name) {
+            Ok(p)
+                if p.source == cairn_plugin_host::Source::Builtin
+                    && p.manifest.world() == cairn_plugin_host::World::VolumeDiscovery =>
+            {
+                Grants::layout_defaults(&p.manifest, &self.settings.host_root)
+            }
+            Ok(_) => Grants::default(),
+            Err(e) if e.kind() == ErrorKind::NotFound => Grants::default(),
+            Err(e) => return Err(e),
+        })
     }
 
     /// Installed plugin `plugin_name` with settings `settings` (then the `options` when
@@ -576,7 +612,7 @@ impl Session {
         options: bool,
     ) -> Result<Ready> {
         let runtime = self.plugin_runtime()?;
-        let plugin = self.plugin_store()?.load(&runtime, plugin_name)?;
+        let plugin = self.plugins().load(&runtime, plugin_name)?;
         let mut config = Vec::new();
         for (k, v) in settings {
             config.push((k.clone(), setting_value(k, v)?));
@@ -596,6 +632,22 @@ impl Session {
             config,
             capabilities: caps,
         })
+    }
+}
+
+/// The plugins built into this cairn, and the first-party ones it lacks.
+pub fn builtins() -> cairn_plugin_host::Builtins {
+    cairn_plugin_host::Builtins {
+        plugins: cairn_builtin::COMPONENTS
+            .iter()
+            .map(|c| cairn_plugin_host::Builtin {
+                name: c.name,
+                wasm: c.wasm,
+                manifest: c.manifest,
+            })
+            .collect(),
+        lacking: cairn_builtin::LACKING.to_vec(),
+        why: cairn_builtin::WHY,
     }
 }
 

@@ -24,6 +24,42 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         .map_err(|_| Error::invalid(format!("duration `{s}` must not be negative")))
 }
 
+/// Parses a point in time as an operator writes it: RFC 3339 (`2026-11-30T12:00:00Z`,
+/// `…+01:00`), a civil date and time in the system's time zone (`2026-11-30 12:00`,
+/// `2026-11-30T12:00:05`), a date alone (its midnight there), or a duration before `now`
+/// (`36h`, `2d`: that long ago).
+///
+/// # Errors
+/// When `s` is none of these.
+pub fn parse_time(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
+    let s = s.trim();
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let local = |dt: jiff::civil::DateTime| {
+        dt.to_zoned(jiff::tz::TimeZone::system())
+            .map(|z| z.timestamp())
+            .map_err(|e| Error::invalid(format!("`{s}` is not a time here: {e}")))
+    };
+    if let Ok(dt) = s.replacen(' ', "T", 1).parse::<jiff::civil::DateTime>() {
+        return local(dt);
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        return local(d.to_datetime(jiff::civil::Time::midnight()));
+    }
+    if s.starts_with(|c: char| c.is_ascii_digit())
+        && let Ok(ago) = parse_duration(s)
+        && let Ok(ago) = jiff::SignedDuration::try_from(ago)
+        && let Ok(t) = now.checked_sub(ago)
+    {
+        return Ok(t);
+    }
+    Err(Error::invalid(format!(
+        "`{s}` is not a time: give RFC 3339 (2026-11-30T12:00:00Z), a local date and time \
+         (2026-11-30 12:00), a date, or how long ago (36h, 2d)"
+    )))
+}
+
 /// Parses sizes like `512K`, `16M`, `1G` or bytes.
 ///
 /// # Errors
@@ -92,6 +128,34 @@ pub fn parse_read_data(s: &str) -> Result<cairn_repo::ops::check::ReadData> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_as_operators_write_them() {
+        let now: jiff::Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
+        let at = |s: &str| parse_time(s, now).map(|t| t.to_string());
+        assert_eq!(at("2026-11-30T12:00:00Z").unwrap(), "2026-11-30T12:00:00Z");
+        assert_eq!(
+            at("2026-11-30T13:00:00+01:00").unwrap(),
+            "2026-11-30T12:00:00Z"
+        );
+        assert_eq!(at("36h").unwrap(), "2026-12-01T22:00:00Z");
+        assert_eq!(at("2d").unwrap(), "2026-12-01T10:00:00Z");
+        let tz = jiff::tz::TimeZone::system();
+        let local = |dt: &str| {
+            dt.parse::<jiff::civil::DateTime>()
+                .unwrap()
+                .to_zoned(tz.clone())
+                .unwrap()
+                .timestamp()
+                .to_string()
+        };
+        assert_eq!(at("2026-11-30 12:00").unwrap(), local("2026-11-30T12:00"));
+        assert_eq!(at("2026-11-30").unwrap(), local("2026-11-30T00:00"));
+        for bad in ["yesterday", "", "-2d", "2026-13-01", "12:00"] {
+            let e = parse_time(bad, now).unwrap_err().to_string();
+            assert!(e.contains("is not a time"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn sizes_and_durations() {

@@ -44,9 +44,10 @@ fn pruned(tpe: FileType) -> bool {
 impl CachedBackend {
     /// Caches `inner`'s small files under `root`, in a directory of its own per location.
     pub fn new(inner: Arc<dyn Backend>, root: &Path) -> Self {
-        let id = Id::hash_of(inner.location().as_bytes());
+        let dir = root.join(crate::caches::id_of(&inner.location()));
+        crate::caches::touch(&dir);
         Self {
-            dir: root.join(id.to_hex()),
+            dir,
             inner,
             checked: Mutex::default(),
         }

@@ -7,6 +7,7 @@
 mod aws_profile;
 mod bucket;
 mod cache;
+pub mod caches;
 mod local;
 mod multipart;
 mod object;

@@ -77,6 +77,11 @@ pub struct GlobalArgs {
     /// discovery plugins find every known layout under it.
     #[arg(long, global = true, env = EnvVars::CAIRN_HOST_ROOT, hide_env_values = true, value_name = "DIR")]
     pub host_root: Option<String>,
+    /// Run the built-in discovery plugins only when the configuration file grants them (by
+    /// default, when it names no discovery plugin, they may read their known layout
+    /// directories, read-only).
+    #[arg(long, global = true)]
+    pub no_default_grants: bool,
     /// Wait up to this long for a lock held by another process (e.g. `5m`, `30s`).
     #[arg(long, global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
@@ -99,6 +104,13 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// List the files of a snapshot.
     Ls(LsArgs),
+    /// Serve the snapshots as a read-only file system (FUSE) until Ctrl-C or unmount.
+    #[command(after_long_help = crate::help::MOUNT)]
+    Mount(MountArgs),
+    /// Find files and directories in snapshots, by name, path, time, or the blob, tree or
+    /// pack holding them.
+    #[command(after_long_help = crate::help::FIND)]
+    Find(FindArgs),
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
     /// Show sizes and what deduplication saves.
@@ -119,6 +131,12 @@ pub enum Command {
     Prune(PruneArgs),
     /// Add, remove or set snapshot tags.
     Tag(TagArgs),
+    /// Remove files from existing snapshots: each changed one is saved anew.
+    #[command(after_long_help = crate::help::REWRITE)]
+    Rewrite(RewriteArgs),
+    /// Rebuild the index from the packs, or make damaged snapshots restorable.
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Remove stale locks.
     Unlock(UnlockArgs),
     /// List repository objects: keys, snapshots, index, packs, locks.
@@ -143,10 +161,25 @@ pub enum Command {
     /// one to run an app, for status, history and logs.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// List the local caches (one per repository) and remove old ones.
+    Cache(CacheArgs),
     /// Write shell completions and man pages.
     Generate(GenerateArgs),
     /// Print the version (and the platform it was built for).
     Version,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Remove the caches not used for --max-age.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// How long unused makes a cache old.
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub max_age: String,
+    /// Do not add up the caches' sizes.
+    #[arg(long)]
+    pub no_size: bool,
 }
 
 #[derive(Debug, Args)]
@@ -365,11 +398,11 @@ pub enum PluginCommand {
     /// Check a plugin component and add it to the plugin store.
     #[command(after_long_help = crate::help::PLUGIN_INSTALL)]
     Install(PluginInstallArgs),
-    /// List installed plugins.
+    /// List the built-in and installed plugins.
     List,
     /// Show a plugin's world, imports, exports, requested capabilities and digest.
     Inspect(PluginInspectArgs),
-    /// Remove an installed plugin.
+    /// Remove an installed plugin (a built-in one of its name is used again).
     Remove(PluginRemoveArgs),
 }
 
@@ -380,11 +413,14 @@ pub struct PluginInstallArgs {
     /// Its manifest (default: `plugin.toml`, then `FILE` with `.toml`, next to the file).
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// Use it instead of the built-in plugin of the same name.
+    #[arg(long)]
+    pub override_builtin: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PluginInspectArgs {
-    /// An installed plugin's name, or a component file.
+    /// A plugin's name (built in or installed), or a component file.
     pub plugin: String,
     /// The manifest of a component file (default as for `install`).
     #[arg(long, value_name = "FILE")]
@@ -560,6 +596,15 @@ pub struct FilterArgs {
     /// Only snapshots of this discovered volume identity (repeatable).
     #[arg(long, value_name = "IDENTITY")]
     pub volume: Vec<String>,
+    /// Only snapshots taken at or before TIME: `latest` is the newest up to it (RFC 3339, a
+    /// local `2026-11-30 12:00`, a date, or how long ago: `36h`, `2d`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of: Option<jiff::Timestamp>,
+}
+
+/// A time argument (`cairn_apps::units::parse_time`).
+fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    cairn_apps::units::parse_time(s, jiff::Timestamp::now()).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -579,6 +624,62 @@ pub struct SnapshotsArgs {
     /// Fewer columns: ID, time, host and tags.
     #[arg(short, long)]
     pub compact: bool,
+    /// Only snapshots taken before TIME (as --as-of).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub before: Option<jiff::Timestamp>,
+    /// Only snapshots taken at or after TIME.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub after: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An empty directory to mount on.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Let other users see the mount (for non-root users, `user_allow_other` in
+    /// /etc/fuse.conf).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// How often to look for new snapshots.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub refresh: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Name patterns (`*.conf`; one with a `/` matches the whole path: `/etc/*`), or with
+    /// `--blob`/`--tree`/`--pack` ids (hex, or their start).
+    #[arg(required = true, value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+    /// Only in this snapshot (id prefix or `latest`; repeatable; default every snapshot the
+    /// filters pass).
+    #[arg(short, long = "snapshot", value_name = "ID")]
+    pub snapshots: Vec<String>,
+    /// Match patterns without regard to case.
+    #[arg(short, long)]
+    pub ignore_case: bool,
+    /// Only entries modified at or after TIME (as --as-of).
+    #[arg(short = 'O', long, value_name = "TIME", value_parser = parse_time)]
+    pub oldest: Option<jiff::Timestamp>,
+    /// Only entries modified at or before TIME.
+    #[arg(short = 'N', long, value_name = "TIME", value_parser = parse_time)]
+    pub newest: Option<jiff::Timestamp>,
+    /// The patterns are blob ids: find the files whose content holds them.
+    #[arg(long, conflicts_with_all = ["tree", "pack"])]
+    pub blob: bool,
+    /// The patterns are tree ids: find the directories they are.
+    #[arg(long, conflicts_with = "pack")]
+    pub tree: bool,
+    /// The patterns are pack ids: find the files and directories whose blobs they hold.
+    #[arg(long)]
+    pub pack: bool,
+    /// Mode, owner, size and time as well.
+    #[arg(short, long)]
+    pub long: bool,
 }
 
 #[derive(Debug, Args)]
@@ -758,6 +859,57 @@ pub struct PruneArgs {
     #[arg(long, value_name = "SIZE")]
     pub max_repack_size: Option<String>,
     /// Show what would be deleted and repacked; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    /// Snapshots to rewrite (default: all that pass the filters).
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Leave out what matches (as backup's --exclude; repeatable).
+    #[arg(short, long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Patterns to leave out, one per line (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Remove each snapshot that was rewritten (its new one keeps `original`).
+    #[arg(long)]
+    pub forget: bool,
+    /// Say what would change; write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Build a new index from the packs' headers and remove the old index files.
+    Index(RepairIndexArgs),
+    /// Rewrite the snapshots that need missing blobs or unreadable trees: files keep what
+    /// can be read, unreadable directories become empty, the new snapshots are tagged
+    /// `repaired`.
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepairIndexArgs {
+    /// Read the packs and say what would be written; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshots to repair (default: all that pass the filters).
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Remove each damaged snapshot once its repaired one is stored.
+    #[arg(long)]
+    pub forget: bool,
+    /// Say what would change; write nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 }

@@ -2,12 +2,14 @@
 
 mod agent;
 mod backup;
+mod cache;
 mod cat;
 mod check;
 mod copy;
 mod diff;
 mod discover;
 mod dump;
+mod find;
 mod forget;
 mod gateway;
 mod generate;
@@ -15,8 +17,10 @@ mod init;
 mod key;
 mod locks;
 mod ls;
+mod mount;
 mod plugin;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
@@ -37,6 +41,8 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Backup(a) => backup::run(ctx, a),
         Command::Snapshots(a) => snapshots::run(ctx, a),
         Command::Ls(a) => ls::run(ctx, a),
+        Command::Find(a) => find::run(ctx, a),
+        Command::Mount(a) => mount::run(ctx, &a),
         Command::Diff(a) => diff::run(ctx, a),
         Command::Stats(a) => stats::run(ctx, a),
         Command::Cat(a) => cat::run(ctx, a),
@@ -46,6 +52,8 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Forget(a) => forget::run(ctx, a),
         Command::Prune(a) => prune::run(ctx, a),
         Command::Tag(a) => tag::run(ctx, a),
+        Command::Rewrite(a) => repair::rewrite(ctx, &a),
+        Command::Repair(a) => repair::run(ctx, a),
         Command::Unlock(a) => locks::unlock(ctx, a),
         Command::List(a) => locks::list(ctx, a),
         Command::Copy(a) => copy::run(ctx, a),
@@ -55,6 +63,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::WaitRestore(a) => wait_restore::run(ctx, a),
         Command::Gateway(a) => gateway::run(ctx, a),
         Command::Agent(a) => agent::run(ctx, a),
+        Command::Cache(a) => cache::run(ctx, &a),
         Command::Generate(a) => generate::run(&a),
         Command::Version => generate::version(ctx),
     }
@@ -77,6 +86,8 @@ impl From<&FilterArgs> for SnapshotFilter {
             paths: f.path.clone(),
             apps: f.app.clone(),
             volumes: f.volume.clone(),
+            until: f.as_of,
+            since: None,
         }
     }
 }

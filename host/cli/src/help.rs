@@ -30,8 +30,29 @@ Examples:
 
 pub const PLUGIN_INSTALL: &str = "\
 Examples:
-  cairn plugin install kubelet.wasm --manifest plugins/kubelet/plugin.toml
-  cairn plugin install ./target/wasm32-wasip2/release/my_store.wasm   (plugin.toml beside it)";
+  cairn plugin install ./target/wasm32-wasip2/release/my_store.wasm   (plugin.toml beside it)
+  cairn plugin install my_store.wasm --manifest my-store.toml
+  cairn plugin install kubelet.wasm --manifest plugin.toml --override-builtin   (yours, not cairn's)";
+
+pub const REWRITE: &str = "\
+Examples:
+  cairn rewrite --exclude '*.key' --exclude '/home/*/.cache' --dry-run
+  cairn rewrite 4f2a9c1e --exclude-file secrets.txt --forget   (then `cairn prune`)";
+
+pub const MOUNT: &str = "\
+Examples:
+  mkdir /mnt/cairn && cairn mount /mnt/cairn &
+  ls /mnt/cairn/snapshots/latest/etc        (also ids/, hosts/, tags/, apps/, volumes/)
+  cp /mnt/cairn/hosts/web1/latest/etc/nginx/nginx.conf /tmp/
+  fusermount -u /mnt/cairn                  (or Ctrl-C in the mounting shell)";
+
+pub const FIND: &str = "\
+Examples:
+  cairn find '*.conf'                   (by name, in every snapshot)
+  cairn find '/etc/nginx/*' --snapshot latest --long
+  cairn find -i 'README*' --host web1 --newest 2d
+  cairn find --blob 8c1f2e0a            (the files holding a blob, e.g. one `check` named)
+  cairn find --pack 3e9d7b21 --json     (what a damaged pack held)";
 
 pub const GENERATE: &str = "\
 Examples:

@@ -85,6 +85,47 @@ pub fn time(t: jiff::Timestamp) -> String {
         .to_string()
 }
 
+/// `ls -l`'s mode column: the type, then `rwx` for owner, group and others.
+pub fn mode_string(n: &cairn_repo::Node) -> String {
+    use cairn_repo::NodeKind;
+    let t = match n.kind {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::Chardev => 'c',
+        NodeKind::Blockdev => 'b',
+        NodeKind::File => '-',
+    };
+    let mut s = String::from(t);
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if n.mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    s
+}
+
+/// `ls -l`'s line of `n` at `path`: mode, owner, group, size, time, path (and link target).
+pub fn long_line(path: &str, n: &cairn_repo::Node) -> String {
+    let link = n
+        .link_target
+        .as_ref()
+        .map(|t| format!(" -> {}", t.display()))
+        .unwrap_or_default();
+    format!(
+        "{} {:>8} {:>8} {:>12} {} {path}{link}",
+        mode_string(n),
+        n.user.clone().unwrap_or_else(|| n.uid.to_string()),
+        n.group.clone().unwrap_or_else(|| n.gid.to_string()),
+        n.size,
+        time(node_time(n.mtime)),
+    )
+}
+
+/// A node's time (ns since the epoch, as stored).
+pub fn node_time(ns: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -137,6 +137,7 @@ fn settings(g: &GlobalArgs) -> Result<Settings> {
         rest_credentials: rest_credentials()?,
         options,
         host_root: g.host_root.clone().unwrap_or_default(),
+        no_default_grants: g.no_default_grants,
         retry_lock,
         allow_costly_kdf: g.allow_costly_kdf,
         actor: cairn_apps::actor(),

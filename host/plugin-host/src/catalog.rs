@@ -4,6 +4,11 @@
 //! `blobs/<sha256>.wasm` holds each component once; `installed/<name>.toml` records an
 //! installed plugin (its digest and manifest). Installing the same name again replaces the
 //! record; a blob no record names any more is deleted.
+//!
+//! Beside the installed ones, the store holds the plugins built into cairn ([`Builtin`]).
+//! A name that is built in means the built-in plugin; an installed plugin of that name is
+//! used instead only when it was installed with `override_builtin` (asked for by the
+//! operator). Installing the very component that is built in records nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -21,12 +26,75 @@ pub struct Installed {
     pub digest: String,
     /// Its manifest.
     pub manifest: Manifest,
+    /// Installed to be used instead of the built-in plugin of the same name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub override_builtin: bool,
+    /// Where it comes from (not recorded: known from where it was found).
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// Installed in the store.
+    #[default]
+    Installed,
+    /// Built into cairn.
+    Builtin,
+    /// Installed, but the built-in plugin of its name is the one used (it was not installed
+    /// to override it).
+    Shadowed,
+}
+
+impl Source {
+    /// Its name in listings: `installed`, `builtin`, `shadowed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Installed => "installed",
+            Source::Builtin => "builtin",
+            Source::Shadowed => "shadowed",
+        }
+    }
+}
+
+/// A plugin built into cairn: its component and manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// Its name.
+    pub name: &'static str,
+    /// The component.
+    pub wasm: &'static [u8],
+    /// Its manifest (TOML).
+    pub manifest: &'static str,
+}
+
+/// The built-in plugins of this build, and the first-party plugins it lacks (and why).
+#[derive(Debug, Clone, Default)]
+pub struct Builtins {
+    /// The built-in plugins.
+    pub plugins: Vec<Builtin>,
+    /// First-party plugins this build does not carry.
+    pub lacking: Vec<&'static str>,
+    /// Why it lacks them.
+    pub why: &'static str,
 }
 
 /// The plugin store.
 #[derive(Debug, Clone)]
 pub struct PluginStore {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
+    builtins: std::sync::Arc<Builtins>,
+}
+
+/// What [`PluginStore::install`] did.
+pub struct Install {
+    /// The plugin, compiled.
+    pub plugin: Plugin,
+    /// The installed version it replaced.
+    pub replaced: Option<Installed>,
+    /// False when the component is the built-in plugin itself: nothing was recorded.
+    pub recorded: bool,
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -40,28 +108,85 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 impl PluginStore {
-    /// The store in `dir` (created on first install).
+    /// The store in `dir` (created on first install), with no built-in plugins.
     pub fn new(dir: impl Into<PathBuf>) -> PluginStore {
-        PluginStore { dir: dir.into() }
+        PluginStore {
+            dir: Some(dir.into()),
+            builtins: std::sync::Arc::default(),
+        }
     }
 
-    /// Where it is.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Only `builtins`: no directory, nothing can be installed.
+    pub fn builtin_only(builtins: Builtins) -> PluginStore {
+        PluginStore {
+            dir: None,
+            builtins: std::sync::Arc::new(builtins),
+        }
     }
 
-    fn record(&self, name: &str) -> PathBuf {
-        self.dir.join("installed").join(format!("{name}.toml"))
+    /// The same store, with `builtins`.
+    #[must_use]
+    pub fn with_builtins(mut self, builtins: Builtins) -> PluginStore {
+        self.builtins = std::sync::Arc::new(builtins);
+        self
     }
 
-    fn blob(&self, digest: &str) -> PathBuf {
+    /// Where it is (`None`: built-in plugins only).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The built-in plugins, and what this build lacks.
+    pub fn builtins(&self) -> &Builtins {
+        &self.builtins
+    }
+
+    fn builtin(&self, name: &str) -> Option<&Builtin> {
+        self.builtins.plugins.iter().find(|b| b.name == name)
+    }
+
+    fn installed_dir(&self) -> Result<&Path> {
+        self.dir.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "no plugin store is set (--plugin-dir or CAIRN_PLUGIN_DIR): only the built-in \
+                 plugins can be used",
+            )
+        })
+    }
+
+    fn record(&self, name: &str) -> Result<PathBuf> {
+        Ok(self
+            .installed_dir()?
+            .join("installed")
+            .join(format!("{name}.toml")))
+    }
+
+    fn blob(&self, digest: &str) -> Result<PathBuf> {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir.join("blobs").join(format!("{hex}.wasm"))
+        Ok(self
+            .installed_dir()?
+            .join("blobs")
+            .join(format!("{hex}.wasm")))
+    }
+
+    /// The built-in plugin `b` as a listing entry.
+    fn builtin_entry(b: &Builtin) -> Result<Installed> {
+        let manifest = Manifest::parse(b.manifest)
+            .map_err(|e| e.context(format!("the built-in plugin `{}`", b.name)))?;
+        Ok(Installed {
+            digest: crate::runtime::digest(b.wasm),
+            manifest,
+            override_builtin: false,
+            source: Source::Builtin,
+        })
     }
 
     /// Checks and installs the component in `wasm` with `manifest`: it must be a component of
-    /// a known world, the one its manifest names, importing only what cairn provides. Returns
-    /// the loaded plugin (compiled, so its first use is fast) and the version it replaced.
+    /// a known world, the one its manifest names, importing only what cairn provides. A
+    /// name that is built in takes `override_builtin` (the installed one is then used
+    /// instead), unless the component is the built-in one (then nothing is recorded).
+    /// Returns the loaded plugin (compiled, so its first use is fast) and the version it
+    /// replaced.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] naming what is wrong; I/O errors naming the path.
@@ -70,66 +195,145 @@ impl PluginStore {
         runtime: &Runtime,
         wasm: &[u8],
         manifest: Manifest,
-    ) -> Result<(Plugin, Option<Installed>)> {
+        override_builtin: bool,
+    ) -> Result<Install> {
         let plugin = runtime.load(wasm, manifest)?;
-        let previous = self.get(&plugin.manifest.name).ok();
-        write_atomic(&self.blob(&plugin.digest), wasm)?;
+        let name = plugin.manifest.name.clone();
+        if let Some(b) = self.builtin(&name)
+            && !override_builtin
+        {
+            let builtin = crate::runtime::digest(b.wasm);
+            if builtin == plugin.digest {
+                return Ok(Install {
+                    plugin,
+                    replaced: None,
+                    recorded: false,
+                });
+            }
+            return Err(Error::invalid(format!(
+                "plugin `{name}` is built into cairn ({builtin}) and this component differs \
+                 ({}); to use it instead of the built-in one, install it with \
+                 --override-builtin",
+                plugin.digest
+            )));
+        }
+        let replaced = self.installed(&name)?;
+        write_atomic(&self.blob(&plugin.digest)?, wasm)?;
         let record = Installed {
             digest: plugin.digest.clone(),
             manifest: plugin.manifest.clone(),
+            override_builtin,
+            source: Source::Installed,
         };
         let text = toml::to_string(&record)
             .map_err(|e| Error::invalid(format!("cannot record plugin: {e}")))?;
-        write_atomic(&self.record(&plugin.manifest.name), text.as_bytes())?;
-        if let Some(old) = &previous {
+        write_atomic(&self.record(&name)?, text.as_bytes())?;
+        if let Some(old) = &replaced {
             self.drop_blob_if_unused(&old.digest)?;
         }
-        Ok((plugin, previous))
+        Ok(Install {
+            plugin,
+            replaced,
+            recorded: true,
+        })
     }
 
-    /// Every installed plugin, by name.
+    /// Every plugin, by name: the built-in ones and the installed ones (an installed one
+    /// that a built-in one shadows is listed too, as [`Source::Shadowed`]).
     ///
     /// # Errors
     /// When the store cannot be read or holds a damaged record.
     pub fn list(&self) -> Result<Vec<Installed>> {
-        let dir = self.dir.join("installed");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        let mut out = Vec::new();
+        for b in &self.builtins.plugins {
+            if !self.installed(b.name)?.is_some_and(|i| i.override_builtin) {
+                out.push(Self::builtin_entry(b)?);
+            }
+        }
+        let Some(root) = &self.dir else {
+            return Ok(out);
+        };
+        let dir = root.join("installed");
+        let entries: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.flatten().collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(Error::io(format!("cannot read {}", dir.display()), e)),
         };
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
+        for entry in entries {
             let file = entry.file_name().to_string_lossy().into_owned();
-            if let Some(name) = file.strip_suffix(".toml").filter(|n| !n.starts_with('.')) {
-                out.push(self.get(name)?);
+            if let Some(name) = file.strip_suffix(".toml").filter(|n| !n.starts_with('.'))
+                && let Some(mut i) = self.installed(name)?
+            {
+                if self.builtin(name).is_some() && !i.override_builtin {
+                    i.source = Source::Shadowed;
+                }
+                out.push(i);
             }
         }
         out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         Ok(out)
     }
 
-    /// The installed plugin `name`.
+    /// The plugin `name` means: the built-in one, unless one was installed to override it;
+    /// else the installed one.
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`] when none is installed under that name.
+    /// [`ErrorKind::NotFound`] when there is none of that name (and, for a first-party
+    /// plugin this build lacks, how to get it).
     pub fn get(&self, name: &str) -> Result<Installed> {
-        let path = self.record(name);
+        let installed = match &self.dir {
+            Some(_) => self.installed(name)?,
+            None => None,
+        };
+        match (installed, self.builtin(name)) {
+            (Some(i), Some(_)) if i.override_builtin => Ok(i),
+            (Some(_), Some(b)) => {
+                tracing::info!(
+                    "plugin `{name}` is built in; the one installed under that name is not used \
+                     (install it with --override-builtin to use it)"
+                );
+                Self::builtin_entry(b)
+            }
+            (None, Some(b)) => Self::builtin_entry(b),
+            (Some(i), None) => Ok(i),
+            (None, None) => Err(Error::new(ErrorKind::NotFound, self.not_found(name))),
+        }
+    }
+
+    fn not_found(&self, name: &str) -> String {
+        let place = match &self.dir {
+            Some(d) => format!("installed in {}", d.display()),
+            None => "built in, and no plugin store is set".to_owned(),
+        };
+        let mut text = format!(
+            "no plugin `{name}` is {place} (see `cairn plugin list`; install one with `cairn \
+             plugin install FILE`)"
+        );
+        if self.builtins.lacking.contains(&name) {
+            text.push_str(&format!(
+                "; `{name}` is a first-party plugin, but this cairn was built without them: {}. \
+                 Or build `plugins/` (cargo build --release --target wasm32-wasip2) and install \
+                 target/wasm32-wasip2/release/cairn_plugin_{}.wasm with --manifest \
+                 plugins/{name}/plugin.toml",
+                self.builtins.why,
+                name.replace('-', "_")
+            ));
+        }
+        text
+    }
+
+    /// The record of installed plugin `name`, if there is one.
+    fn installed(&self, name: &str) -> Result<Option<Installed>> {
+        if self.dir.is_none() {
+            return Ok(None);
+        }
+        let path = self.record(name)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::new(
-                    ErrorKind::NotFound,
-                    format!(
-                        "no plugin `{name}` is installed in {} (see `cairn plugin list`; install \
-                         one with `cairn plugin install FILE`)",
-                        self.dir.display()
-                    ),
-                ));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
-        toml::from_str(&text).map_err(|e| {
+        toml::from_str(&text).map(Some).map_err(|e| {
             Error::corrupt(format!(
                 "damaged plugin record {}: {}",
                 path.display(),
@@ -138,14 +342,20 @@ impl PluginStore {
         })
     }
 
-    /// Loads installed plugin `name`, checking the stored component against its digest.
+    /// Loads plugin `name` (as [`PluginStore::get`] finds it), checking an installed
+    /// component against its digest.
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`] when it is not installed, [`ErrorKind::Corrupt`] when its file
-    /// was changed.
+    /// [`ErrorKind::NotFound`] when there is none, [`ErrorKind::Corrupt`] when its file was
+    /// changed.
     pub fn load(&self, runtime: &Runtime, name: &str) -> Result<Plugin> {
         let installed = self.get(name)?;
-        let path = self.blob(&installed.digest);
+        if installed.source == Source::Builtin
+            && let Some(b) = self.builtin(name)
+        {
+            return runtime.load_digested(b.wasm, installed.digest, installed.manifest);
+        }
+        let path = self.blob(&installed.digest)?;
         let wasm = std::fs::read(&path).map_err(|e| {
             Error::io(
                 format!("cannot read plugin `{name}` ({})", path.display()),
@@ -163,13 +373,22 @@ impl PluginStore {
         runtime.load_digested(&wasm, digest, installed.manifest)
     }
 
-    /// Removes installed plugin `name`.
+    /// Removes installed plugin `name` (a built-in one of that name is then used again).
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`] when it is not installed.
+    /// [`ErrorKind::NotFound`] when it is not installed; [`ErrorKind::InvalidInput`] for a
+    /// built-in plugin.
     pub fn remove(&self, name: &str) -> Result<Installed> {
-        let installed = self.get(name)?;
-        let path = self.record(name);
+        let Some(installed) = self.installed(name)? else {
+            if self.builtin(name).is_some() {
+                return Err(Error::invalid(format!(
+                    "plugin `{name}` is built into cairn and cannot be removed (only a plugin \
+                     installed to override it can)"
+                )));
+            }
+            return Err(Error::new(ErrorKind::NotFound, self.not_found(name)));
+        };
+        let path = self.record(name)?;
         std::fs::remove_file(&path)
             .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
         self.drop_blob_if_unused(&installed.digest)?;
@@ -177,14 +396,18 @@ impl PluginStore {
     }
 
     fn drop_blob_if_unused(&self, digest: &str) -> Result<()> {
-        if self.list()?.iter().any(|i| i.digest == digest) {
+        if self
+            .list()?
+            .iter()
+            .any(|i| i.digest == digest && i.source != Source::Builtin)
+        {
             return Ok(());
         }
-        match std::fs::remove_file(self.blob(digest)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
-                format!("cannot remove {}", self.blob(digest).display()),
-                e,
-            )),
+        let blob = self.blob(digest)?;
+        match std::fs::remove_file(&blob) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("cannot remove {}", blob.display()), e))
+            }
             _ => Ok(()),
         }
     }

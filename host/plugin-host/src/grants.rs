@@ -220,6 +220,33 @@ fn denied(plugin: &str, what: String) -> Error {
 }
 
 impl Grants {
+    /// What a built-in discovery plugin is granted when the configuration file does not name
+    /// it (`cairn discover` on a node with no configuration): read-only access to each of its
+    /// manifest's layout directories — requested optional and read-only, at a fixed path
+    /// under `${host-root}` that is not the node's root itself. Nothing else: no HTTP, no
+    /// writable directory, no path a setting names, not the whole node.
+    pub fn layout_defaults(manifest: &Manifest, host_root: &str) -> Grants {
+        let root = host_root.trim_end_matches('/');
+        let dirs = manifest
+            .capabilities
+            .dirs
+            .iter()
+            .filter(|d| d.optional && d.access == Access::ReadOnly)
+            .filter_map(|d| {
+                let rest = d.path.strip_prefix("${host-root}")?;
+                let fixed = rest.starts_with('/') && !rest.contains("${");
+                (fixed && normalize(Path::new(rest)) != Path::new("/")).then(|| DirGrant {
+                    path: PathBuf::from(format!("{root}{rest}")),
+                    access: Access::ReadOnly,
+                })
+            })
+            .collect();
+        Grants {
+            dirs,
+            ..Grants::default()
+        }
+    }
+
     /// Resolves what `manifest` requests under `config` and checks every request against
     /// these grants. `host_root` replaces `${host-root}` in directory paths (empty: the node's
     /// own root). A read-write directory that does not exist yet is created, once it is known
@@ -628,6 +655,47 @@ mod tests {
             grants.resolve(&m, &[], "").unwrap().limits.memory,
             512 << 20
         );
+    }
+
+    #[test]
+    fn layout_defaults_are_the_fixed_optional_read_only_directories_only() {
+        let m = manifest(
+            r#"
+            [[capabilities.dirs]]
+            mount = "/var/lib/kubelet"
+            path = "${host-root}/var/lib/kubelet"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/custom"
+            path = "${host-root}${path}"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/host"
+            path = "${host-root}/"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/host2"
+            path = "${host-root}/./"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/state"
+            path = "${host-root}/var/lib/state"
+            access = "read-write"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/etc"
+            path = "${host-root}/etc"
+            [[capabilities.dirs]]
+            mount = "/abs"
+            path = "/var/log/pods"
+            optional = true
+            "#,
+        );
+        let g = Grants::layout_defaults(&m, "/host/");
+        let paths: Vec<_> = g.dirs.iter().map(|d| d.path.clone()).collect();
+        assert_eq!(paths, [PathBuf::from("/host/var/lib/kubelet")]);
+        assert!(g.dirs.iter().all(|d| d.access == Access::ReadOnly));
+        assert!(g.http.is_empty() && g.memory_mib.is_none());
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod sandbox;
 pub mod storage;
 pub mod world;
 
-pub use catalog::{Installed, PluginStore};
+pub use catalog::{Builtin, Builtins, Install, Installed, PluginStore, Source};
 pub use compiled_cache::CompiledCache;
 pub use discovery::{Target, VolumeKind, discover};
 pub use grants::{Capabilities, DirGrant, GrantedDir, Grants, Limits};

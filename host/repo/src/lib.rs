@@ -34,6 +34,7 @@ pub use format::keyfile::{KdfLimits, KdfParams};
 pub use format::pack::{BlobType, Compression};
 pub use format::snapshot::{HookRun, Snapshot, Summary};
 pub use format::tree::{Name, Node, NodeKind, Tree};
+pub use glob::PathPatterns;
 pub use id::Id;
 pub use indexed::IndexedRepository;
 pub use repository::{Actor, InitOptions, OpenOptions, Repository};

@@ -19,6 +19,10 @@ pub struct SnapshotFilter {
     pub apps: Vec<String>,
     /// Any of these volume identities.
     pub volumes: Vec<String>,
+    /// Taken at or before this time (`--as-of`: `latest` is then the newest up to it).
+    pub until: Option<jiff::Timestamp>,
+    /// Taken at or after this time.
+    pub since: Option<jiff::Timestamp>,
 }
 
 impl SnapshotFilter {
@@ -33,6 +37,8 @@ impl SnapshotFilter {
                     .volume
                     .as_ref()
                     .is_some_and(|v| self.volumes.contains(v)))
+            && self.until.is_none_or(|t| snap.time <= t)
+            && self.since.is_none_or(|t| snap.time >= t)
     }
 }
 
@@ -52,7 +58,21 @@ pub fn find_snapshot(
             .into_iter()
             .rev()
             .find(|(_, s)| filter.matches(s))
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "no snapshot matches `latest`"));
+            .ok_or_else(|| {
+                let when = filter
+                    .until
+                    .map(|t| format!(" at or before {t}"))
+                    .unwrap_or_default();
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("no snapshot matches `latest`{when}"),
+                )
+            });
+    }
+    if filter.until.is_some() {
+        return Err(Error::invalid(format!(
+            "--as-of picks the newest snapshot up to a time: give `latest`, not the id `{spec}`"
+        )));
     }
     let id = repo
         .find_id(FileType::Snapshot, spec)

@@ -25,9 +25,13 @@ fn entries(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|l| !l.trim_ascii().is_empty() && !l.trim_ascii_start().starts_with(b"#"))
 }
 
-fn read_exclude_files(args: &BackupArgs) -> Result<Vec<String>> {
-    let mut out = args.exclude.clone();
-    for f in &args.exclude_file {
+/// The `--exclude` patterns and those of the `--exclude-file` files.
+pub(super) fn read_exclude_files(
+    exclude: &[String],
+    files: &[std::path::PathBuf],
+) -> Result<Vec<String>> {
+    let mut out = exclude.to_vec();
+    for f in files {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the exclude file {}", f.display()))?;
         // (Split at ASCII bytes, each entry is still UTF-8.)
@@ -76,7 +80,7 @@ fn options(ctx: &Ctx, args: &BackupArgs) -> Result<BackupOptions> {
     );
     opts.tags = args.tag.iter().filter(|t| !t.is_empty()).cloned().collect();
     opts.app = args.app.clone();
-    opts.excludes = read_exclude_files(args)?;
+    opts.excludes = read_exclude_files(&args.exclude, &args.exclude_file)?;
     opts.one_file_system = args.one_file_system;
     opts.dry_run = args.dry_run;
     opts.compression = match args.compression {

@@ -20,6 +20,9 @@ struct Shown<'a> {
 pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
     let apps = Apps::new(ctx.config()?)?;
     let found = ctx.discover(&(&args.source).into(), true)?;
+    if found.answered == 0 && found.failed.is_empty() && !found.absent.is_empty() {
+        tracing::warn!("{}", found.none_answered());
+    }
     let targets = &found.targets;
     let shown: Vec<Shown> = targets
         .iter()

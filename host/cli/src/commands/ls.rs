@@ -28,27 +28,6 @@ struct Entry<'a> {
     link_target: Option<String>,
 }
 
-fn mode_string(n: &Node) -> String {
-    let t = match n.kind {
-        NodeKind::Dir => 'd',
-        NodeKind::Symlink => 'l',
-        NodeKind::Fifo => 'p',
-        NodeKind::Socket => 's',
-        NodeKind::Chardev => 'c',
-        NodeKind::Blockdev => 'b',
-        NodeKind::File => '-',
-    };
-    let mut s = String::from(t);
-    for (i, c) in "rwxrwxrwx".chars().enumerate() {
-        s.push(if n.mode & (1 << (8 - i)) != 0 { c } else { '-' });
-    }
-    s
-}
-
-fn mtime(n: &Node) -> jiff::Timestamp {
-    jiff::Timestamp::from_nanosecond(i128::from(n.mtime)).unwrap_or_default()
-}
-
 pub fn run(ctx: &Ctx, args: LsArgs) -> Result<Outcome> {
     let repo = ctx.open()?;
     let (_, snap) = super::find(&repo, &args.snapshot, &args.filter)?;
@@ -66,23 +45,11 @@ pub fn run(ctx: &Ctx, args: LsArgs) -> Result<Outcome> {
                 user: n.user.as_deref(),
                 group: n.group.as_deref(),
                 size: n.size,
-                mtime: mtime(n).to_string(),
+                mtime: output::node_time(n.mtime).to_string(),
                 link_target: n.link_target.as_ref().map(|t| t.display()),
             })
         } else if args.long {
-            let link = n
-                .link_target
-                .as_ref()
-                .map(|t| format!(" -> {}", t.display()))
-                .unwrap_or_default();
-            output::line(format!(
-                "{} {:>8} {:>8} {:>12} {} {path}{link}",
-                mode_string(n),
-                n.user.clone().unwrap_or_else(|| n.uid.to_string()),
-                n.group.clone().unwrap_or_else(|| n.gid.to_string()),
-                n.size,
-                output::time(mtime(n)),
-            ))
+            output::line(output::long_line(path, n))
         } else {
             output::line(path)
         }

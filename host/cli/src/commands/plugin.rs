@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use cairn_plugin_host::{Installed, Manifest, Plugin};
+use cairn_plugin_host::{Installed, Manifest, Plugin, Source};
 use serde_json::{Value, json};
 
 use crate::Outcome;
@@ -67,13 +67,14 @@ fn requests(m: &Manifest) -> (String, Value) {
     (line, value)
 }
 
-fn summary(m: &Manifest, digest: &str) -> Value {
+fn summary(m: &Manifest, digest: &str, source: Source) -> Value {
     json!({
         "name": m.name,
         "version": m.version,
         "world": m.world,
         "description": m.description,
         "digest": digest,
+        "source": source.as_str(),
         "requests": requests(m).1,
     })
 }
@@ -83,20 +84,39 @@ fn install(ctx: &Ctx, args: PluginInstallArgs) -> Result<Outcome> {
     let wasm = read_component(&args.file)?;
     let runtime = ctx.plugin_runtime()?;
     let store = ctx.plugin_store()?;
-    let (plugin, previous) = store
-        .install(&runtime, &wasm, manifest)
+    let done = store
+        .install(&runtime, &wasm, manifest, args.override_builtin)
         .with_context(|| format!("cannot install {}", args.file.display()))?;
+    let (plugin, previous) = (&done.plugin, &done.replaced);
     let m = &plugin.manifest;
+    let source = if done.recorded {
+        Source::Installed
+    } else {
+        Source::Builtin
+    };
     if ctx.global.json {
-        let mut v = summary(m, &plugin.digest);
+        let mut v = summary(m, &plugin.digest, source);
+        v["installed"] = json!(done.recorded);
         v["replaced"] = json!(previous.as_ref().map(|p| &p.manifest.version));
         output::json(&v)?;
+    } else if !done.recorded {
+        output::line(format!(
+            "{} {} ({}) {} is built in: nothing to install",
+            m.name, m.version, plugin.world, plugin.digest
+        ))?;
     } else {
         let replaced = previous
+            .as_ref()
             .map(|p| format!(" (replacing version {})", p.manifest.version))
             .unwrap_or_default();
+        let instead =
+            if args.override_builtin && store.builtins().plugins.iter().any(|b| b.name == m.name) {
+                " instead of the built-in one"
+            } else {
+                ""
+            };
         output::line(format!(
-            "installed {} {} ({}) {}{replaced}",
+            "installed {} {} ({}) {}{replaced}{instead}",
             m.name, m.version, plugin.world, plugin.digest
         ))?;
         output::line(format!("requests: {}", requests(m).0))?;
@@ -105,26 +125,43 @@ fn install(ctx: &Ctx, args: PluginInstallArgs) -> Result<Outcome> {
 }
 
 fn list(ctx: &Ctx) -> Result<Outcome> {
-    let installed = ctx.plugin_store()?.list()?;
+    let store = ctx.plugins();
+    let listed = store.list()?;
+    let lacking = &store.builtins().lacking;
+    if !lacking.is_empty() {
+        tracing::warn!(
+            "this cairn was built without its built-in plugins ({}): {}",
+            lacking.join(", "),
+            store.builtins().why
+        );
+    }
     if ctx.global.json {
-        let v: Vec<Value> = installed
+        let v: Vec<Value> = listed
             .iter()
-            .map(|i| summary(&i.manifest, &i.digest))
+            .map(|i| summary(&i.manifest, &i.digest, i.source))
             .collect();
         output::json(&v)?;
         return Ok(Outcome::Ok);
     }
-    let rows: Vec<Vec<String>> = installed
+    let rows: Vec<Vec<String>> = listed
         .iter()
         .map(
             |Installed {
                  digest,
                  manifest: m,
+                 source,
+                 override_builtin,
              }| {
+                let source = match (source, override_builtin) {
+                    (Source::Installed, true) => "installed (overrides built-in)",
+                    (Source::Shadowed, _) => "installed (unused: built in)",
+                    (s, _) => s.as_str(),
+                };
                 vec![
                     m.name.clone(),
                     m.version.clone(),
                     m.world().to_string(),
+                    source.to_owned(),
                     digest.chars().take(19).collect(),
                     m.description.clone(),
                 ]
@@ -132,7 +169,14 @@ fn list(ctx: &Ctx) -> Result<Outcome> {
         )
         .collect();
     output::table(
-        &["name", "version", "world", "digest", "description"],
+        &[
+            "name",
+            "version",
+            "world",
+            "source",
+            "digest",
+            "description",
+        ],
         &rows,
     )?;
     Ok(Outcome::Ok)
@@ -141,12 +185,15 @@ fn list(ctx: &Ctx) -> Result<Outcome> {
 fn inspect(ctx: &Ctx, args: PluginInspectArgs) -> Result<Outcome> {
     let runtime = ctx.plugin_runtime()?;
     let file = Path::new(&args.plugin);
-    let plugin: Plugin = if args.plugin.ends_with(".wasm") || file.is_file() {
-        let manifest = manifest_for(file, args.manifest.as_deref())?;
-        runtime.load(&read_component(file)?, manifest)?
-    } else {
-        ctx.plugin_store()?.load(&runtime, &args.plugin)?
-    };
+    let (plugin, source): (Plugin, Option<Source>) =
+        if args.plugin.ends_with(".wasm") || file.is_file() {
+            let manifest = manifest_for(file, args.manifest.as_deref())?;
+            (runtime.load(&read_component(file)?, manifest)?, None)
+        } else {
+            let store = ctx.plugins();
+            let source = store.get(&args.plugin)?.source;
+            (store.load(&runtime, &args.plugin)?, Some(source))
+        };
     let m = &plugin.manifest;
     // Instances of this plugin in the configuration file, secrets redacted.
     let config = ctx.config()?;
@@ -193,7 +240,10 @@ fn inspect(ctx: &Ctx, args: PluginInspectArgs) -> Result<Outcome> {
         })
         .collect();
     if ctx.global.json {
-        let mut v = summary(m, &plugin.digest);
+        let mut v = summary(m, &plugin.digest, source.unwrap_or_default());
+        if source.is_none() {
+            v["source"] = json!("file");
+        }
         v["imports"] = json!(plugin.imports);
         v["exports"] = json!(plugin.exports);
         v["settings"] = json!(settings);
@@ -205,6 +255,10 @@ fn inspect(ctx: &Ctx, args: PluginInspectArgs) -> Result<Outcome> {
     output::line(format!("version:     {}", m.version))?;
     output::line(format!("world:       {}", m.world))?;
     output::line(format!("digest:      {}", plugin.digest))?;
+    output::line(format!(
+        "source:      {}",
+        source.map_or("file", Source::as_str)
+    ))?;
     output::line(format!("description: {}", m.description))?;
     output::line(format!("requests:    {}", requests(m).0))?;
     output::line("settings:")?;
@@ -243,7 +297,7 @@ fn inspect(ctx: &Ctx, args: PluginInspectArgs) -> Result<Outcome> {
 fn remove(ctx: &Ctx, args: PluginRemoveArgs) -> Result<Outcome> {
     let removed = ctx.plugin_store()?.remove(&args.name)?;
     if ctx.global.json {
-        output::json(&summary(&removed.manifest, &removed.digest))?;
+        output::json(&summary(&removed.manifest, &removed.digest, removed.source))?;
     } else if !ctx.global.quiet {
         output::line(format!(
             "removed {} {}",

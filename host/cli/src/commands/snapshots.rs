@@ -15,6 +15,9 @@ type Group<'a> = (Option<GroupKey>, Vec<&'a (Id, Snapshot)>);
 pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<Outcome> {
     let repo = ctx.open()?;
     let mut snaps = super::select(&repo, &args.ids, &args.filter)?;
+    snaps.retain(|(_, s)| {
+        args.before.is_none_or(|t| s.time < t) && args.after.is_none_or(|t| s.time >= t)
+    });
     let group_by = args.group_by.as_deref().map(GroupBy::parse).transpose()?;
     if let Some(n) = args.latest {
         let mut kept = std::collections::HashSet::new();

@@ -9,12 +9,13 @@ use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{header_read_hint, parse_header};
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
+use crate::repository::Repository;
 
 /// Reads the header of a pack.
 ///
 /// # Errors
 /// Backend errors or a corrupt header (named).
-pub fn read_pack_header(repo: &IndexedRepository, id: &Id, size: u64) -> Result<IndexPack> {
+pub fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<IndexPack> {
     let name = id.to_hex();
     let hint = header_read_hint(size);
     let tail = repo

@@ -19,6 +19,25 @@ pub fn walk(
     prefix: &str,
     visit: &mut dyn FnMut(&str, &Node) -> Result<bool>,
 ) -> Result<()> {
+    walk_at(
+        repo,
+        tree,
+        prefix,
+        &mut |path, node, _| visit(path, node),
+        0,
+    )
+}
+
+/// [`walk`], telling `visit` the id of the tree each node is in as well.
+///
+/// # Errors
+/// As [`walk`].
+pub fn walk_in_trees(
+    repo: &IndexedRepository,
+    tree: Id,
+    prefix: &str,
+    visit: &mut dyn FnMut(&str, &Node, &Id) -> Result<bool>,
+) -> Result<()> {
     walk_at(repo, tree, prefix, visit, 0)
 }
 
@@ -26,7 +45,7 @@ fn walk_at(
     repo: &IndexedRepository,
     tree: Id,
     prefix: &str,
-    visit: &mut dyn FnMut(&str, &Node) -> Result<bool>,
+    visit: &mut dyn FnMut(&str, &Node, &Id) -> Result<bool>,
     depth: usize,
 ) -> Result<()> {
     if depth >= MAX_DEPTH {
@@ -37,7 +56,7 @@ fn walk_at(
     let t = repo.load_tree(&tree)?;
     for node in &t.nodes {
         let path = format!("{}/{}", prefix.trim_end_matches('/'), node.name.display());
-        let descend = visit(&path, node)?;
+        let descend = visit(&path, node, &tree)?;
         if descend
             && node.kind == NodeKind::Dir
             && let Some(sub) = node.subtree
