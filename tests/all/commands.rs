@@ -130,13 +130,38 @@ fn ls_diff_dump_cat_stats() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // restic's shape: the snapshot first, then one node a line.
+    assert_eq!(json_lines[0]["struct_type"], "snapshot");
+    assert_eq!(json_lines[0]["id"], second);
+    assert!(json_lines[1..].iter().all(|e| e["struct_type"] == "node"
+        && e["message_type"] == "node"
+        && e["name"].is_string()
+        && e["permissions"].is_string()));
     assert!(
-        json_lines
+        json_lines[1..]
             .iter()
             .any(|e| e["path"].as_str().unwrap().ends_with("dir/new.txt")
+                && e["name"] == "new.txt"
                 && e["type"] == "file"
                 && e["size"] == 3)
     );
+
+    let changes: Vec<serde_json::Value> = env
+        .run(&["diff", "--json", &first, &second])
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, each) = changes.split_last().unwrap();
+    assert!(
+        each.iter().any(|c| c["message_type"] == "change"
+            && c["modifier"] == "+"
+            && c["path"] == format!("{s}/dir/new.txt")),
+        "{changes:?}"
+    );
+    assert_eq!(last["message_type"], "statistics");
+    assert_eq!(last["source_snapshot"], first);
+    assert_eq!(last["added"]["files"], 1, "{last}");
 
     let diff = env.run(&["diff", &first, &second]);
     let out = diff.ok();
@@ -182,6 +207,23 @@ fn ls_diff_dump_cat_stats() {
     assert_eq!(stats["snapshots"], 2);
     assert!(stats["dedup_ratio"].as_f64().unwrap() > 1.0, "{stats}");
     assert!(stats["restore_size"].as_u64().unwrap() > 10_000);
+    // restic's modes: two snapshots of mostly the same files.
+    let mode = |m: &str| env.run(&["stats", "--json", "--mode", m]).json();
+    let restore = mode("restore-size");
+    let by_contents = mode("files-by-contents");
+    let raw = mode("raw-data");
+    assert_eq!(restore["total_size"], stats["restore_size"]);
+    assert_eq!(restore["snapshots_count"], 2);
+    assert!(
+        by_contents["total_file_count"].as_u64().unwrap()
+            < restore["total_file_count"].as_u64().unwrap(),
+        "{by_contents} {restore}"
+    );
+    assert!(by_contents["total_size"].as_u64().unwrap() < restore["total_size"].as_u64().unwrap());
+    assert_eq!(raw["total_blob_count"], stats["blobs"]);
+    assert!(mode("blobs-per-file")["total_size"].as_u64().unwrap() > 0);
+    let text = env.run(&["stats", "--mode", "raw-data"]).ok().to_owned();
+    assert!(text.contains("Stats in raw-data mode"), "{text}");
 }
 
 #[test]
@@ -307,6 +349,41 @@ fn stdin_backup() {
     );
     let snap = env.run(&["snapshots", "--json"]).json();
     assert_eq!(snap[0]["paths"], serde_json::json!(["/db.dump"]));
+    assert_eq!(snap[0]["summary"]["total_bytes_processed"], 3 << 20);
+
+    // A name with directories is stored with them; one that climbs is refused.
+    let r = env.run(&[
+        "backup",
+        "--quiet",
+        "--stdin-filename",
+        "dumps/shop/db.sql",
+        "--stdin-from-command",
+        "--",
+        "sh",
+        "-c",
+        "echo nested",
+    ]);
+    r.ok();
+    assert_eq!(
+        env.run(&["dump", "latest", "/dumps/shop/db.sql"]).ok(),
+        "nested\n"
+    );
+    for bad in ["../x", "a//b", "a/./b", ""] {
+        let r = env.run(&[
+            "backup",
+            "--stdin-filename",
+            bad,
+            "--stdin-from-command",
+            "--",
+            "true",
+        ]);
+        assert_eq!(r.code, 1, "{bad}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("not a valid file name"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
 }
 
 /// The `paths` of the first snapshot of a `snapshots --json` list, sorted.
@@ -576,6 +653,31 @@ fn restic_flags_people_type() {
     assert_eq!(env.run(&["snapshots", "--no-such-flag"]).code, 1);
     assert_eq!(env.run(&["snapshots", "--help"]).code, 0);
 
+    // forget --json: restic's groups of keep, remove and reasons.
+    let groups = env
+        .run(&[
+            "forget",
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "--json",
+            "--host",
+            &here,
+        ])
+        .json();
+    let g = &groups[0];
+    assert_eq!(g["host"], here.as_str(), "{groups}");
+    assert_eq!(g["keep"].as_array().unwrap().len(), 1, "{groups}");
+    assert_eq!(g["remove"].as_array().unwrap().len(), 2, "{groups}");
+    assert_eq!(g["keep"][0]["time"], "2026-03-03T01:00:00Z");
+    assert!(g["remove"][0]["id"].is_string());
+    assert_eq!(g["reasons"][0]["snapshot"]["id"], g["keep"][0]["id"]);
+    assert!(
+        g["reasons"][0]["matches"].as_array().unwrap().len() == 1,
+        "{groups}"
+    );
+    assert_eq!(env.snapshot_ids().len(), 4, "a dry run");
+
     let compact = env.run(&["snapshots", "--compact"]);
     let header = compact.ok().lines().next().unwrap().to_owned();
     assert!(
@@ -635,5 +737,66 @@ fn restic_flags_people_type() {
             src.join("dir/b.txt").display().to_string(),
             src.join("dir/cache").display().to_string(),
         ]
+    );
+}
+
+/// Include patterns of `restore SNAPSHOT:SUBPATH` apply below the subpath, as restic's: with
+/// a leading `/` from its root, with another `/` at any depth, without one by name; a pattern
+/// that matches nothing is said.
+#[test]
+fn restore_patterns_are_anchored_below_the_subpath() {
+    let env = TestEnv::with_repo();
+    let src = env.path("src");
+    for (rel, data) in [
+        ("sub/etc/app.yaml", "a"),
+        ("sub/etc/nested/deep.conf", "d"),
+        ("sub/var/etc/other.yaml", "o"),
+        ("sub/top.txt", "t"),
+    ] {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    env.run(&["backup", "--quiet", s]).ok();
+    let spec = format!("latest:{s}/sub");
+    let restored = |name: &str, include: &str| -> (Vec<String>, String) {
+        let out = env.path(name);
+        let r = env.run(&[
+            "restore",
+            &spec,
+            "--target",
+            out.to_str().unwrap(),
+            "--include",
+            include,
+        ]);
+        r.ok();
+        let files = if out.exists() {
+            tree_of(&out).into_iter().map(|(p, _)| p).collect()
+        } else {
+            Vec::new()
+        };
+        (files, r.stderr)
+    };
+    let under_etc = ["etc/app.yaml", "etc/nested/deep.conf"];
+    let any_etc = ["etc/app.yaml", "etc/nested/deep.conf", "var/etc/other.yaml"];
+    for (dir, include, want) in [
+        ("a", "etc/*", &any_etc[..]),
+        ("b", "/etc/*", &under_etc[..]),
+        ("c", "etc/**", &any_etc[..]),
+        ("d", "*.yaml", &["etc/app.yaml", "var/etc/other.yaml"][..]),
+        ("e", "/etc", &under_etc[..]),
+    ] {
+        assert_eq!(restored(dir, include).0, want, "--include {include}");
+    }
+    let (files, stderr) = restored("f", "/sub/etc/*");
+    assert!(files.is_empty(), "{files:?}");
+    assert!(
+        stderr.contains("--include `/sub/etc/*` matches nothing")
+            && stderr.contains(&format!(
+                "below /{}",
+                format!("{s}/sub").trim_start_matches('/')
+            )),
+        "{stderr}"
     );
 }

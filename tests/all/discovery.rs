@@ -633,7 +633,7 @@ fn unprotected_lists_what_no_app_covers() {
         .map(|t| {
             (
                 t["identity"].as_str().unwrap().to_owned(),
-                t["apps"].clone(),
+                t["covering_apps"].clone(),
             )
         })
         .collect();

@@ -140,10 +140,10 @@ grant = {{ http = ["127.0.0.1:{port}"] }}
         b"flushed by pre-backup"
     );
     assert!(!cache.join("after.txt").exists());
-    // The dump is its own snapshot, whole.
+    // The dump is its own snapshot, whole, at the path the hook named.
     let dump = restored(&env, "apps/shop/db/export.bin");
     assert_eq!(
-        std::fs::read(dump.join("export.bin")).unwrap(),
+        std::fs::read(dump.join("db/export.bin")).unwrap(),
         export(3 << 20)
     );
     assert_eq!(
@@ -190,6 +190,14 @@ grant = {{ http = ["127.0.0.1:{port}"] }}
         "{hooks}"
     );
     assert_eq!(snaps[0]["app"], "shop");
+    // `latest` among several volumes' snapshots names them and asks for one.
+    let r = env.run(&["ls", "latest"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("`latest` is ambiguous") && r.stderr.contains("--volume"),
+        "{}",
+        r.stderr
+    );
 
     // A restore for the app runs its restore hooks around it.
     let target = env.path("new-pod-cache");
@@ -470,16 +478,26 @@ fn an_app_of_only_a_dump_needs_no_discovery() {
     env.install_plugin("http-dump").ok();
     env.configure(&format!(
         "[apps.db]\n[[apps.db.hooks]]\nplugin = \"http-dump\"\n\
-         config = {{ url = \"{}/export\", file = \"db.sql\" }}\n\
+         config = {{ url = \"{}/export\", file = \"dumps/db.sql\" }}\n\
          grant = {{ http = [\"127.0.0.1:{}\"] }}\n",
         server.url(),
         server.port
     ));
     env.init().ok();
     env.run(&["backup", "--for-app", "db"]).ok();
-    assert_eq!(volumes(&env), ["apps/db/db.sql"]);
-    let dump = restored(&env, "apps/db/db.sql");
-    assert_eq!(std::fs::read(dump.join("db.sql")).unwrap(), export(100_000));
+    assert_eq!(volumes(&env), ["apps/db/dumps/db.sql"]);
+    // Stored under the path the hook gave, with its size counted.
+    let snap = env.run(&["snapshots", "--json", "latest"]).json();
+    assert_eq!(snap[0]["paths"][0], "/dumps/db.sql", "{snap}");
+    assert_eq!(
+        snap[0]["summary"]["total_bytes_processed"], 100_000,
+        "{snap}"
+    );
+    let dump = restored(&env, "apps/db/dumps/db.sql");
+    assert_eq!(
+        std::fs::read(dump.join("dumps/db.sql")).unwrap(),
+        export(100_000)
+    );
     // The built-in discovery plugins see nothing here: one error, with every reason.
     let run = env.run(&["backup", "--all-discovered"]);
     assert_eq!(run.code, 1);

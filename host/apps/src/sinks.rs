@@ -104,7 +104,7 @@ impl Sinks for StreamSinks {
                  was refused (write several dumps into one file, or split the hook)"
             )));
         }
-        let filename = path.rsplit('/').next().unwrap_or(path).to_owned();
+        let filename = path.to_owned();
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let finished = Arc::new(AtomicBool::new(false));
         let mut opts = self.opts.clone();

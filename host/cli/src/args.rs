@@ -710,6 +710,22 @@ pub struct StatsArgs {
     pub filter: FilterArgs,
     /// Snapshots (default: all).
     pub ids: Vec<String>,
+    /// One of restic's counts, in its words (default: cairn's whole report).
+    #[arg(long, value_enum)]
+    pub mode: Option<StatsMode>,
+}
+
+/// restic's `stats --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsMode {
+    /// What a restore of each snapshot would write.
+    RestoreSize,
+    /// Files with distinct content, each counted once.
+    FilesByContents,
+    /// The distinct blobs, as stored before compression.
+    RawData,
+    /// Each distinct file's distinct blobs.
+    BlobsPerFile,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -121,6 +121,15 @@ pub fn long_line(path: &str, n: &cairn_repo::Node) -> String {
     )
 }
 
+/// A snapshot as `snapshots --json` prints it (restic's shape): its fields, `id` and
+/// `short_id`.
+pub fn snapshot_json(id: &cairn_repo::Id, snap: &cairn_repo::Snapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(snap).unwrap_or_default();
+    v["id"] = serde_json::json!(id);
+    v["short_id"] = serde_json::json!(id.short());
+    v
+}
+
 /// A node's time (ns since the epoch, as stored).
 pub fn node_time(ns: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or_default()

@@ -264,7 +264,7 @@ impl SnapshotFs {
                 let size = match node.kind {
                     NodeKind::Symlink => node.link_target.as_ref().map_or(0, |t| t.0.len() as u64),
                     NodeKind::Dir => 0,
-                    _ => node.size,
+                    _ => node.size.min(i64::MAX as u64),
                 };
                 FileAttr {
                     ino: INodeNo(ino),
@@ -368,11 +368,13 @@ impl SnapshotFs {
             let mut at = 0u64;
             let mut list = Vec::with_capacity(content.len());
             for b in &content {
-                let len = repo
-                    .index()
-                    .get(b)
-                    .map_or(0, |l| u64::from(l.entry.raw_length));
-                at += len;
+                let Some(loc) = repo.index().get(b) else {
+                    tracing::warn!(
+                        "blob {b} of a file is not in the index: the file cannot be read"
+                    );
+                    return Err(Errno::EIO);
+                };
+                at = at.saturating_add(u64::from(loc.entry.raw_length));
                 list.push(at);
             }
             *ends = Some(Arc::new(list));
@@ -406,9 +408,15 @@ impl SnapshotFs {
         while i < content.len() && offset + (out.len() as u64) < end {
             let start = if i == 0 { 0 } else { ends[i - 1] };
             let data = self.blob(&repo, &content[i]).map_err(|e| errno(&e))?;
-            let from = (offset + out.len() as u64 - start) as usize;
-            let to = ((end - start) as usize).min(data.len());
-            if from >= to {
+            // The blob must be as long as the index says, and the read inside it.
+            let (Some(from), Some(to)) = (
+                (offset + out.len() as u64).checked_sub(start),
+                end.checked_sub(start),
+            ) else {
+                return Err(Errno::EIO);
+            };
+            let (from, to) = (from as usize, (to as usize).min(data.len()));
+            if data.len() as u64 != ends[i] - start || from >= to {
                 return Err(Errno::EIO);
             }
             out.extend_from_slice(&data[from..to]);
@@ -440,8 +448,14 @@ impl Filesystem for SnapshotFs {
         let Some((_, ino)) = children.iter().find(|(n, _)| n == name.as_bytes()) else {
             return reply.error(Errno::ENOENT);
         };
+        // What a layout name leads to changes as snapshots come and go.
+        let ttl = if matches!(st.inodes.get(&parent.0), Some(Inode::Layout(_))) {
+            LAYOUT_TTL
+        } else {
+            Self::ttl(&st, *ino)
+        };
         match self.attr(&st, *ino) {
-            Some(attr) => reply.entry(&Self::ttl(&st, *ino), &attr, Generation(0)),
+            Some(attr) => reply.entry(&ttl, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }

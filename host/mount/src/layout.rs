@@ -113,8 +113,11 @@ impl Dir {
                 d.link_latest();
             }
         }
+        // (A nested directory named `latest` keeps its name; the list then has no link.)
         if let Some((_, name)) = newest {
-            self.entries.insert("latest".into(), Entry::Link(name));
+            self.entries
+                .entry("latest".into())
+                .or_insert(Entry::Link(name));
         }
     }
 }
@@ -125,11 +128,19 @@ pub fn layout(snapshots: &[(Id, Snapshot)]) -> Dir {
     for top in ["snapshots", "ids", "hosts", "tags", "apps", "volumes"] {
         root.entries.insert(top.into(), Entry::Dir(Dir::default()));
     }
+    // An app or volume name nests at most this deep; the rest is one name.
+    const MAX_NESTING: usize = 8;
     let nested = |s: &str| -> Vec<String> {
-        s.split('/')
-            .filter(|p| !p.is_empty())
-            .map(component)
-            .collect()
+        let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty()).collect();
+        let mut out: Vec<String> = parts
+            .iter()
+            .take(MAX_NESTING - 1)
+            .map(|p| component(p))
+            .collect();
+        if parts.len() >= MAX_NESTING {
+            out.push(component(&parts[MAX_NESTING - 1..].join("_")));
+        }
+        out
     };
     for (id, snap) in snapshots {
         let name = time_name(snap.time);
@@ -265,6 +276,18 @@ mod tests {
                 .contains_key(&Id([3; 32]).short())
         );
         assert_eq!(component(&"x".repeat(300)).len(), 255);
+        let deep = "a/".repeat(30_000);
+        let root = layout(&[(
+            Id([4; 32]),
+            snap("2026-03-01T01:00:00Z", "h", &[], Some(&deep), None),
+        )]);
+        let mut d = dir(&root, &["apps"]);
+        let mut depth = 0;
+        while let Some(Entry::Dir(next)) = d.entries.values().find(|e| matches!(e, Entry::Dir(_))) {
+            d = next;
+            depth += 1;
+        }
+        assert_eq!(depth, 8, "nesting is bounded");
         assert_eq!(component(""), "_");
     }
 }

@@ -199,14 +199,25 @@ impl PluginStore {
     ) -> Result<Install> {
         let plugin = runtime.load(wasm, manifest)?;
         let name = plugin.manifest.name.clone();
+        if override_builtin && self.builtin(&name).is_none() {
+            return Err(Error::invalid(format!(
+                "--override-builtin: no plugin `{name}` is built in; install it without the flag"
+            )));
+        }
         if let Some(b) = self.builtin(&name)
             && !override_builtin
         {
             let builtin = crate::runtime::digest(b.wasm);
             if builtin == plugin.digest {
+                // The built-in component itself: an override installed before goes, and the
+                // built-in plugin is used again.
+                let replaced = self.installed(&name)?;
+                if replaced.is_some() {
+                    self.remove(&name)?;
+                }
                 return Ok(Install {
                     plugin,
-                    replaced: None,
+                    replaced,
                     recorded: false,
                 });
             }

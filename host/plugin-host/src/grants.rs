@@ -234,7 +234,8 @@ impl Grants {
             .filter(|d| d.optional && d.access == Access::ReadOnly)
             .filter_map(|d| {
                 let rest = d.path.strip_prefix("${host-root}")?;
-                let fixed = rest.starts_with('/') && !rest.contains("${");
+                let clean = rest.split('/').all(|c| c != "." && c != "..");
+                let fixed = rest.starts_with('/') && !rest.contains("${") && clean;
                 (fixed && normalize(Path::new(rest)) != Path::new("/")).then(|| DirGrant {
                     path: PathBuf::from(format!("{root}{rest}")),
                     access: Access::ReadOnly,
@@ -688,6 +689,10 @@ mod tests {
             [[capabilities.dirs]]
             mount = "/abs"
             path = "/var/log/pods"
+            optional = true
+            [[capabilities.dirs]]
+            mount = "/up"
+            path = "${host-root}/var/../etc"
             optional = true
             "#,
         );

@@ -53,21 +53,40 @@ pub fn find_snapshot(
     filter: &SnapshotFilter,
 ) -> Result<(Id, Snapshot)> {
     if spec == "latest" {
-        return repo
+        let matching: Vec<(Id, Snapshot)> = repo
             .snapshots()?
             .into_iter()
-            .rev()
-            .find(|(_, s)| filter.matches(s))
-            .ok_or_else(|| {
-                let when = filter
-                    .until
-                    .map(|t| format!(" at or before {t}"))
-                    .unwrap_or_default();
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!("no snapshot matches `latest`{when}"),
-                )
-            });
+            .filter(|(_, s)| filter.matches(s))
+            .collect();
+        // The newest of several volumes' snapshots is seldom the one meant.
+        let mut volumes: Vec<Option<&str>> =
+            matching.iter().map(|(_, s)| s.volume.as_deref()).collect();
+        volumes.sort_unstable();
+        volumes.dedup();
+        if volumes.len() > 1 {
+            let named: Vec<&str> = volumes
+                .iter()
+                .map(|v| v.unwrap_or("(none)"))
+                .take(5)
+                .collect();
+            return Err(Error::invalid(format!(
+                "`latest` is ambiguous: snapshots of {} volumes match ({}{}); choose one with \
+                 --volume IDENTITY",
+                volumes.len(),
+                named.join(", "),
+                if volumes.len() > 5 { ", …" } else { "" }
+            )));
+        }
+        return matching.into_iter().next_back().ok_or_else(|| {
+            let when = filter
+                .until
+                .map(|t| format!(" at or before {t}"))
+                .unwrap_or_default();
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no snapshot matches `latest`{when}"),
+            )
+        });
     }
     if filter.until.is_some() {
         return Err(Error::invalid(format!(

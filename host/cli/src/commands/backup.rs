@@ -217,6 +217,9 @@ pub(super) fn report(
         }))?;
     } else if !ctx.global.quiet {
         let snap = &outcome.snapshot;
+        if let Some(v) = volume {
+            output::line(format!("volume {v}:"))?;
+        }
         if let Some(p) = snap.parent {
             output::line(format!("using parent snapshot {}", p.short()))?;
         }

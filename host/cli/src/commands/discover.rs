@@ -13,8 +13,8 @@ use cairn_apps::plan::Apps;
 struct Shown<'a> {
     #[serde(flatten)]
     target: &'a cairn_plugin_host::Target,
-    /// The configured apps that cover it.
-    apps: Vec<&'a str>,
+    /// The configured apps that cover it (`app` is the one the plugin derived).
+    covering_apps: Vec<&'a str>,
 }
 
 pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
@@ -28,9 +28,9 @@ pub fn run(ctx: &Ctx, args: DiscoverArgs) -> Result<Outcome> {
         .iter()
         .map(|t| Shown {
             target: t,
-            apps: apps.covering(t),
+            covering_apps: apps.covering(t),
         })
-        .filter(|s| !args.unprotected || s.apps.is_empty())
+        .filter(|s| !args.unprotected || s.covering_apps.is_empty())
         .collect();
     if ctx.global.json {
         output::json(&shown)?;

@@ -71,7 +71,32 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<Outcome> {
             .collect();
         let groups = apply_policy(&snaps, group_by, &policy, &jiff::tz::TimeZone::system());
         if ctx.global.json {
-            output::json(&groups)?;
+            // restic's shape: per group its key, the snapshots kept and removed, and why.
+            let by_id: std::collections::HashMap<_, _> =
+                snaps.iter().map(|(i, s)| (*i, s)).collect();
+            let shown = |id: &cairn_repo::Id| {
+                by_id
+                    .get(id)
+                    .map_or(serde_json::Value::Null, |s| output::snapshot_json(id, s))
+            };
+            let v: Vec<serde_json::Value> = groups
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "host": g.key.hostname,
+                        "paths": g.key.paths,
+                        "tags": g.key.tags,
+                        "app": g.key.app,
+                        "keep": g.keep.iter().map(|k| shown(&k.id)).collect::<Vec<_>>(),
+                        "remove": g.remove.iter().map(|(id, _)| shown(id)).collect::<Vec<_>>(),
+                        "reasons": g.keep.iter().map(|k| serde_json::json!({
+                            "snapshot": shown(&k.id),
+                            "matches": k.reasons,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            output::json(&v)?;
         }
         for g in &groups {
             to_remove.extend(g.remove.iter().map(|(id, _)| *id));

@@ -100,8 +100,13 @@ fn install(ctx: &Ctx, args: PluginInstallArgs) -> Result<Outcome> {
         v["replaced"] = json!(previous.as_ref().map(|p| &p.manifest.version));
         output::json(&v)?;
     } else if !done.recorded {
+        let back = if previous.is_some() {
+            "; the override installed before is removed"
+        } else {
+            ""
+        };
         output::line(format!(
-            "{} {} ({}) {} is built in: nothing to install",
+            "{} {} ({}) {} is built in: nothing to install{back}",
             m.name, m.version, plugin.world, plugin.digest
         ))?;
     } else {
@@ -138,7 +143,11 @@ fn list(ctx: &Ctx) -> Result<Outcome> {
     if ctx.global.json {
         let v: Vec<Value> = listed
             .iter()
-            .map(|i| summary(&i.manifest, &i.digest, i.source))
+            .map(|i| {
+                let mut v = summary(&i.manifest, &i.digest, i.source);
+                v["override_builtin"] = json!(i.override_builtin);
+                v
+            })
             .collect();
         output::json(&v)?;
         return Ok(Outcome::Ok);

@@ -28,6 +28,7 @@ pub fn run(ctx: &Ctx, command: RepairCommand) -> Result<Outcome> {
                     "packs": r.packs,
                     "blobs": r.blobs,
                     "unreadable_packs": r.unreadable.iter().map(|(id, why)| json!({"id": id, "error": why})).collect::<Vec<_>>(),
+                    "kept_from_old_index": r.kept_from_old,
                     "index_files_written": r.written,
                     "index_files_removed": r.removed,
                     "dry_run": a.dry_run,
@@ -38,11 +39,18 @@ pub fn run(ctx: &Ctx, command: RepairCommand) -> Result<Outcome> {
                     "read {} packs ({} blobs); {would} {} index files in place of {}",
                     r.packs, r.blobs, r.written, r.removed
                 ))?;
-                if !r.unreadable.is_empty() {
+                if r.kept_from_old > 0 {
+                    output::line(format!(
+                        "{} packs have unreadable headers: what the old index said of them is \
+                         kept (`cairn check --read-data` tells whether their blobs are whole)",
+                        r.kept_from_old
+                    ))?;
+                }
+                if r.unreadable.len() > r.kept_from_old {
                     output::line(format!(
                         "{} packs are unreadable and not indexed: run `cairn repair snapshots` \
                          so that the snapshots needing them can be restored",
-                        r.unreadable.len()
+                        r.unreadable.len() - r.kept_from_old
                     ))?;
                 }
             }

@@ -38,12 +38,7 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<Outcome> {
         let list = |members: &[&(Id, Snapshot)]| -> Vec<serde_json::Value> {
             members
                 .iter()
-                .map(|(id, s)| {
-                    let mut v = serde_json::to_value(s).expect("snapshot serializes");
-                    v["id"] = serde_json::json!(id);
-                    v["short_id"] = serde_json::json!(id.short());
-                    v
-                })
+                .map(|(id, s)| output::snapshot_json(id, s))
                 .collect()
         };
         match group_by {

@@ -797,28 +797,47 @@ fn run_backup(
             reader,
             finish,
         } => {
-            if filename.is_empty() || filename.contains('/') {
+            // A relative path of clean components: `db/export.json` is stored as such.
+            let parts: Vec<&str> = filename.trim_start_matches('/').split('/').collect();
+            if parts.len() > 32
+                || parts
+                    .iter()
+                    .any(|p| p.is_empty() || *p == "." || *p == ".." || p.len() > 255)
+            {
                 return Err(Error::invalid(format!(
-                    "`{filename}` is not a valid file name for stdin"
+                    "`{filename}` is not a valid file name for a stream (a relative path of \
+                     names, such as db/export.sql)"
                 )));
             }
-            let shown = vec![format!("/{filename}")];
+            let shown = vec![format!("/{}", parts.join("/"))];
             let parent = find_parent(repo, opts, &shown)?;
             let result = (|| {
                 let (content, size) = run.save_stream(reader)?;
                 if let Some(f) = finish {
                     f()?;
                 }
-                let mut node = Node::new(Name(filename.into_bytes()), NodeKind::File);
-                node.mode = 0o600;
-                (node.uid, node.gid) = run.uid_gid;
+                let (name, dirs) = parts.split_last().expect("one part at least");
                 let now = time.as_nanosecond() as i64;
-                (node.mtime, node.atime, node.ctime) = (now, now, now);
+                let made = |name: &str, kind: NodeKind, mode: u32| {
+                    let mut node = Node::new(Name(name.as_bytes().to_vec()), kind);
+                    node.mode = mode;
+                    (node.uid, node.gid) = run.uid_gid;
+                    (node.mtime, node.atime, node.ctime) = (now, now, now);
+                    node
+                };
+                let mut node = made(name, NodeKind::File, 0o600);
                 node.content = Some(content);
                 node.size = size;
                 run.counts.files.fetch_add(1, Ordering::Relaxed);
                 run.counts.files_new.fetch_add(1, Ordering::Relaxed);
-                run.save_tree(vec![node], None)
+                run.counts.bytes.fetch_add(size, Ordering::Relaxed);
+                let mut tree = run.save_tree(vec![node], None)?;
+                for dir in dirs.iter().rev() {
+                    let mut node = made(dir, NodeKind::Dir, 0o700);
+                    node.subtree = Some(tree);
+                    tree = run.save_tree(vec![node], None)?;
+                }
+                Ok(tree)
             })();
             (shown, result.map(|tree| (tree, parent.map(|p| p.0))))
         }

@@ -37,10 +37,30 @@ pub struct Search {
 
 enum Mode {
     Pattern(PathPatterns, bool),
-    Objects {
-        blobs: Vec<String>,
-        trees: Vec<String>,
-    },
+    Objects { blobs: Ids, trees: Ids },
+}
+
+/// Ids to look for: whole ones in a set (`--pack` gives thousands), prefixes in a list.
+#[derive(Default)]
+struct Ids {
+    whole: HashSet<Id>,
+    prefixes: Vec<String>,
+}
+
+impl Ids {
+    fn new(given: &[String]) -> Ids {
+        let mut ids = Ids::default();
+        for s in given {
+            let s = s.to_ascii_lowercase();
+            match s.parse::<Id>() {
+                Ok(id) if s.len() == 64 => {
+                    ids.whole.insert(id);
+                }
+                _ => ids.prefixes.push(s),
+            }
+        }
+        ids
+    }
 }
 
 /// One entry found.
@@ -85,10 +105,9 @@ impl Search {
             }
         }
         let mode = if objects {
-            let lower = |v: &[String]| v.iter().map(|s| s.to_ascii_lowercase()).collect();
             Mode::Objects {
-                blobs: lower(&query.blobs),
-                trees: lower(&query.trees),
+                blobs: Ids::new(&query.blobs),
+                trees: Ids::new(&query.trees),
             }
         } else {
             if query.patterns.is_empty() {
@@ -189,13 +208,16 @@ impl Search {
     }
 }
 
-/// `id` when one of `prefixes` starts its hex.
-fn matching(prefixes: &[String], id: &Id) -> Option<Id> {
-    if prefixes.is_empty() {
+/// `id` when it is one of `ids` or starts with one of their prefixes.
+fn matching(ids: &Ids, id: &Id) -> Option<Id> {
+    if ids.whole.contains(id) {
+        return Some(*id);
+    }
+    if ids.prefixes.is_empty() {
         return None;
     }
     let hex = id.to_string();
-    prefixes
+    ids.prefixes
         .iter()
         .any(|p| hex.starts_with(p.as_str()))
         .then_some(*id)

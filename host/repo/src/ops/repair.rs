@@ -1,13 +1,13 @@
 //! `repair index` (a new index from the packs' own headers) and `repair snapshots` (trees
 //! rebuilt without what cannot be read), as restic's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
@@ -29,6 +29,8 @@ pub struct IndexRepair {
     pub blobs: usize,
     /// Packs whose header could not be read (left alone, not indexed), with why.
     pub unreadable: Vec<(Id, String)>,
+    /// Unreadable packs whose entries the old index had, carried over.
+    pub kept_from_old: usize,
     /// Index files written.
     pub written: usize,
     /// Old index files removed.
@@ -45,6 +47,12 @@ pub struct IndexRepair {
 pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<IndexRepair> {
     let old = repo.backend().list(FileType::Index)?;
     let packs = repo.packs()?;
+    if packs.is_empty() && !old.is_empty() {
+        return Err(Error::invalid(
+            "the store lists no packs but the index names some: nothing is changed (is the \
+             location right, and the store reachable?)",
+        ));
+    }
     let results: Vec<_> = crate::ops::in_pool(0, repo.backend().connections(), || {
         Ok(packs
             .par_iter()
@@ -67,6 +75,25 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<IndexRepair> {
                 files.last_mut().expect("one file").packs.push(pack);
             }
             Err(e) => report.unreadable.push((id, e.to_string())),
+        }
+    }
+    // What the old index knew of a pack whose header cannot be read now is kept: the header
+    // may be damaged while the blobs are whole, or the read failed for a while.
+    if !report.unreadable.is_empty() {
+        let lost: HashSet<Id> = report.unreadable.iter().map(|(id, _)| *id).collect();
+        let mut kept = HashSet::new();
+        for (name, _) in &old {
+            let Ok(id) = name.parse::<Id>() else { continue };
+            let Ok(file) = repo.load_file::<IndexFile>(FileType::Index, &id) else {
+                continue;
+            };
+            for pack in file.packs {
+                if lost.contains(&pack.id) && kept.insert(pack.id) {
+                    report.blobs += pack.blobs.len();
+                    report.kept_from_old += 1;
+                    files.last_mut().expect("one file").packs.push(pack);
+                }
+            }
         }
     }
     files.retain(|f| !f.packs.is_empty());
@@ -107,6 +134,10 @@ struct Repair<'a> {
 }
 
 impl TreeEdit for Repair<'_> {
+    fn by_path(&self) -> bool {
+        false
+    }
+
     fn node(&self, path: &str, mut node: Node) -> Option<Node> {
         if node.kind != NodeKind::File {
             return Some(node);
@@ -146,7 +177,9 @@ impl TreeEdit for Repair<'_> {
     }
 
     fn unreadable(&self, path: &str, error: &Error) -> bool {
-        if path == "/" {
+        // Only damage is repaired: a failing store or an interruption stops the repair.
+        let damaged = matches!(error.kind(), ErrorKind::Corrupt | ErrorKind::NotFound);
+        if path == "/" || !damaged {
             return false;
         }
         self.changes.lock().expect("changes lock").insert(

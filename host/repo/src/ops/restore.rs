@@ -154,10 +154,21 @@ struct Ctx<'a> {
     excludes: PathPatterns,
     progress: &'a dyn RestoreProgress,
     warnings: AtomicU64,
+    /// Which include patterns matched something.
+    include_hits: Vec<AtomicBool>,
     cancel: &'a AtomicBool,
 }
 
 impl Ctx<'_> {
+    /// Whether `path` matches an include pattern; notes which ones did.
+    fn included(&self, path: &Path) -> bool {
+        let hits = self.includes.which(path);
+        for i in &hits {
+            self.include_hits[*i].store(true, Ordering::Relaxed);
+        }
+        !hits.is_empty()
+    }
+
     fn warn(&self, path: &Path, message: String) {
         self.warnings.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(path = %path.display(), "{message}");
@@ -232,7 +243,7 @@ impl Ctx<'_> {
         if self.excludes.matches(snap_path) {
             return Ok(false);
         }
-        let included = included || self.includes.is_empty() || self.includes.matches(snap_path);
+        let included = included || self.includes.is_empty() || self.included(snap_path);
         let name = rel.file_name().unwrap_or_default().to_owned();
         if node.kind == NodeKind::Dir {
             // Without include patterns every directory is restored: make it now, so files
@@ -829,6 +840,11 @@ fn run_restore(
         excludes: PathPatterns::new(&opts.excludes)?,
         progress,
         warnings: AtomicU64::new(0),
+        include_hits: opts
+            .includes
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect(),
         cancel,
     };
     let mut plan = Plan {
@@ -839,7 +855,9 @@ fn run_restore(
         skipped: 0,
     };
     let mut seen = HashMap::new();
-    let snap_root = Path::new("/").join(opts.subpath.trim_start_matches('/'));
+    // Patterns apply below the restored subpath, as restic's: `latest:/srv --include
+    // /etc/*` restores /srv/etc/*.
+    let snap_root = Path::new("/");
     let root = ctx.target.fd();
     let root_dir = ctx.includes.is_empty().then_some(root);
     if start.kind == NodeKind::Dir {
@@ -862,7 +880,7 @@ fn run_restore(
         let name = start.name.to_os();
         ctx.plan_node(
             &mut plan,
-            &snap_root,
+            &snap_root.join(&name),
             PathBuf::from(&name),
             Some(root),
             &start,
@@ -870,6 +888,18 @@ fn run_restore(
             fresh,
             &mut seen,
         )?;
+    }
+    for (pattern, hit) in opts.includes.iter().zip(&ctx.include_hits) {
+        if !hit.load(Ordering::Relaxed) {
+            let below = match opts.subpath.trim_matches('/') {
+                "" => String::new(),
+                sub => format!(" (patterns apply below /{sub}: a leading `/` is its root)"),
+            };
+            ctx.progress.warning(
+                Path::new(pattern),
+                &format!("--include `{pattern}` matches nothing in the snapshot{below}"),
+            );
+        }
     }
     if !ctx.includes.is_empty() {
         let replace = opts.overwrite != Overwrite::Never;

@@ -30,6 +30,12 @@ pub trait TreeEdit: Sync {
         let _ = (path, error);
         false
     }
+
+    /// Whether what comes out depends on where a tree is (patterns do); when not, a tree is
+    /// rewritten once whatever paths share it.
+    fn by_path(&self) -> bool {
+        true
+    }
 }
 
 /// One snapshot rewritten.
@@ -70,7 +76,14 @@ impl Rewriter<'_> {
                 "{path} is nested more than {MAX_DEPTH} directories deep"
             )));
         }
-        let key = (path.to_owned(), tree);
+        let key = (
+            if self.edit.by_path() {
+                path.to_owned()
+            } else {
+                String::new()
+            },
+            tree,
+        );
         if let Some(done) = self.memo.lock().expect("memo lock").get(&key) {
             return Ok(*done);
         }
