@@ -304,12 +304,26 @@ fn discovery_sees_only_what_is_granted() {
     env.configure("[plugins.kubelet]\n");
     let run = env.run(&["discover", "--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let there = node.root.join("var/lib/kubelet");
     assert!(
-        run.stderr.contains("plugin `kubelet`") && run.stderr.contains("/var/lib/kubelet"),
+        run.stderr.contains("plugin `kubelet`")
+            && run.stderr.contains("exist but are not granted")
+            && run.stderr.contains(&there.display().to_string()),
         "{}",
         run.stderr
     );
     assert_eq!(run.json(), json!([]));
+    // A grant names the node's path: under --host-root it covers that path there.
+    env.configure(
+        "[plugins.kubelet.grant]\ndirs = [{ path = \"/var/lib/kubelet\" }, { path = \"/var/log/pods\" }]\n",
+    );
+    let run = env.run(&["discover", "--json"]);
+    assert_eq!(
+        run.json()[0]["identity"],
+        "k8s/shop/web-0/cache",
+        "{}",
+        run.stderr
+    );
 
     // A plugin that answers paths outside its one directory.
     install_liar(&env);

@@ -26,6 +26,7 @@ fn setup() -> (TestEnv, PathBuf, u64) {
 fn start_and_wait(env: &TestEnv, src: &std::path::Path, packs: usize) -> std::process::Child {
     let child = env
         .cmd(&["backup", "--quiet", src.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -85,6 +86,11 @@ fn sigterm_mid_backup_stops_cleanly() {
         Some(130),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no snapshot was saved") && said.contains("does not upload it again"),
+        "{said}"
     );
     assert!(
         env.repo_files("locks").is_empty(),

@@ -178,9 +178,21 @@ fn repair_index_rebuilds_a_deleted_index_and_repair_snapshots_restores_what_is_l
         1,
         "{repaired}"
     );
-    let tags = env.run(&["snapshots", "--json", "latest"]).json();
-    assert_eq!(tags[0]["tags"][0], "repaired");
-    let out = env.restore_verified("left");
+    // The repaired snapshot keeps the time of the one it repairs: find it by its tag.
+    let new = repaired["snapshots"][0]["new"].as_str().unwrap().to_owned();
+    let tagged = env
+        .run(&["snapshots", "--json", "--tag", "repaired"])
+        .json();
+    assert_eq!(tagged[0]["id"], new.as_str(), "{tagged}");
+    let out = env.path("left");
+    env.run(&[
+        "restore",
+        &new,
+        "--target",
+        out.to_str().unwrap(),
+        "--verify",
+    ])
+    .ok();
     let restored = out.join(s.trim_start_matches('/'));
     assert_eq!(
         std::fs::read(restored.join("a/one.bin")).unwrap(),

@@ -31,13 +31,36 @@ pub fn raw(data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A plain text table with aligned columns.
+/// The terminal's width when stdout is one (tables then fit it; piped output is whole).
+fn terminal_width() -> Option<usize> {
+    let term = console::Term::stdout();
+    term.is_term()
+        .then(|| term.size_checked().map(|(_, w)| usize::from(w)))
+        .flatten()
+}
+
+/// `s` cut to `width` characters, with `…` where it was cut.
+fn fit(s: String, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s;
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A plain text table with aligned columns; on a terminal, the last column is cut to fit.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
+    }
+    let before_last: usize = widths.iter().rev().skip(1).map(|w| w + 2).sum();
+    let last_width = terminal_width().map(|w| w.saturating_sub(before_last).max(10));
+    if let (Some(w), Some(last)) = (last_width, widths.last_mut()) {
+        *last = (*last).min(w);
     }
     let fmt = |cells: Vec<String>| {
         let n = cells.len();
@@ -46,7 +69,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<()> {
             .enumerate()
             .map(|(i, c)| {
                 if i + 1 == n {
-                    c
+                    match last_width {
+                        Some(w) => fit(c, w),
+                        None => c,
+                    }
                 } else {
                     format!("{c:<w$}", w = widths[i])
                 }
@@ -137,6 +163,12 @@ pub fn node_time(ns: i64) -> jiff::Timestamp {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fit_cuts_with_an_ellipsis() {
+        assert_eq!(super::fit("abcdef".into(), 4), "abc…");
+        assert_eq!(super::fit("abc".into(), 4), "abc");
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(super::bytes(10), "10 B");

@@ -124,6 +124,31 @@ pub fn check_identity(identity: &str) -> Result<()> {
     Ok(())
 }
 
+/// A plugin's "none of my layouts is here", with what cairn did not give it that exists:
+/// those directories are there but not granted, and the TOML that grants them (in the
+/// node's paths, without the host root).
+fn not_granted(e: Error, name: &str, caps: &Capabilities) -> Error {
+    let there: Vec<&crate::grants::LeftOut> = caps
+        .left_out
+        .iter()
+        .filter(|l| l.why == crate::grants::Why::NotGranted)
+        .collect();
+    if e.kind() != ErrorKind::NotFound || there.is_empty() {
+        return e;
+    }
+    let paths: Vec<String> = there.iter().map(|l| l.path.display().to_string()).collect();
+    Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "{e}; these exist but are not granted: {} (grant them read-only in \
+             [plugins.{name}.grant], e.g. dirs = [{{ path = \"{}\" }}]; under --host-root \
+             a grant may name the node's path)",
+            paths.join(", "),
+            paths[0]
+        ),
+    )
+}
+
 /// Runs discovery plugin `plugin` (instance `name`) once with `config` and the optional
 /// `inventory`, holding `caps`, and returns its targets on the node, sorted by identity.
 /// Two targets with one identity (a volume two pods share) are reported once.
@@ -160,7 +185,9 @@ pub fn discover(
                 .await
         },
     )?;
-    let found = answer.map_err(|e| crate::storage::plugin_error(name, "discovering volumes", e))?;
+    let found = answer
+        .map_err(|e| crate::storage::plugin_error(name, "discovering volumes", e))
+        .map_err(|e| not_granted(e, name, caps))?;
     let mut targets = BTreeMap::new();
     for t in found {
         check_identity(&t.identity)
@@ -281,6 +308,7 @@ mod tests {
                     .unwrap(),
             ],
             limits: Limits::default(),
+            left_out: vec![],
         };
         let map = |p: &str| to_host("k", &caps, p, VolumeKind::Csi);
         assert_eq!(

@@ -59,6 +59,29 @@ pub struct Capabilities {
     pub dirs: Vec<GrantedDir>,
     /// Limits for every instance and call.
     pub limits: Limits,
+    /// Optional directories left out, and why (for the messages of a plugin that saw none
+    /// of its layouts).
+    pub left_out: Vec<LeftOut>,
+}
+
+/// An optional directory a plugin instance did not get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Where the plugin would have seen it.
+    pub mount: String,
+    /// The host path it names (as seen by cairn, under the host root).
+    pub path: PathBuf,
+    /// Why.
+    pub why: Why,
+}
+
+/// Why an optional directory was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// It does not exist (or is not a directory).
+    Missing,
+    /// No grant covers it.
+    NotGranted,
 }
 
 /// A directory given to a plugin instance: held open from the moment it was checked against
@@ -263,6 +286,34 @@ impl Grants {
         config: &[(String, String)],
         host_root: &str,
     ) -> Result<Capabilities> {
+        // Grants name the node's paths: under a host root they also cover the same path
+        // there (`/var/lib/kubelet` with `--host-root /host` covers /host/var/lib/kubelet).
+        let expanded;
+        let this = match host_root.trim_end_matches('/') {
+            "" => self,
+            root => {
+                let mut g = self.clone();
+                for d in &self.dirs {
+                    if let Ok(rel) = d.path.strip_prefix("/") {
+                        g.dirs.push(DirGrant {
+                            path: Path::new(root).join(rel),
+                            access: d.access,
+                        });
+                    }
+                }
+                expanded = g;
+                &expanded
+            }
+        };
+        this.resolve_expanded(manifest, config, host_root)
+    }
+
+    fn resolve_expanded(
+        &self,
+        manifest: &Manifest,
+        config: &[(String, String)],
+        host_root: &str,
+    ) -> Result<Capabilities> {
         let plugin = manifest.name.as_str();
         // A setting's value (the last pair wins); `${host-root}` in directory paths.
         let lookup = |key: &str| -> Option<&str> {
@@ -306,6 +357,7 @@ impl Grants {
         }
 
         let mut dirs = Vec::new();
+        let mut left_out = Vec::new();
         for request in &manifest.capabilities.dirs {
             // `config:KEY` is the path `${KEY}`.
             let path = match config_ref(&request.path) {
@@ -327,9 +379,17 @@ impl Grants {
                 }
             };
             match self.dir(plugin, request, &raw, hint)? {
-                Some(dir) => dirs.push(dir),
-                None => {
-                    tracing::debug!(plugin, mount = %request.mount, path = raw, "optional directory left out: missing or not granted")
+                Ok(dir) => dirs.push(dir),
+                Err(why) => {
+                    tracing::debug!(plugin, mount = %request.mount, path = raw, "optional directory left out: {}", match why {
+                        Why::Missing => "missing",
+                        Why::NotGranted => "not granted",
+                    });
+                    left_out.push(LeftOut {
+                        mount: request.mount.clone(),
+                        path: normalize(Path::new(&raw)),
+                        why,
+                    });
                 }
             }
         }
@@ -366,18 +426,23 @@ impl Grants {
                 DEFAULT_WALL_MS,
             )?),
         };
-        Ok(Capabilities { http, dirs, limits })
+        Ok(Capabilities {
+            http,
+            dirs,
+            limits,
+            left_out,
+        })
     }
 
     /// Checks one directory request for `raw` (its host path): the real directory to give,
-    /// held open, or `None` for an optional one that is missing or not granted.
+    /// held open, or why an optional one is left out.
     fn dir(
         &self,
         plugin: &str,
         request: &DirRequest,
         raw: &str,
         hint: &str,
-    ) -> Result<Option<GrantedDir>> {
+    ) -> Result<std::result::Result<GrantedDir, Why>> {
         let path = Path::new(raw);
         if !path.is_absolute() {
             return Err(Error::invalid(format!(
@@ -393,7 +458,11 @@ impl Grants {
         };
         if !granted(&wanted) {
             if request.optional {
-                return Ok(None);
+                return Ok(Err(if wanted.is_dir() {
+                    Why::NotGranted
+                } else {
+                    Why::Missing
+                }));
             }
             return Err(denied(
                 plugin,
@@ -407,7 +476,7 @@ impl Grants {
             ));
         }
         if request.optional && !wanted.is_dir() {
-            return Ok(None);
+            return Ok(Err(Why::Missing));
         }
         if request.access == Access::ReadWrite && std::fs::symlink_metadata(&wanted).is_err() {
             self.create_beneath(plugin, &wanted)?;
@@ -433,7 +502,7 @@ impl Grants {
                 ),
             ));
         }
-        Ok(Some(dir))
+        Ok(Ok(dir))
     }
 
     /// Creates the missing directories of `wanted` only where a grant covers them for

@@ -298,7 +298,7 @@ fn inspect(ctx: &Ctx, args: PluginInspectArgs) -> Result<Outcome> {
                 output::line(format!("  {k} = {}", v.as_str().unwrap_or("")))?;
             }
         }
-        output::line(format!("  grant: {}", i["grant"]))?;
+        output::line(format!("  grant: {}", grant_line(&i["grant"])))?;
     }
     Ok(Outcome::Ok)
 }
@@ -314,4 +314,34 @@ fn remove(ctx: &Ctx, args: PluginRemoveArgs) -> Result<Outcome> {
         ))?;
     }
     Ok(Outcome::Ok)
+}
+
+/// An instance's grant as the configuration file writes it, on one line.
+fn grant_line(g: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(http) = g["http"].as_array().filter(|h| !h.is_empty()) {
+        let list: Vec<String> = http.iter().map(|h| format!("{h}")).collect();
+        parts.push(format!("http = [{}]", list.join(", ")));
+    }
+    if let Some(dirs) = g["dirs"].as_array().filter(|d| !d.is_empty()) {
+        let list: Vec<String> = dirs
+            .iter()
+            .map(|d| format!("{{ path = {}, access = {} }}", d["path"], d["access"]))
+            .collect();
+        parts.push(format!("dirs = [{}]", list.join(", ")));
+    }
+    for (key, name) in [
+        ("memory_mib", "memory-mib"),
+        ("cpu_ms", "cpu-ms"),
+        ("wall_ms", "wall-ms"),
+    ] {
+        if let Some(v) = g[key].as_u64() {
+            parts.push(format!("{name} = {v}"));
+        }
+    }
+    if parts.is_empty() {
+        "nothing".to_owned()
+    } else {
+        parts.join("; ")
+    }
 }

@@ -853,10 +853,20 @@ fn run_backup(
     let (tree, parent) = match result {
         Ok(r) => r,
         Err(e) => {
-            if !opts.dry_run
-                && let Err(e2) = saver.abandon()
-            {
-                tracing::warn!("could not index the packs uploaded so far: {e2}");
+            let kept = opts.dry_run
+                || match saver.abandon() {
+                    Ok(()) => true,
+                    Err(e2) => {
+                        tracing::warn!("could not index the packs uploaded so far: {e2}");
+                        false
+                    }
+                };
+            if e.kind() == ErrorKind::Interrupted && kept && !opts.dry_run {
+                return Err(Error::new(
+                    ErrorKind::Interrupted,
+                    "backup interrupted: no snapshot was saved; the data uploaded so far is \
+                     kept, and the next backup does not upload it again",
+                ));
             }
             return Err(e);
         }
