@@ -149,9 +149,14 @@ fn forget_by_policy_and_by_id() {
             "--json",
         ])
         .json();
+    // restic's shape: the snapshots kept and removed, and why each is kept.
     assert_eq!(json[0]["keep"].as_array().unwrap().len(), 2);
     assert_eq!(
-        json[0]["keep"][0]["reasons"],
+        json[0]["reasons"][0]["snapshot"]["id"],
+        json[0]["keep"][0]["id"]
+    );
+    assert_eq!(
+        json[0]["reasons"][0]["matches"],
         serde_json::json!(["last snapshot"])
     );
     assert_eq!(json[0]["remove"].as_array().unwrap().len(), 3);
