@@ -753,9 +753,7 @@ fn restore_patterns_are_anchored_below_the_subpath() {
         ("sub/var/etc/other.yaml", "o"),
         ("sub/top.txt", "t"),
     ] {
-        let p = src.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
+        cairn_tests::write_file(&src.join(rel), data.as_bytes());
     }
     let s = src.to_str().unwrap();
     env.run(&["backup", "--quiet", s]).ok();

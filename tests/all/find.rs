@@ -1,13 +1,8 @@
 //! `cairn find`: by name and path patterns, case, time and snapshot; by blob, tree and pack;
 //! restic's JSON shapes.
 
-use cairn_tests::TestEnv;
+use cairn_tests::{TestEnv, write_file};
 use serde_json::Value;
-
-fn write(path: &std::path::Path, data: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
 
 /// `(snapshot, [paths])` of each entry of `find --json`, paths relative to `root`.
 fn hits(list: &Value, root: &str) -> Vec<(String, Vec<String>)> {
@@ -37,14 +32,14 @@ fn hits(list: &Value, root: &str) -> Vec<(String, Vec<String>)> {
 fn find_by_pattern_time_snapshot_and_object() {
     let env = TestEnv::with_repo();
     let src = env.path("src");
-    write(&src.join("etc/app.conf"), b"a=1\n");
-    write(&src.join("etc/nginx/site.conf"), b"server {}\n");
-    write(&src.join("home/README.md"), b"hello\n");
-    write(&src.join("data/big.bin"), &vec![7u8; 300_000]);
+    write_file(&src.join("etc/app.conf"), b"a=1\n");
+    write_file(&src.join("etc/nginx/site.conf"), b"server {}\n");
+    write_file(&src.join("home/README.md"), b"hello\n");
+    write_file(&src.join("data/big.bin"), &vec![7u8; 300_000]);
     let s = src.to_str().unwrap();
     env.run(&["backup", "--quiet", "--time", "2026-03-01T01:00:00Z", s])
         .ok();
-    write(&src.join("etc/new.conf"), b"b=2\n");
+    write_file(&src.join("etc/new.conf"), b"b=2\n");
     env.run(&["backup", "--quiet", "--time", "2026-03-02T01:00:00Z", s])
         .ok();
     let ids = env.snapshot_ids();

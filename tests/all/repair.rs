@@ -5,12 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cairn_testing::fixture::random_bytes;
-use cairn_tests::TestEnv;
-
-fn write(path: &Path, data: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
+use cairn_tests::{TestEnv, write_file};
 
 /// Every file below `dir`, relative, with its bytes, sorted; directories as `dir/`.
 fn tree_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -51,10 +46,10 @@ fn pack_of(env: &TestEnv, id: &str) -> PathBuf {
 fn rewrite_removes_paths_from_snapshots_and_forget_drops_the_old_ones() {
     let env = TestEnv::with_repo();
     let src = env.path("src");
-    write(&src.join("app/config.yaml"), b"port: 80\n");
-    write(&src.join("app/secret.key"), b"do not keep\n");
-    write(&src.join("home/.cache/blob"), &random_bytes(100_000, 1));
-    write(&src.join("home/notes.txt"), b"keep me\n");
+    write_file(&src.join("app/config.yaml"), b"port: 80\n");
+    write_file(&src.join("app/secret.key"), b"do not keep\n");
+    write_file(&src.join("home/.cache/blob"), &random_bytes(100_000, 1));
+    write_file(&src.join("home/notes.txt"), b"keep me\n");
     let s = src.to_str().unwrap();
     env.run(&["backup", "--quiet", s]).ok();
     let first = env.snapshot_ids();
@@ -125,12 +120,12 @@ fn rewrite_removes_paths_from_snapshots_and_forget_drops_the_old_ones() {
 fn repair_index_rebuilds_a_deleted_index_and_repair_snapshots_restores_what_is_left() {
     let env = TestEnv::with_repo();
     let src = env.path("src");
-    write(&src.join("a/one.bin"), &random_bytes(400_000, 2));
-    write(&src.join("a/two.txt"), b"two\n");
+    write_file(&src.join("a/one.bin"), &random_bytes(400_000, 2));
+    write_file(&src.join("a/two.txt"), b"two\n");
     let s = src.to_str().unwrap();
     env.run(&["backup", "--quiet", s]).ok();
-    write(&src.join("b/three.bin"), &random_bytes(300_000, 3));
-    write(&src.join("b/four.txt"), b"four\n");
+    write_file(&src.join("b/three.bin"), &random_bytes(300_000, 3));
+    write_file(&src.join("b/four.txt"), b"four\n");
     env.run(&["backup", "--quiet", s]).ok();
     let before = tree_of(&src);
 
@@ -212,10 +207,10 @@ fn repair_index_rebuilds_a_deleted_index_and_repair_snapshots_restores_what_is_l
 fn repair_snapshots_replaces_an_unreadable_tree_with_an_empty_directory() {
     let env = TestEnv::with_repo();
     let src = env.path("src");
-    write(&src.join("keep/a.bin"), &random_bytes(200_000, 4));
-    write(&src.join("keep/b.txt"), b"bee\n");
-    write(&src.join("lost/c.txt"), b"sea\n");
-    write(&src.join("lost/deeper/d.txt"), b"dee\n");
+    write_file(&src.join("keep/a.bin"), &random_bytes(200_000, 4));
+    write_file(&src.join("keep/b.txt"), b"bee\n");
+    write_file(&src.join("lost/c.txt"), b"sea\n");
+    write_file(&src.join("lost/deeper/d.txt"), b"dee\n");
     let s = src.to_str().unwrap();
     env.run(&["backup", "--quiet", s]).ok();
     let original = env.snapshot_ids();

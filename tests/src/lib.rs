@@ -55,6 +55,13 @@ pub fn wasm(name: &str) -> PathBuf {
     path
 }
 
+/// Writes `data` to `path`, making its directories.
+#[track_caller]
+pub fn write_file(path: &Path, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("a file's directory")).expect("make directories");
+    std::fs::write(path, data).expect("write a file");
+}
+
 /// A temporary directory with a repository path, a password and a helper to run `cairn`.
 pub struct TestEnv {
     /// Scratch directory (deleted on drop).

@@ -191,6 +191,7 @@ struct Shared {
     prompt: Option<Box<Prompt>>,
     config: OnceLock<ConfigFile>,
     runtime: OnceLock<Arc<Runtime>>,
+    store: OnceLock<PluginStore>,
 }
 
 impl Session {
@@ -209,6 +210,7 @@ impl Session {
             prompt,
             config: OnceLock::new(),
             runtime: OnceLock::new(),
+            store: OnceLock::new(),
         };
         if let Some(c) = config {
             let _ = shared.config.set(c);
@@ -501,18 +503,22 @@ impl Session {
     /// # Errors
     /// When none is set.
     pub fn plugin_store(&self) -> Result<PluginStore> {
-        let dir = self
-            .settings
-            .plugin_dir
-            .clone()
-            .ok_or_else(|| Error::invalid(self.settings.hints.plugin_dir.clone()))?;
-        Ok(PluginStore::new(dir).with_builtins(builtins()))
+        if self.settings.plugin_dir.is_none() {
+            return Err(Error::invalid(self.settings.hints.plugin_dir.clone()));
+        }
+        Ok(self.plugins())
     }
 
-    /// The plugin store, or only the built-in plugins when no store is set.
+    /// The plugin store, or only the built-in plugins when no store is set; made once per
+    /// session (the built-in plugins' digests and manifests are worked out once).
     pub fn plugins(&self) -> PluginStore {
-        self.plugin_store()
-            .unwrap_or_else(|_| PluginStore::builtin_only(builtins()))
+        self.shared
+            .store
+            .get_or_init(|| match &self.settings.plugin_dir {
+                Some(dir) => PluginStore::new(dir.clone()).with_builtins(builtins()),
+                None => PluginStore::builtin_only(builtins()),
+            })
+            .clone()
     }
 
     /// The plugin runtime, made once: one engine for every plugin of the session, caching

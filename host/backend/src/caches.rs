@@ -30,8 +30,9 @@ pub fn id_of(location: &str) -> String {
     Id::hash_of(location.as_bytes()).to_hex()
 }
 
+/// A cache's name is an id's hex (what [`id_of`] makes).
 fn is_cache_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+    name.parse::<Id>().is_ok()
 }
 
 /// The caches under `root`, most recently used first (none when `root` does not exist).

@@ -147,6 +147,73 @@ pub fn long_line(path: &str, n: &cairn_repo::Node) -> String {
     )
 }
 
+/// A node as restic's `ls --json` and `find --json` print it (and cairn's owner names and
+/// link target).
+#[derive(Serialize)]
+pub struct NodeJson<'a> {
+    name: String,
+    #[serde(rename = "type")]
+    kind: cairn_repo::NodeKind,
+    path: &'a str,
+    uid: u32,
+    gid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    /// None for a directory (restic leaves it out), unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    mode: u32,
+    permissions: String,
+    mtime: String,
+    atime: String,
+    ctime: String,
+    inode: u64,
+    /// `find`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<u64>,
+    /// `find`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_target: Option<String>,
+    /// `ls`'s: `node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub struct_type: Option<&'static str>,
+    /// `ls`'s: `node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<&'static str>,
+}
+
+impl<'a> NodeJson<'a> {
+    /// `n` at `path`.
+    pub fn new(path: &'a str, n: &'a cairn_repo::Node) -> Self {
+        let time = |ns: i64| node_time(ns).to_string();
+        NodeJson {
+            name: n.name.display(),
+            kind: n.kind,
+            path,
+            uid: n.uid,
+            gid: n.gid,
+            user: n.user.as_deref(),
+            group: n.group.as_deref(),
+            size: (n.kind != cairn_repo::NodeKind::Dir).then_some(n.size),
+            mode: n.mode,
+            permissions: mode_string(n),
+            mtime: time(n.mtime),
+            atime: time(n.atime),
+            ctime: time(n.ctime),
+            inode: n.inode,
+            device_id: None,
+            links: None,
+            link_target: n.link_target.as_ref().map(|t| t.display()),
+            struct_type: None,
+            message_type: None,
+        }
+    }
+}
+
 /// A snapshot as `snapshots --json` prints it (restic's shape): its fields, `id` and
 /// `short_id`.
 pub fn snapshot_json(id: &cairn_repo::Id, snap: &cairn_repo::Snapshot) -> serde_json::Value {

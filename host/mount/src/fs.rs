@@ -131,8 +131,9 @@ impl SnapshotFs {
             base: repo,
             filter,
             refresh,
-            uid: nix_uid(),
-            gid: nix_gid(),
+            // The mount's own directories belong to whoever runs it.
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
             state: Mutex::new(state),
             blobs: Mutex::default(),
         };
@@ -167,8 +168,7 @@ impl SnapshotFs {
                 return;
             }
         };
-        let ids: Vec<Id> = snaps.iter().map(|(id, _)| *id).collect();
-        if ids == st.listed {
+        if snaps.iter().map(|(id, _)| id).eq(&st.listed) {
             return;
         }
         match self.base.clone().to_indexed() {
@@ -425,15 +425,6 @@ impl SnapshotFs {
         }
         Ok(out)
     }
-}
-
-fn nix_uid() -> u32 {
-    // The mount's own directories belong to whoever runs it.
-    std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m))
-}
-
-fn nix_gid() -> u32 {
-    std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::gid(&m))
 }
 
 impl Filesystem for SnapshotFs {

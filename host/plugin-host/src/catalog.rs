@@ -85,6 +85,9 @@ pub struct Builtins {
 pub struct PluginStore {
     dir: Option<PathBuf>,
     builtins: std::sync::Arc<Builtins>,
+    /// Each built-in plugin's listing entry (its digest and parsed manifest), worked out
+    /// once, in the order of `builtins.plugins`.
+    entries: std::sync::Arc<std::sync::OnceLock<Vec<std::result::Result<Installed, String>>>>,
 }
 
 /// What [`PluginStore::install`] did.
@@ -113,6 +116,7 @@ impl PluginStore {
         PluginStore {
             dir: Some(dir.into()),
             builtins: std::sync::Arc::default(),
+            entries: std::sync::Arc::default(),
         }
     }
 
@@ -121,6 +125,7 @@ impl PluginStore {
         PluginStore {
             dir: None,
             builtins: std::sync::Arc::new(builtins),
+            entries: std::sync::Arc::default(),
         }
     }
 
@@ -128,6 +133,7 @@ impl PluginStore {
     #[must_use]
     pub fn with_builtins(mut self, builtins: Builtins) -> PluginStore {
         self.builtins = std::sync::Arc::new(builtins);
+        self.entries = std::sync::Arc::default();
         self
     }
 
@@ -169,16 +175,26 @@ impl PluginStore {
             .join(format!("{hex}.wasm")))
     }
 
-    /// The built-in plugin `b` as a listing entry.
-    fn builtin_entry(b: &Builtin) -> Result<Installed> {
-        let manifest = Manifest::parse(b.manifest)
-            .map_err(|e| e.context(format!("the built-in plugin `{}`", b.name)))?;
-        Ok(Installed {
-            digest: crate::runtime::digest(b.wasm),
-            manifest,
-            override_builtin: false,
-            source: Source::Builtin,
-        })
+    /// The built-in plugin `name` as a listing entry (digest and manifest worked out once).
+    fn builtin_entry(&self, name: &str) -> Option<Result<Installed>> {
+        let entries = self.entries.get_or_init(|| {
+            self.builtins
+                .plugins
+                .iter()
+                .map(|b| {
+                    let manifest = Manifest::parse(b.manifest)
+                        .map_err(|e| format!("the built-in plugin `{}`: {e}", b.name))?;
+                    Ok(Installed {
+                        digest: crate::runtime::digest(b.wasm),
+                        manifest,
+                        override_builtin: false,
+                        source: Source::Builtin,
+                    })
+                })
+                .collect()
+        });
+        let at = self.builtins.plugins.iter().position(|b| b.name == name)?;
+        Some(entries[at].clone().map_err(Error::corrupt))
     }
 
     /// Checks and installs the component in `wasm` with `manifest`: it must be a component of
@@ -204,10 +220,10 @@ impl PluginStore {
                 "--override-builtin: no plugin `{name}` is built in; install it without the flag"
             )));
         }
-        if let Some(b) = self.builtin(&name)
+        if let Some(entry) = self.builtin_entry(&name)
             && !override_builtin
         {
-            let builtin = crate::runtime::digest(b.wasm);
+            let builtin = entry?.digest;
             if builtin == plugin.digest {
                 // The built-in component itself: an override installed before goes, and the
                 // built-in plugin is used again.
@@ -256,29 +272,32 @@ impl PluginStore {
     /// When the store cannot be read or holds a damaged record.
     pub fn list(&self) -> Result<Vec<Installed>> {
         let mut out = Vec::new();
-        for b in &self.builtins.plugins {
-            if !self.installed(b.name)?.is_some_and(|i| i.override_builtin) {
-                out.push(Self::builtin_entry(b)?);
+        if let Some(root) = &self.dir {
+            let dir = root.join("installed");
+            let entries: Vec<_> = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd.flatten().collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(Error::io(format!("cannot read {}", dir.display()), e)),
+            };
+            for entry in entries {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if let Some(name) = file.strip_suffix(".toml").filter(|n| !n.starts_with('.'))
+                    && let Some(mut i) = self.installed(name)?
+                {
+                    if self.builtin(name).is_some() && !i.override_builtin {
+                        i.source = Source::Shadowed;
+                    }
+                    out.push(i);
+                }
             }
         }
-        let Some(root) = &self.dir else {
-            return Ok(out);
-        };
-        let dir = root.join("installed");
-        let entries: Vec<_> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd.flatten().collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(format!("cannot read {}", dir.display()), e)),
-        };
-        for entry in entries {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if let Some(name) = file.strip_suffix(".toml").filter(|n| !n.starts_with('.'))
-                && let Some(mut i) = self.installed(name)?
-            {
-                if self.builtin(name).is_some() && !i.override_builtin {
-                    i.source = Source::Shadowed;
-                }
-                out.push(i);
+        // A built-in plugin is listed unless an override was installed.
+        for b in &self.builtins.plugins {
+            let overridden = out
+                .iter()
+                .any(|i| i.manifest.name == b.name && i.override_builtin);
+            if !overridden && let Some(entry) = self.builtin_entry(b.name) {
+                out.push(entry?);
             }
         }
         out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
@@ -292,20 +311,16 @@ impl PluginStore {
     /// [`ErrorKind::NotFound`] when there is none of that name (and, for a first-party
     /// plugin this build lacks, how to get it).
     pub fn get(&self, name: &str) -> Result<Installed> {
-        let installed = match &self.dir {
-            Some(_) => self.installed(name)?,
-            None => None,
-        };
-        match (installed, self.builtin(name)) {
+        match (self.installed(name)?, self.builtin_entry(name)) {
             (Some(i), Some(_)) if i.override_builtin => Ok(i),
             (Some(_), Some(b)) => {
                 tracing::info!(
                     "plugin `{name}` is built in; the one installed under that name is not used \
                      (install it with --override-builtin to use it)"
                 );
-                Self::builtin_entry(b)
+                b
             }
-            (None, Some(b)) => Self::builtin_entry(b),
+            (None, Some(b)) => b,
             (Some(i), None) => Ok(i),
             (None, None) => Err(Error::new(ErrorKind::NotFound, self.not_found(name))),
         }

@@ -67,8 +67,6 @@ pub struct Capabilities {
 /// An optional directory a plugin instance did not get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeftOut {
-    /// Where the plugin would have seen it.
-    pub mount: String,
     /// The host path it names (as seen by cairn, under the host root).
     pub path: PathBuf,
     /// Why.
@@ -386,7 +384,6 @@ impl Grants {
                         Why::NotGranted => "not granted",
                     });
                     left_out.push(LeftOut {
-                        mount: request.mount.clone(),
                         path: normalize(Path::new(&raw)),
                         why,
                     });

@@ -88,7 +88,6 @@ struct Found {
 
 fn found(hit: &Hit<'_>, id: &Id, snap: &Snapshot, objects: bool) -> Found {
     let n: &Node = hit.node;
-    let time = |ns: i64| output::node_time(ns).to_string();
     if let (true, Some((kind, object))) = (objects, hit.object) {
         let kind = match kind {
             ObjectKind::Blob => "blob",
@@ -107,25 +106,13 @@ fn found(hit: &Hit<'_>, id: &Id, snap: &Snapshot, objects: bool) -> Found {
             }),
         };
     }
+    let mut entry = output::NodeJson::new(hit.path, n);
+    entry.size = Some(n.size);
+    entry.device_id = Some(n.device_id);
+    entry.links = Some(n.links);
     Found {
         line: hit.path.to_owned(),
         long: output::long_line(hit.path, n),
-        json: json!({
-            "path": hit.path,
-            "permissions": output::mode_string(n),
-            "type": n.kind,
-            "mode": n.mode,
-            "mtime": time(n.mtime),
-            "atime": time(n.atime),
-            "ctime": time(n.ctime),
-            "uid": n.uid,
-            "gid": n.gid,
-            "user": n.user,
-            "group": n.group,
-            "inode": n.inode,
-            "device_id": n.device_id,
-            "size": n.size,
-            "links": n.links,
-        }),
+        json: serde_json::to_value(&entry).unwrap_or_default(),
     }
 }

@@ -114,12 +114,12 @@ fn install(ctx: &Ctx, args: PluginInstallArgs) -> Result<Outcome> {
             .as_ref()
             .map(|p| format!(" (replacing version {})", p.manifest.version))
             .unwrap_or_default();
-        let instead =
-            if args.override_builtin && store.builtins().plugins.iter().any(|b| b.name == m.name) {
-                " instead of the built-in one"
-            } else {
-                ""
-            };
+        // (`--override-builtin` is refused for a name that is not built in.)
+        let instead = if args.override_builtin {
+            " instead of the built-in one"
+        } else {
+            ""
+        };
         output::line(format!(
             "installed {} {} ({}) {}{replaced}{instead}",
             m.name, m.version, plugin.world, plugin.digest

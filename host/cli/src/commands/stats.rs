@@ -40,7 +40,8 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<Outcome> {
             output::json(&v)?;
             return Ok(Outcome::Ok);
         }
-        output::line(format!("Stats in {} mode:", mode_name(mode)))?;
+        let name = clap::ValueEnum::to_possible_value(&mode).map(|v| v.get_name().to_owned());
+        output::line(format!("Stats in {} mode:", name.unwrap_or_default()))?;
         output::line(format!("     Snapshots processed:  {}", s.snapshots))?;
         if mode == StatsMode::RawData {
             output::line(format!("        Total Blob Count:  {}", s.blobs))?;
@@ -90,13 +91,4 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<Outcome> {
     output::line(format!("compression ratio:  {:.2}x", s.compression_ratio))?;
     output::line(format!("repository packs:   {}", output::bytes(repo_size)))?;
     Ok(Outcome::Ok)
-}
-
-fn mode_name(mode: StatsMode) -> &'static str {
-    match mode {
-        StatsMode::RestoreSize => "restore-size",
-        StatsMode::FilesByContents => "files-by-contents",
-        StatsMode::RawData => "raw-data",
-        StatsMode::BlobsPerFile => "blobs-per-file",
-    }
 }

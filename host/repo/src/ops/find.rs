@@ -53,10 +53,10 @@ impl Ids {
         for s in given {
             let s = s.to_ascii_lowercase();
             match s.parse::<Id>() {
-                Ok(id) if s.len() == 64 => {
+                Ok(id) => {
                     ids.whole.insert(id);
                 }
-                _ => ids.prefixes.push(s),
+                Err(_) => ids.prefixes.push(s),
             }
         }
         ids
@@ -151,19 +151,13 @@ impl Search {
             })?;
         }
         walk_in_trees(repo, tree, "/", &mut |path, node, parent| {
-            if let Some(object) = self.object(node) {
+            let object = self.object(node);
+            if object.is_some() || self.matches(path, node) {
                 hit(Hit {
                     path,
                     node,
                     parent,
-                    object: Some(object),
-                })?;
-            } else if self.matches(path, node) {
-                hit(Hit {
-                    path,
-                    node,
-                    parent,
-                    object: None,
+                    object,
                 })?;
             }
             Ok(true)

@@ -37,8 +37,33 @@ use crate::indexed::IndexedRepository;
 use crate::packer::BlobSaver;
 use crate::repository::Repository;
 
-/// Packs per index file written by prune.
-const PACKS_PER_INDEX_FILE: usize = 4096;
+/// Writes index files for `packs`, [`PACKS_PER_INDEX_FILE`] a file, calling `before_each`
+/// before each (a cancel check); returns how many were written. New files never share a name
+/// with old ones (every seal has a fresh nonce), so the caller removes the old ones after.
+///
+/// # Errors
+/// Write errors, and those of `before_each`.
+pub(crate) fn save_index(
+    repo: &Repository,
+    packs: &[IndexPack],
+    mut before_each: impl FnMut() -> Result<()>,
+) -> Result<usize> {
+    let chunks = packs.chunks(PACKS_PER_INDEX_FILE);
+    let n = chunks.len();
+    for chunk in chunks {
+        before_each()?;
+        repo.save_file(
+            FileType::Index,
+            &IndexFile {
+                packs: chunk.to_vec(),
+            },
+        )?;
+    }
+    Ok(n)
+}
+
+/// Packs per index file written by prune (and `repair index`).
+pub(crate) const PACKS_PER_INDEX_FILE: usize = 4096;
 
 /// Options of a prune.
 #[derive(Debug, Clone)]
@@ -368,15 +393,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Res
             blobs: p.blobs.clone(),
         })
         .collect();
-    for chunk in keep.chunks(PACKS_PER_INDEX_FILE) {
-        checkpoint(repo, cancel, "writing the new index")?;
-        repo.save_file(
-            FileType::Index,
-            &IndexFile {
-                packs: chunk.to_vec(),
-            },
-        )?;
-    }
+    save_index(repo, &keep, || {
+        checkpoint(repo, cancel, "writing the new index")
+    })?;
 
     // 3. Old index files (new ones never share a name with them: every seal has a fresh nonce).
     for id in &index_names {

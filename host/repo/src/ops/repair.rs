@@ -13,12 +13,10 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::Id;
 use crate::indexed::IndexedRepository;
+use crate::ops::prune::{PACKS_PER_INDEX_FILE, save_index};
 use crate::ops::recover::read_pack_header;
 use crate::ops::rewrite::{RewriteOptions, Rewritten, TreeEdit, rewrite};
 use crate::repository::Repository;
-
-/// Blobs per new index file.
-const BLOBS_PER_INDEX_FILE: usize = 50_000;
 
 /// What `repair index` did.
 #[derive(Debug, Default)]
@@ -60,19 +58,12 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<IndexRepair> {
             .collect())
     })?;
     let mut report = IndexRepair::default();
-    let mut files = vec![IndexFile::default()];
-    let mut in_file = 0;
+    let mut found = Vec::with_capacity(results.len());
     for (id, header) in results {
         match header {
             Ok(pack) => {
-                if in_file + pack.blobs.len() > BLOBS_PER_INDEX_FILE && in_file > 0 {
-                    files.push(IndexFile::default());
-                    in_file = 0;
-                }
-                in_file += pack.blobs.len();
-                report.blobs += pack.blobs.len();
                 report.packs += 1;
-                files.last_mut().expect("one file").packs.push(pack);
+                found.push(pack);
             }
             Err(e) => report.unreadable.push((id, e.to_string())),
         }
@@ -89,30 +80,22 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<IndexRepair> {
             };
             for pack in file.packs {
                 if lost.contains(&pack.id) && kept.insert(pack.id) {
-                    report.blobs += pack.blobs.len();
                     report.kept_from_old += 1;
-                    files.last_mut().expect("one file").packs.push(pack);
+                    found.push(pack);
                 }
             }
         }
     }
-    files.retain(|f| !f.packs.is_empty());
+    report.blobs = found.iter().map(|p| p.blobs.len()).sum();
     if dry_run {
-        report.written = files.len();
+        report.written = found.len().div_ceil(PACKS_PER_INDEX_FILE);
         report.removed = old.len();
         return Ok(report);
     }
-    let mut written = std::collections::HashSet::new();
-    for f in &files {
-        written.insert(repo.save_file(FileType::Index, f)?.to_hex());
-    }
-    report.written = files.len();
+    report.written = save_index(repo, &found, || Ok(()))?;
     for (name, _) in old {
-        // An old file with the same content as a new one has its name: keep it.
-        if !written.contains(&name) {
-            repo.backend().remove(FileType::Index, &name)?;
-            report.removed += 1;
-        }
+        repo.backend().remove(FileType::Index, &name)?;
+        report.removed += 1;
     }
     Ok(report)
 }

@@ -66,7 +66,6 @@ struct Rewriter<'a> {
     edit: &'a dyn TreeEdit,
     /// (path, tree) → rewritten tree: the same subtree at the same path comes out the same.
     memo: Mutex<HashMap<(String, Id), Id>>,
-    empty: Mutex<Option<Id>>,
 }
 
 impl Rewriter<'_> {
@@ -112,15 +111,11 @@ impl Rewriter<'_> {
         Ok(id)
     }
 
+    /// The empty tree (saved once: the saver stores a blob it already has only once).
     fn empty_tree(&self) -> Result<Id> {
-        let mut empty = self.empty.lock().expect("empty lock");
-        if let Some(id) = *empty {
-            return Ok(id);
-        }
         let (id, _) = self
             .saver
             .save(BlobType::Tree, &Tree { nodes: Vec::new() }.to_bytes())?;
-        *empty = Some(id);
         Ok(id)
     }
 }
@@ -144,7 +139,6 @@ pub fn rewrite(
         saver: &saver,
         edit,
         memo: Mutex::default(),
-        empty: Mutex::default(),
     };
     let mut changed = Vec::new();
     let mut failed = Vec::new();
