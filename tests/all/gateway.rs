@@ -777,3 +777,162 @@ fn the_metrics_pass_promtool_and_count_requests_and_denials() {
     assert!(value("cairn_gateway_bytes_received_total") >= body.len() as f64);
     assert!(value("cairn_gateway_request_duration_seconds_count") >= 3.0);
 }
+
+/// A gateway over `plugin:NAME` storage, its plugin store and configuration those of `env`.
+fn gateway_over_plugin(env: &cairn_tests::TestEnv, instance: &str) -> Gateway {
+    let config = env.path("cairn.toml");
+    let plugins = env.path("plugins");
+    let cache = env.path("cache");
+    Gateway::start(
+        &env.path("gw"),
+        &format!("plugin:{instance}"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    )
+}
+
+/// A storage plugin behind the gateway: one instance of the `dir` plugin holds every
+/// repository, each below the directory its `location` setting names; restic and cairn back
+/// up into two apps' repositories, which land apart, restore exactly and check clean; an app
+/// cannot reach the other's repository, and the node prunes.
+#[test]
+fn the_gateway_serves_many_repositories_from_one_storage_plugin() {
+    let env = cairn_tests::TestEnv::with_plugins();
+    env.install_plugin("dir").ok();
+    let root = env.path("store");
+    std::fs::create_dir(&root).unwrap();
+    env.configure(&format!(
+        "[plugins.store]\nplugin = \"dir\"\n[plugins.store.config]\npath = \"{root}\"\n\
+         [plugins.store.grant]\ndirs = [{{ path = \"{root}\", access = \"read-write\" }}]\n",
+        root = root.display()
+    ));
+    let gw = gateway_over_plugin(&env, "store");
+    let shop = gw.token("shop", "app", &["apps/shop"]);
+    let blog = gw.token("blog", "app", &["apps/blog"]);
+    let node = gw.token("node-1", "node", &[]);
+    let src = source(&env.path("data"));
+
+    let restic = Restic::new(&env.path("restic"));
+    let blog_url = format!("rest:{}", gw.url("blog", &blog, "apps/blog"));
+    restic.ok(&blog_url, &["init"]);
+    restic.ok(&blog_url, &["backup", src.to_str().unwrap()]);
+    restic.ok(&blog_url, &["check", "--read-data"]);
+    let target = env.path("restic-restored");
+    restic.ok(
+        &blog_url,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert_eq!(
+        files(&target.join(src.strip_prefix("/").unwrap())),
+        files(&src),
+        "restic's restore through the plugin equals the source"
+    );
+
+    let as_shop = cairn_tests::TestEnv::at(&format!("rest:{}", gw.url("shop", &shop, "apps/shop")));
+    as_shop.init().ok();
+    as_shop.backup(&[&src]);
+    std::fs::write(src.join("f2.txt"), "changed\n").unwrap();
+    as_shop.backup(&[&src]);
+    as_shop.run(&["check", "--read-data"]).ok();
+    let restored = as_shop.restore_verified("restored");
+    assert_eq!(
+        files(&restored.join(src.strip_prefix("/").unwrap())),
+        files(&src),
+        "cairn's restore through the plugin equals the source"
+    );
+
+    // Each repository below the instance's directory, in the plugin's layout.
+    for app in ["shop", "blog"] {
+        let repo = root.join("apps").join(app);
+        assert!(
+            repo.join("config").is_file(),
+            "no config in {}",
+            repo.display()
+        );
+        assert!(
+            !names_in(&repo.join("snapshots")).is_empty(),
+            "no snapshot in {}",
+            repo.display()
+        );
+    }
+    let (status, _) = gw.request("GET", "/apps/blog/snapshots/", Some(("shop", &shop)), b"");
+    assert_eq!(status, 403, "an app listed another app's repository");
+
+    let before = contents(&root.join("apps/shop"));
+    let refused = as_shop.run(&["forget", "--keep-last", "1", "--prune"]);
+    assert_ne!(refused.code, 0, "the app's forget --prune succeeded");
+    assert_eq!(
+        contents(&root.join("apps/shop")),
+        before,
+        "the app's forget --prune changed the store"
+    );
+    let mut as_node =
+        cairn_tests::TestEnv::at(&format!("rest:{}", gw.url("node-1", &node, "apps/shop")));
+    as_node.password = as_shop.password.clone();
+    as_node.run(&["forget", "--keep-last", "1", "--prune"]).ok();
+    assert_eq!(as_node.snapshot_ids().len(), 1);
+    as_node.run(&["check", "--read-data"]).ok();
+}
+
+/// A URL-located storage plugin behind the gateway: the `rest` plugin's `url` gets each
+/// repository's path appended, onto a real `rclone serve restic`; and a gateway over a plugin
+/// that is not installed does not start, saying so.
+#[test]
+fn the_gateway_over_the_rest_plugin_puts_each_repository_below_its_url() {
+    let env = cairn_tests::TestEnv::with_plugins();
+    env.install_plugin("rest").ok();
+    let served = env.path("served");
+    let server = cairn_tests::servers::Rclone::start_with("restic", &served, &[]);
+    env.configure(&format!(
+        "[plugins.offsite]\nplugin = \"rest\"\n[plugins.offsite.config]\n\
+         url = \"http://127.0.0.1:{port}/tenants/\"\n[plugins.offsite.grant]\n\
+         http = [\"127.0.0.1:{port}\"]\n",
+        port = server.port
+    ));
+    let gw = gateway_over_plugin(&env, "offsite");
+    let app = gw.token("shop", "app", &["apps/shop"]);
+    let as_app = cairn_tests::TestEnv::at(&format!("rest:{}", gw.url("shop", &app, "apps/shop")));
+    as_app.init().ok();
+    let src = source(&env.path("data"));
+    as_app.backup(&[&src]);
+    as_app.run(&["check", "--read-data"]).ok();
+    let restored = as_app.restore_verified("restored");
+    assert_eq!(
+        files(&restored.join(src.strip_prefix("/").unwrap())),
+        files(&src)
+    );
+    let repo = served.join("tenants/apps/shop");
+    assert!(
+        repo.join("config").is_file(),
+        "no config in {}",
+        repo.display()
+    );
+    assert_eq!(names_in(&repo.join("snapshots")).len(), 1);
+
+    let out = Command::new(cairn_tests::cairn_bin())
+        .args([
+            "gateway",
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--storage",
+            "plugin:nope",
+        ])
+        .arg("--state")
+        .arg(env.path("state"))
+        .arg("--config")
+        .arg(env.path("cairn.toml"))
+        .arg("--plugin-dir")
+        .arg(env.path("plugins"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`nope`"), "{stderr}");
+}

@@ -31,5 +31,5 @@ pub use config::{App, ConfigFile, HookSpec, Instance, OnError};
 pub use hooks::{AppHooks, Bracketed, HookFailure, Operation, PhaseResult, bracket};
 pub use plugins::{Discovered, Discovery, Ready};
 pub use session::{
-    Hints, Password, PasswordSource, Session, Settings, actor, read_rest_credentials,
+    Hints, Password, PasswordSource, Session, Settings, actor, location_key, read_rest_credentials,
 };

@@ -551,7 +551,17 @@ impl Session {
     /// # Errors
     /// When the plugin is not installed, a setting or grant is refused, or it cannot start.
     pub fn plugin_backend(&self, name: &str) -> Result<PluginBackend> {
-        let ready = self.instance(name, true)?;
+        self.plugin_backend_below(name, None)
+    }
+
+    /// The store of plugin instance `name` as [`Session::plugin_backend`], with `below`
+    /// (`kind/app`) appended to its location setting: one repository of the many that
+    /// `cairn gateway` serves from one instance.
+    ///
+    /// # Errors
+    /// As [`Session::plugin_backend`], and when the plugin marks no setting as its location.
+    pub fn plugin_backend_below(&self, name: &str, below: Option<&str>) -> Result<PluginBackend> {
+        let ready = self.instance_below(name, true, below)?;
         let connections = self.settings.connections.unwrap_or(4);
         PluginBackend::open(
             self.plugin_runtime()?,
@@ -570,14 +580,24 @@ impl Session {
     /// # Errors
     /// As [`Session::prepare`].
     pub fn instance(&self, name: &str, options: bool) -> Result<Ready> {
+        self.instance_below(name, options, None)
+    }
+
+    fn instance_below(&self, name: &str, options: bool, below: Option<&str>) -> Result<Ready> {
         let file = self.config()?;
         if let Some(instance) = file.plugins.get(name) {
             let plugin_name = instance.plugin.as_deref().unwrap_or(name);
-            return self.prepare(plugin_name, &instance.config, &instance.grant, options);
+            return self.ready(
+                plugin_name,
+                &instance.config,
+                &instance.grant,
+                options,
+                below,
+            );
         }
         // Not in the file: a built-in discovery plugin may read its layouts.
         let defaults = self.default_grants(name)?;
-        self.prepare(name, &Default::default(), &defaults, options)
+        self.ready(name, &Default::default(), &defaults, options, below)
     }
 
     /// What plugin `name` is granted when the configuration file does not name it: for a
@@ -617,6 +637,17 @@ impl Session {
         grants: &Grants,
         options: bool,
     ) -> Result<Ready> {
+        self.ready(plugin_name, settings, grants, options, None)
+    }
+
+    fn ready(
+        &self,
+        plugin_name: &str,
+        settings: &std::collections::BTreeMap<String, toml::Value>,
+        grants: &Grants,
+        options: bool,
+        below: Option<&str>,
+    ) -> Result<Ready> {
         let runtime = self.plugin_runtime()?;
         let plugin = self.plugins().load(&runtime, plugin_name)?;
         let mut config = Vec::new();
@@ -627,6 +658,12 @@ impl Session {
             for (k, v) in &self.settings.options {
                 config.retain(|(key, _)| key != k);
                 config.push((k.clone(), v.clone()));
+            }
+        }
+        if let Some(below) = below {
+            let key = location_key(&plugin.manifest)?;
+            if let Some((_, value)) = config.iter_mut().find(|(k, _)| k == key) {
+                *value = join_location(value, below);
             }
         }
         plugin
@@ -655,6 +692,27 @@ pub fn builtins() -> cairn_plugin_host::Builtins {
         lacking: cairn_builtin::LACKING.to_vec(),
         why: cairn_builtin::WHY,
     }
+}
+
+/// The setting of a storage plugin that says where its repository is.
+///
+/// # Errors
+/// When the manifest marks none: such a plugin cannot hold many repositories.
+pub fn location_key(manifest: &cairn_plugin_host::Manifest) -> Result<&str> {
+    manifest.location_key().ok_or_else(|| {
+        Error::invalid(format!(
+            "plugin `{}` marks none of its settings as its location (`location = true` in its \
+             manifest), so it cannot hold many repositories",
+            manifest.name
+        ))
+    })
+}
+
+/// `below` (`a/b`) appended to a location setting: `/srv/x` → `/srv/x/a/b`, a URL's trailing
+/// slash kept (`http://h/r/` → `http://h/r/a/b/`).
+fn join_location(value: &str, below: &str) -> String {
+    let slash = if value.ends_with('/') { "/" } else { "" };
+    format!("{}/{below}{slash}", value.trim_end_matches('/'))
 }
 
 /// Whether the store at `location` takes `rest:` credentials (user and token).
@@ -698,4 +756,18 @@ pub fn actor() -> Actor {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_default();
     Actor { hostname, username }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_location_is_extended_by_the_repository_path() {
+        assert_eq!(super::join_location("/srv/x", "a/b"), "/srv/x/a/b");
+        assert_eq!(super::join_location("/srv/x/", "a/b"), "/srv/x/a/b/");
+        assert_eq!(
+            super::join_location("http://h:1/r/", "k/app"),
+            "http://h:1/r/k/app/"
+        );
+        assert_eq!(super::join_location("http://h:1", "k"), "http://h:1/k");
+    }
 }

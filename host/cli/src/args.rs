@@ -278,8 +278,8 @@ pub struct GatewayServeArgs {
     /// The address to listen on (default 127.0.0.1:8000).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Where the repositories live: a directory, `s3:…`, `az://…`, `gs://…`, `webdav+…`;
-    /// each repository is at `LOCATION/<path>`.
+    /// Where the repositories live: a directory, `s3:…`, `az://…`, `gs://…`, `webdav+…`,
+    /// `plugin:NAME`; each repository is at `LOCATION/<path>`.
     #[arg(long, value_name = "LOCATION")]
     pub storage: Option<String>,
     /// The gateway's state: hashed credentials, grants, lock owners, the audit log.

@@ -233,14 +233,24 @@ impl Gateway {
         creds.current.check(name, token).cloned()
     }
 
-    fn backend(&self, repo: &RepoPath) -> Result<Arc<dyn Backend>, Refusal> {
-        let mut all = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = all.get(repo) {
-            return Ok(b.clone());
+    /// The store of `repo`, opened once. Opening may block (a storage plugin starts its
+    /// instances), so it runs beside the request threads.
+    async fn backend(self: &Arc<Self>, repo: &RepoPath) -> Result<Arc<dyn Backend>, Refusal> {
+        let known = self
+            .backends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(repo)
+            .cloned();
+        if let Some(b) = known {
+            return Ok(b);
         }
-        let b = self.storage.open(repo).map_err(|e| store_error(&e))?;
-        all.insert(repo.clone(), b.clone());
-        Ok(b)
+        let gw = self.clone();
+        let r = repo.clone();
+        let opened = blocking(move || gw.storage.open(&r)).await?;
+        // Of two requests that opened it at once, the first one kept serves both.
+        let mut all = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(all.entry(repo.clone()).or_insert(opened).clone())
     }
 
     fn permits(&self, name: &str) -> Arc<Semaphore> {
@@ -419,7 +429,7 @@ async fn serve(
         .acquire_owned()
         .await
         .map_err(|_| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "shutdown", "shutting down"))?;
-    let backend = gw.backend(&target.repo)?;
+    let backend = gw.backend(&target.repo).await?;
     let repo = target.repo.clone();
     match (&method, target.object.clone()) {
         (&Method::POST, Object::Root) => {

@@ -7,6 +7,9 @@
 //! description = "…"
 //!
 //! [[config]]                 # the settings it takes
+//! key = "url"
+//! location = true            # where the repository is: the gateway appends `/<repo path>`
+//! [[config]]
 //! key = "password"
 //! secret = true              # never logged or printed
 //!
@@ -75,6 +78,11 @@ pub struct ConfigKey {
     /// Whether the value is a secret (password, token): never logged or printed.
     #[serde(default)]
     pub secret: bool,
+    /// Whether the value says where the repository is (a directory, a URL): a storage
+    /// plugin's one such setting, to which `cairn gateway` appends `/<repository path>` to
+    /// serve many repositories from one instance.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub location: bool,
 }
 
 /// The capabilities a plugin requests.
@@ -235,7 +243,25 @@ impl Manifest {
         if self.version.trim().is_empty() {
             return bad("version is empty".into());
         }
-        World::from_wit_name(&self.world)?;
+        let world = World::from_wit_name(&self.world)?;
+        let locations: Vec<&str> = self
+            .config
+            .iter()
+            .filter(|c| c.location)
+            .map(|c| c.key.as_str())
+            .collect();
+        if locations.len() > 1 {
+            return bad(format!(
+                "settings {} are all marked `location`; a plugin has at most one",
+                locations.join(", ")
+            ));
+        }
+        if !locations.is_empty() && world != World::StorageBackend {
+            return bad(format!(
+                "setting `{}` is marked `location`, which only a storage plugin's setting may be",
+                locations[0]
+            ));
+        }
         for http in &self.capabilities.http {
             match config_ref(http) {
                 Some(key) => self.check_declared(key, "capabilities.http")?,
@@ -299,6 +325,14 @@ impl Manifest {
         World::from_wit_name(&self.world).unwrap_or(World::StorageBackend)
     }
 
+    /// The setting that says where the repository is, when one is marked `location`.
+    pub fn location_key(&self) -> Option<&str> {
+        self.config
+            .iter()
+            .find(|c| c.location)
+            .map(|c| c.key.as_str())
+    }
+
     /// Whether setting `key` holds a secret.
     pub fn is_secret(&self, key: &str) -> bool {
         let lower = key.to_ascii_lowercase();
@@ -351,6 +385,7 @@ mod tests {
         [[config]]
         key = "url"
         required = true
+        location = true
         [[config]]
         key = "pass"
         secret = true
@@ -368,6 +403,7 @@ mod tests {
         assert_eq!(m.world(), World::StorageBackend);
         assert_eq!(m.capabilities.dirs[0].access, Access::ReadWrite);
         assert!(m.is_secret("pass") && m.is_secret("db-password") && !m.is_secret("url"));
+        assert_eq!(m.location_key(), Some("url"));
         m.check_config(["url", "pass"]).unwrap();
         let e = m.check_config(["pass"]).unwrap_err().to_string();
         assert!(e.contains("needs the setting `url`"), "{e}");
@@ -393,6 +429,14 @@ mod tests {
             (REST.replace("\"/srv/x\"", "\"${url/x\""), "closing"),
             (REST.replace("127.0.0.1:9000", "no port"), "no port"),
             (format!("{REST}\nsurprise = 1"), "surprise"),
+            (
+                REST.replace("secret = true", "secret = true\nlocation = true"),
+                "at most one",
+            ),
+            (
+                REST.replace("storage-backend", "volume-discovery"),
+                "only a storage plugin",
+            ),
         ] {
             let e = Manifest::parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");

@@ -95,21 +95,39 @@ fn serve(ctx: &Ctx, a: GatewayServeArgs) -> Result<Outcome> {
     {
         limits.per_credential = n.max(1);
     }
-    if storage.starts_with("plugin:") {
-        bail!("the gateway cannot serve a plugin: storage yet; use a directory or an object store");
-    }
-    // The gateway's storage: no client cache.
-    let mut opts = cairn_backend::OpenOptions::default();
-    opts.remote = ctx.remote_options()?;
-    let base = storage.trim_end_matches('/').to_owned();
-    let open = move |repo: &RepoPath| -> cairn_repo::Result<Arc<dyn cairn_repo::Backend>> {
-        cairn_backend::open_location_with(&format!("{base}/{repo}"), &opts)
-    };
-    let gw = Gateway::new(Box::new(open), state, limits)?;
+    let gw = Gateway::new(storage_of(ctx, &storage)?, state, limits)?;
     cairn_gateway::run(gw, ServeOptions { listen, tls }, |addr| {
         let _ = writeln!(std::io::stderr().lock(), "gateway listening on {addr}");
     })?;
     Ok(Outcome::Ok)
+}
+
+/// Each repository's store below `storage`: `storage/<repo>` for a directory or an object
+/// store (no client cache); for `plugin:NAME`, the instance with `/<repo>` appended to the
+/// setting its manifest marks as its location.
+fn storage_of(ctx: &Ctx, storage: &str) -> Result<Box<dyn cairn_gateway::Storage>> {
+    if let Some(name) = storage.strip_prefix("plugin:") {
+        let session = ctx.session.fork(ctx.cancel().clone(), |_| {});
+        let name = name.to_owned();
+        // Refused now rather than at the first request: not installed, no location setting,
+        // a setting or grant that does not hold.
+        let ready = session.instance(&name, true)?;
+        cairn_apps::location_key(&ready.plugin.manifest)?;
+        return Ok(Box::new(
+            move |repo: &RepoPath| -> cairn_repo::Result<Arc<dyn cairn_repo::Backend>> {
+                let backend = session.plugin_backend_below(&name, Some(&repo.to_string()))?;
+                Ok(Arc::new(backend))
+            },
+        ));
+    }
+    let mut opts = cairn_backend::OpenOptions::default();
+    opts.remote = ctx.remote_options()?;
+    let base = storage.trim_end_matches('/').to_owned();
+    Ok(Box::new(
+        move |repo: &RepoPath| -> cairn_repo::Result<Arc<dyn cairn_repo::Backend>> {
+            cairn_backend::open_location_with(&format!("{base}/{repo}"), &opts)
+        },
+    ))
 }
 
 fn add(
