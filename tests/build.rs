@@ -4,7 +4,8 @@
 //!   test-programs artifacts build script);
 //! - the C plugin (`plugins/dir-c`): bindings from wit-bindgen's C generator, Debian's clang
 //!   and wasi-libc, then wit-component with the WASI preview 1 adapter;
-//! - the Python plugin (`plugins/dir-py`) with componentize-py.
+//! - the Python plugin (`plugins/dir-py`) with componentize-py;
+//! - the JavaScript plugin (`plugins/dir-js`) with componentize-js.
 //!
 //! The tests find them through `CAIRN_WASM_DIR`.
 
@@ -38,6 +39,7 @@ fn main() {
         &target.join("python"),
         &out.join("cairn_plugin_dir_py.wasm"),
     );
+    js_plugin(&root, &out.join("cairn_plugin_dir_js.wasm"));
     println!("cargo:rustc-env=CAIRN_WASM_DIR={}", out.display());
 }
 
@@ -125,5 +127,30 @@ fn python_plugin(root: &Path, work: &Path, component: &Path) {
             .arg(component),
         "componentize-py for the Python plugin",
         "install it with `pip install componentize-py` (scripts/test.sh does)",
+    );
+}
+
+/// The JavaScript plugin: componentize-js embeds StarlingMonkey and the module into one
+/// component of the plugin's world (the storage backend and the WASI file system), without
+/// the engine's HTTP features (a storage plugin has no network unless granted).
+fn js_plugin(root: &Path, component: &Path) {
+    let dir = root.join("plugins/dir-js");
+    run(
+        Command::new("componentize-js")
+            .arg(dir.join("store.js"))
+            .arg("--wit")
+            .arg(dir.join("wit"))
+            .args([
+                "--world-name",
+                "dir-js",
+                "--disable",
+                "http",
+                "fetch-event",
+                "--out",
+            ])
+            .arg(component),
+        "componentize-js for the JavaScript plugin",
+        "install it with `npm install --global @bytecodealliance/componentize-js@0.23.0` \
+         (scripts/test.sh does)",
     );
 }

@@ -172,7 +172,7 @@ impl BodyReader {
                 "reading the body from {} failed after {} bytes: {}",
                 self.url,
                 self.read,
-                e.to_debug_string()
+                io_failure(&e)
             ))),
         }
     }
@@ -305,10 +305,9 @@ fn write_body(outgoing: OutgoingBody, mut body: &[u8], url: &Url) -> Result<()> 
 fn stream_error(url: &Url, e: StreamError) -> Error {
     match e {
         StreamError::Closed => Error::Unavailable(format!("{url} closed the connection")),
-        StreamError::LastOperationFailed(e) => Error::Unavailable(format!(
-            "connection to {url} failed: {}",
-            e.to_debug_string()
-        )),
+        StreamError::LastOperationFailed(e) => {
+            Error::Unavailable(format!("sending to {url} failed: {}", io_failure(&e)))
+        }
     }
 }
 
@@ -328,8 +327,57 @@ fn failure(url: &Url, e: &ErrorCode) -> Error {
         | ErrorCode::ConnectionLimitReached
         | ErrorCode::DestinationUnavailable
         | ErrorCode::DestinationNotFound => {
-            Error::Unavailable(format!("cannot reach {url}: {e:?}"))
+            Error::Unavailable(format!("cannot reach {url}: {}", describe(e)))
         }
-        other => Error::Other(format!("request to {url} failed: {other:?}")),
+        other => Error::Other(format!("request to {url} failed: {}", describe(other))),
+    }
+}
+
+/// What went wrong, in words rather than WASI's variant names (and never the host HTTP
+/// library's internals).
+fn describe(e: &ErrorCode) -> String {
+    let text = match e {
+        ErrorCode::DnsTimeout => "the name lookup timed out",
+        ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => "the host name does not resolve",
+        ErrorCode::DestinationUnavailable => "the host is unreachable",
+        ErrorCode::DestinationIpProhibited | ErrorCode::DestinationIpUnroutable => {
+            "that address cannot be reached"
+        }
+        ErrorCode::ConnectionRefused => "the connection was refused (is the service listening?)",
+        ErrorCode::ConnectionTerminated => "the connection was closed",
+        ErrorCode::ConnectionTimeout => "connecting timed out",
+        ErrorCode::ConnectionReadTimeout => "no answer came in time",
+        ErrorCode::ConnectionWriteTimeout => "sending timed out",
+        ErrorCode::ConnectionLimitReached => "too many connections are open",
+        ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => "the TLS handshake failed",
+        ErrorCode::TlsCertificateError => "the server's TLS certificate is not trusted",
+        ErrorCode::HttpRequestDenied => "the host did not allow the request",
+        ErrorCode::HttpResponseIncomplete => "the response ended before it was complete",
+        ErrorCode::HttpRequestBodySize(_) => "the request body's length is not its content-length",
+        ErrorCode::HttpResponseBodySize(_) => {
+            "the response body's length is not its content-length"
+        }
+        ErrorCode::HttpResponseTimeout => "no response came in time",
+        ErrorCode::HttpProtocolError => "the server broke the HTTP protocol",
+        ErrorCode::HttpRequestHeaderSectionSize(_)
+        | ErrorCode::HttpRequestHeaderSize(_)
+        | ErrorCode::HttpRequestUriTooLong => "the request is too large",
+        ErrorCode::HttpResponseHeaderSectionSize(_) | ErrorCode::HttpResponseHeaderSize(_) => {
+            "the response headers are too large"
+        }
+        _ => "the HTTP exchange failed",
+    };
+    text.to_owned()
+}
+
+/// A failed stream operation in words: the HTTP error it stands for when the host gives one.
+fn io_failure(e: &wasip2::io::error::Error) -> String {
+    match wasip2::http::types::http_error_code(e) {
+        Some(code) => describe(&code),
+        None => {
+            // The host's own words, for whoever runs with -vv.
+            crate::log::debug(&format!("stream error: {}", e.to_debug_string()));
+            "the connection failed".to_owned()
+        }
     }
 }

@@ -708,27 +708,37 @@ fn restic_flags_people_type() {
     assert_eq!(empty.code, 1);
     assert!(empty.stderr.contains("is empty"), "{}", empty.stderr);
 
+    // --files-from: globs expanded (white space around a line dropped), one that matches
+    // nothing said; --files-from-verbatim: a path with a `*` in its name taken as it is.
     let list = env.path("list");
     std::fs::write(
         &list,
         format!(
-            "# what to keep\n\n{}\n{}/dir/b.txt\n",
+            "# what to keep\n\n{}\n  {s}/dir/*.txt  \n{s}/nothing-*\n",
             src.join("a.txt").display(),
-            s
         ),
     )
     .unwrap();
+    std::fs::write(src.join("dir/star*.tmp"), "literal").unwrap();
+    let verbatim = env.path("list-verbatim");
+    std::fs::write(&verbatim, format!("{s}/dir/star*.tmp\n")).unwrap();
     let raw = env.path("list0");
     std::fs::write(&raw, format!("{}/dir/cache\0", s)).unwrap();
-    env.run(&[
+    let r = env.run(&[
         "backup".as_ref(),
-        "--quiet".as_ref(),
         "--files-from".as_ref(),
         list.as_os_str(),
+        "--files-from-verbatim".as_ref(),
+        verbatim.as_os_str(),
         "--files-from-raw".as_ref(),
         raw.as_os_str(),
-    ])
-    .ok();
+    ]);
+    r.ok();
+    assert!(
+        r.stderr.contains("nothing-*") && r.stderr.contains("matches no file"),
+        "{}",
+        r.stderr
+    );
     let snap = env.run(&["snapshots", "--json", "latest"]).json();
     assert_eq!(
         first_paths(&snap),
@@ -736,6 +746,7 @@ fn restic_flags_people_type() {
             src.join("a.txt").display().to_string(),
             src.join("dir/b.txt").display().to_string(),
             src.join("dir/cache").display().to_string(),
+            src.join("dir/star*.tmp").display().to_string(),
         ]
     );
 }

@@ -321,6 +321,26 @@ fn an_app_credential_can_neither_delete_nor_overwrite_nor_reach_other_repositori
         ),
         &[400],
     );
+    // A client that says its name is a BLAKE3 hash is held to it: a body whose SHA-256 is
+    // the name is refused all the same.
+    let declared = b"named by the other hash";
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("shop:{app}"),
+    );
+    let mut request = format!(
+        "POST /apps/shop/data/{} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
+         Cairn-Hash: blake3\r\nAuthorization: Basic {basic}\r\n\r\n",
+        sha256_hex(declared),
+        declared.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(declared);
+    expect(
+        "a body that does not hash to its name by the hash it declares",
+        gw.raw(&request),
+        &[400],
+    );
     let stalled = {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();

@@ -248,6 +248,9 @@ grant = {{ http = ["127.0.0.1:{port}"] }}
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stderr.contains("app `shop`"), "{}", run.stderr);
     assert!(run.stderr.contains("after 1048576 bytes"), "{}", run.stderr);
+    for internal in ["hyper", "ErrorCode", "Debug"] {
+        assert!(!run.stderr.contains(internal), "{}", run.stderr);
+    }
     // No dump was saved, and the volumes were not read without their dump.
     assert_eq!(volumes(&env), Vec::<String>::new());
     // The post hook ran and was told.
@@ -296,6 +299,26 @@ grant = {{ http = ["127.0.0.1:{port}"] }}
     ));
     env.run(&["backup", "--for-app", "shop"]).ok();
     assert_eq!(volumes(&env), ["k8s/shop/web-0/cache"]);
+
+    // An app that does not listen: said in words, not as WASI's or hyper's names.
+    let closed = cairn_tests::servers::free_ports(1)[0];
+    env.configure(&format!(
+        "[plugins.kubelet.grant]\ndirs = [{{ path = \"{}\" }}]\n\
+         [apps.shop]\nvolumes = [\"k8s/shop/**\"]\n[[apps.shop.hooks]]\nplugin = \"http-hook\"\n\
+         config = {{ url = \"http://127.0.0.1:{closed}\", pre-backup = \"/on\" }}\n\
+         grant = {{ http = [\"127.0.0.1:{closed}\"] }}\n",
+        env.path("node").display()
+    ));
+    let run = env.run(&["backup", "--for-app", "shop"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("the connection was refused"),
+        "{}",
+        run.stderr
+    );
+    for internal in ["hyper", "ErrorCode"] {
+        assert!(!run.stderr.contains(internal), "{}", run.stderr);
+    }
 }
 
 /// Each app's hooks run with that app's grants only: shop's hook cannot reach blog's server,

@@ -495,7 +495,9 @@ fn install_refuses_what_is_not_a_cairn_plugin() {
         std::fs::read_to_string(repo_root().join("plugins/dir/plugin.toml")).unwrap();
     std::fs::write(
         &lying,
-        dir_manifest.replace("storage-backend", "volume-discovery"),
+        dir_manifest
+            .replace("storage-backend", "volume-discovery")
+            .replace("location = true\n", ""),
     )
     .unwrap();
     refused(
@@ -550,11 +552,22 @@ fn a_plugin_repository_needs_its_grants_and_settings() {
         "{}",
         r.stderr
     );
-    // A plugin that is not installed.
-    env.repo = PathBuf::from("plugin:nothing");
+    // An instance whose plugin is not installed.
+    env.configure("[plugins.offsite]\nplugin = \"nothing\"\n");
+    env.repo = PathBuf::from("plugin:offsite");
     let r = env.run(&["snapshots"]);
     assert!(
         r.code == 1 && r.stderr.contains("no plugin `nothing` is installed"),
+        "{}",
+        r.stderr
+    );
+    // An instance that the configuration file lacks: said so, with the table to add.
+    env.repo = PathBuf::from("plugin:elsewhere");
+    let r = env.run(&["snapshots"]);
+    assert!(
+        r.code == 1
+            && r.stderr.contains("has no [plugins.elsewhere] table")
+            && r.stderr.contains("plugin = \"dir\""),
         "{}",
         r.stderr
     );
@@ -709,4 +722,9 @@ fn a_storage_plugin_written_in_c_passes_the_round_trip() {
 #[test]
 fn a_storage_plugin_written_in_python_passes_the_round_trip() {
     directory_store_round_trip("dir-py");
+}
+
+#[test]
+fn a_storage_plugin_written_in_javascript_passes_the_round_trip() {
+    directory_store_round_trip("dir-js");
 }

@@ -561,7 +561,9 @@ impl Session {
     /// # Errors
     /// As [`Session::plugin_backend`], and when the plugin marks no setting as its location.
     pub fn plugin_backend_below(&self, name: &str, below: Option<&str>) -> Result<PluginBackend> {
-        let ready = self.instance_below(name, true, below)?;
+        let ready = self
+            .instance_below(name, true, below)
+            .map_err(|e| self.no_instance(name, e))?;
         let connections = self.settings.connections.unwrap_or(4);
         PluginBackend::open(
             self.plugin_runtime()?,
@@ -570,6 +572,32 @@ impl Session {
             ready.config,
             ready.capabilities,
             connections,
+        )
+    }
+
+    /// For `-r plugin:NAME` with no `[plugins.NAME]` table and no plugin of that name: an
+    /// error that says the instance is missing and how to add it, not only that no plugin
+    /// `NAME` is installed.
+    fn no_instance(&self, name: &str, e: Error) -> Error {
+        let in_file = self
+            .config()
+            .is_ok_and(|file| file.plugins.contains_key(name));
+        if e.kind() != ErrorKind::NotFound || in_file {
+            return e;
+        }
+        let file = match &self.settings.config {
+            Some(path) => format!("the configuration file {}", path.display()),
+            None => "no configuration file (--config FILE or CAIRN_CONFIG)".to_owned(),
+        };
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "`plugin:{name}` names a storage plugin instance, but {file} has no \
+                 [plugins.{name}] table, and no plugin `{name}` is installed or built in. Add \
+                 one, for example:\n  [plugins.{name}]\n  plugin = \"dir\"\n  \
+                 [plugins.{name}.config]\n  path = \"/srv/backups\"\n  [plugins.{name}.grant]\n  \
+                 dirs = [{{ path = \"/srv/backups\", access = \"read-write\" }}]"
+            ),
         )
     }
 

@@ -566,6 +566,8 @@ impl Rest {
             .request(Method::POST, url.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, len)
+            // A config is not named by a hash; cairn's other files by BLAKE3.
+            .header(cairn_repo::backend::NAME_HASH_HEADER, "blake3")
             .body(body());
         let answer = self.send(what, request).await?;
         match answer.status() {

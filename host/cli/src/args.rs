@@ -499,20 +499,24 @@ pub enum CompressionArg {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Files and directories to back up.
-    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "bucket", "files_from", "files_from_raw"])]
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "bucket", "files_from", "files_from_verbatim", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
-    /// Also back up the paths listed in this file, one per line (empty lines and `#`
-    /// comments skipped; repeatable). Taken literally, as restic's --files-from-verbatim:
-    /// globs are not expanded.
-    #[arg(long, visible_alias = "files-from-verbatim", value_name = "FILE")]
+    /// Also back up the paths listed in this file, one per line, each a glob pattern that is
+    /// expanded (`*`, `?`, `[...]`, `**`; one that matches nothing is a warning); white space
+    /// around a line, empty lines and `#` comments are skipped (repeatable), as restic's.
+    #[arg(long, value_name = "FILE")]
     pub files_from: Vec<PathBuf>,
+    /// Also back up the paths listed in this file, one per line, taken literally (only empty
+    /// lines skipped; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub files_from_verbatim: Vec<PathBuf>,
     /// Also back up the paths in this file, separated by NUL bytes (`find -print0`; repeatable).
     #[arg(long, value_name = "FILE")]
     pub files_from_raw: Vec<PathBuf>,
     /// Back up the objects of this bucket below its prefix (`s3:http://HOST:PORT/BUCKET/PREFIX`,
     /// `s3://…`, `az://…`, `gs://…`) as files; objects whose size and ETag are the parent's are
     /// not downloaded again.
-    #[arg(long, value_name = "LOCATION", conflicts_with_all = ["paths", "files_from", "files_from_raw", "stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "exclude", "exclude_file", "one_file_system"])]
+    #[arg(long, value_name = "LOCATION", conflicts_with_all = ["paths", "files_from", "files_from_verbatim", "files_from_raw", "stdin", "stdin_from_command", "volume", "all_discovered", "for_app", "all_apps", "exclude", "exclude_file", "one_file_system"])]
     pub bucket: Option<String>,
     /// Tag the snapshot (repeatable; or comma-separated).
     #[arg(long, value_delimiter = ',')]

@@ -513,6 +513,11 @@ async fn serve(
                 backend,
                 tpe,
                 name: name.clone(),
+                hash: req
+                    .headers()
+                    .get(cairn_repo::backend::NAME_HASH_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_ascii_lowercase),
             };
             let declared = req
                 .headers()

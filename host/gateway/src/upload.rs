@@ -29,30 +29,47 @@ pub(crate) struct Upload {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) tpe: FileType,
     pub(crate) name: String,
+    /// The value of [`NAME_HASH_HEADER`](cairn_repo::backend::NAME_HASH_HEADER) (`blake3`
+    /// or `sha256`), if sent: then only that hash is computed. It spares work and nothing
+    /// else: the body must still hash to its name by the hash named.
+    pub(crate) hash: Option<String>,
 }
 
-/// Both hashes a name may be, computed as the body streams.
+/// The hashes a name may be, computed as the body streams: both unless the client said
+/// which.
 struct Hashes {
-    sha256: Sha256,
-    blake3: blake3::Hasher,
+    sha256: Option<Sha256>,
+    blake3: Option<blake3::Hasher>,
 }
 
 impl Hashes {
-    fn new() -> Self {
+    fn new(declared: Option<&str>) -> Self {
+        let (sha256, blake3) = match declared {
+            Some("blake3") => (false, true),
+            Some("sha256") => (true, false),
+            _ => (true, true),
+        };
         Hashes {
-            sha256: Sha256::new(),
-            blake3: blake3::Hasher::new(),
+            sha256: sha256.then(Sha256::new),
+            blake3: blake3.then(blake3::Hasher::new),
         }
     }
 
     fn update(&mut self, data: &[u8]) {
-        self.sha256.update(data);
-        self.blake3.update(data);
+        if let Some(h) = &mut self.sha256 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.blake3 {
+            h.update(data);
+        }
     }
 
     fn matches(self, name: &str) -> bool {
-        hex::encode(self.sha256.finalize()) == name
-            || self.blake3.finalize().to_hex().as_str() == name
+        self.sha256
+            .is_some_and(|h| hex::encode(h.finalize()) == name)
+            || self
+                .blake3
+                .is_some_and(|h| h.finalize().to_hex().as_str() == name)
     }
 }
 
@@ -122,7 +139,7 @@ pub(crate) async fn receive(
         }
         None => Sink::Memory(Vec::new()),
     };
-    let mut hashes = Hashes::new();
+    let mut hashes = Hashes::new(upload.hash.as_deref());
     let mut received: u64 = 0;
     let mut body = body;
     // The body, until its end or a refusal.
@@ -197,12 +214,14 @@ pub(crate) async fn receive(
         ));
     }
     let name = upload.name;
+    let upload_hash = upload.hash;
     if tpe != FileType::Config && !hashes.matches(&name) {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "hash-mismatch",
             format!(
-                "the body does not hash to its name {name} (SHA-256 or BLAKE3); nothing was stored"
+                "the body does not hash to its name {name} ({}); nothing was stored",
+                upload_hash_names(upload_hash.as_deref())
             ),
         ));
     }
@@ -230,6 +249,15 @@ pub(crate) async fn receive(
         // The same bytes are stored (they hash to the name): a client's retry.
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(storage(&e)),
+    }
+}
+
+/// The hashes tried, for a refusal.
+fn upload_hash_names(declared: Option<&str>) -> &'static str {
+    match declared {
+        Some("blake3") => "BLAKE3, as the client said",
+        Some("sha256") => "SHA-256, as the client said",
+        _ => "SHA-256 or BLAKE3",
     }
 }
 

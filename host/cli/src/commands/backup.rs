@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -46,15 +46,34 @@ pub(super) fn read_exclude_files(
     Ok(out)
 }
 
-/// The paths given, then those of `--files-from` (a line each; empty lines and `#` comments
-/// skipped) and `--files-from-raw` (NUL-separated, verbatim), as restic reads them.
+/// The paths given, then those of `--files-from` (a glob pattern a line; white space around
+/// it, empty lines and `#` comments skipped), `--files-from-verbatim` (a path a line) and
+/// `--files-from-raw` (NUL-separated), as restic reads them.
 fn paths(args: &BackupArgs) -> Result<Vec<PathBuf>> {
     let mut out = args.paths.clone();
     let read = |f: &PathBuf| {
         std::fs::read(f).with_context(|| format!("cannot read the file list {}", f.display()))
     };
     for f in &args.files_from {
-        out.extend(entries(&read(f)?).map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l))));
+        for line in entries(&read(f)?) {
+            let pattern = std::str::from_utf8(line.trim_ascii()).map_err(|_| {
+                anyhow!(
+                    "a line of the file list {} is not UTF-8; list such paths with \
+                     --files-from-verbatim or --files-from-raw",
+                    f.display()
+                )
+            })?;
+            out.extend(expand(pattern, f)?);
+        }
+    }
+    for f in &args.files_from_verbatim {
+        let text = read(f)?;
+        out.extend(
+            text.split(|b| *b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| !l.is_empty())
+                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l))),
+        );
     }
     for f in &args.files_from_raw {
         let raw = read(f)?;
@@ -65,6 +84,33 @@ fn paths(args: &BackupArgs) -> Result<Vec<PathBuf>> {
         );
     }
     Ok(out)
+}
+
+/// The paths `pattern` (a line of the `--files-from` file `list`) matches, in order; none is a
+/// warning. `*` and `?` stay within a path segment, `**` crosses them, dot files match.
+fn expand(pattern: &str, list: &Path) -> Result<Vec<PathBuf>> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let bad = |e: &dyn std::fmt::Display| {
+        anyhow!(
+            "`{pattern}` in the file list {} is not a valid pattern: {e}",
+            list.display()
+        )
+    };
+    let mut found = Vec::new();
+    for entry in glob::glob_with(pattern, options).map_err(|e| bad(&e))? {
+        found.push(entry.map_err(|e| bad(&e))?);
+    }
+    if found.is_empty() {
+        tracing::warn!(
+            "`{pattern}` in the file list {} matches no file; skipped",
+            list.display()
+        );
+    }
+    Ok(found)
 }
 
 /// The options every backup of this command shares (the parent is chosen per source).
