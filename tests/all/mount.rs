@@ -1,5 +1,6 @@
 //! `cairn mount` on the real /dev/fuse: files read back byte for byte through every layout
-//! directory, a snapshot made while mounted appears, Ctrl-C unmounts.
+//! directory, a snapshot made while mounted appears, Ctrl-C unmounts, and what the kernel
+//! forgets is let go of.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -174,4 +175,81 @@ fn mount_reads_back_every_file_and_shows_new_snapshots() {
     let r = env.run(&["mount", src.to_str().unwrap()]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("is not empty"), "{}", r.stderr);
+}
+
+/// Every file below `root` with its bytes, by path relative to it.
+fn tree(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut all = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                all.insert(p.strip_prefix(root).unwrap().to_path_buf(), data);
+            }
+        }
+    }
+    all
+}
+
+/// A tree walked through the mount, let go of by the kernel (caches dropped: it forgets the
+/// inodes), and walked again: the mount lets the forgotten entries go — fewer inodes held
+/// than the tree has — and the second walk reads the same bytes.
+#[test]
+fn the_mount_lets_go_of_what_the_kernel_forgets_and_reads_it_again() {
+    let env = TestEnv::with_repo();
+    let src = env.path("src");
+    for d in 0..20 {
+        for f in 0..15 {
+            cairn_tests::write_file(
+                &src.join(format!("d{d:02}/sub/f{f:02}.txt")),
+                format!("file {d}/{f}\n").repeat(f + 1).as_bytes(),
+            );
+        }
+    }
+    let s = src.to_str().unwrap();
+    env.run(&["backup", "--quiet", s]).ok();
+    let at = env.path("mnt");
+    std::fs::create_dir(&at).unwrap();
+    let log = env.path("mount.log");
+    let child = env
+        .cmd(&["mount".as_ref(), at.as_os_str()])
+        .env("RUST_LOG", "warn,cairn_mount=trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _mounted = Mounted {
+        child: Some(child),
+        at: at.clone(),
+    };
+    wait_for("the mount", || at.join("snapshots").is_dir());
+    let root = at.join("snapshots/latest").join(s.trim_start_matches('/'));
+    let expected = tree(&src);
+    assert_eq!(expected.len(), 300);
+    assert_eq!(tree(&root), expected, "the first walk");
+
+    // The kernel forgets what nobody uses when its caches are dropped (root may).
+    std::fs::write("/proc/sys/vm/drop_caches", "2").expect("drop caches (the test runs as root)");
+    let held = || -> Option<usize> {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("inodes forgotten"))?;
+        last.split("held=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    wait_for("the mount to forget inodes", || {
+        held().is_some_and(|n| n < expected.len())
+    });
+    assert_eq!(tree(&root), expected, "the walk after the kernel forgot");
 }

@@ -1,13 +1,14 @@
 //! The FUSE file system: the layout's directories and links, then each snapshot's trees and
-//! files, read-only. Inodes are handed out as entries are first seen and kept for the
-//! mount's life (a layout path keeps its inode across refreshes). File data is read blob by
-//! blob through the repository (the same caches and checks as restore), with the last blobs
-//! read kept in memory.
+//! files, read-only. Inodes are handed out as entries are first seen ([`crate::inodes`]): a
+//! layout path keeps its inode across refreshes, a snapshot entry's goes when the kernel
+//! forgets it. Trees are read with the state unlocked. File data is read blob by blob
+//! through the repository (the same caches and checks as restore), with the last blobs read
+//! kept in memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_repo::{
@@ -19,6 +20,7 @@ use fuser::{
     Request,
 };
 
+use crate::inodes::{Entry as NodeEntry, Inode, Inodes};
 use crate::layout::{Dir, Entry, layout};
 
 /// How long the kernel may keep what the layout says (it changes as snapshots come).
@@ -28,29 +30,17 @@ const TREE_TTL: Duration = Duration::from_secs(3600);
 /// Plaintext of recently read blobs kept in memory.
 const BLOB_CACHE_BYTES: usize = 64 << 20;
 
-enum Inode {
-    /// A directory of the layout: its entries, by name.
-    Layout(Vec<(String, u64)>),
-    /// A `latest` link.
-    Link(String),
-    /// An entry of a snapshot (its root is a directory node made for it); a directory's
-    /// children once its tree was read, a file's blob offsets once it was opened.
-    Node {
-        node: Box<Node>,
-        children: Option<Vec<(Vec<u8>, u64)>>,
-        ends: Option<Arc<Vec<u64>>>,
-    },
-}
+/// A directory's entries: name and inode.
+type Listing = Vec<(Vec<u8>, u64)>;
 
 /// A file's blobs, where each ends, and the repository to read them from.
 type Content = (Arc<IndexedRepository>, Vec<Id>, Arc<Vec<u64>>);
 
 struct State {
     repo: Arc<IndexedRepository>,
-    inodes: HashMap<u64, Inode>,
+    inodes: Inodes,
     /// Layout paths (and snapshot roots: path and id) → inode, kept across refreshes.
     by_path: HashMap<String, u64>,
-    next: u64,
     listed: Vec<Id>,
     listed_at: Instant,
     /// The newest snapshot's time: the layout directories' times.
@@ -98,7 +88,7 @@ fn usable(name: &[u8]) -> bool {
         && !name.contains(&0)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -120,9 +110,8 @@ impl SnapshotFs {
         let indexed = Arc::new(repo.clone().to_indexed()?);
         let state = State {
             repo: indexed,
-            inodes: HashMap::new(),
+            inodes: Inodes::new(),
             by_path: HashMap::new(),
-            next: 2,
             listed: Vec::new(),
             listed_at: Instant::now(),
             newest: UNIX_EPOCH,
@@ -196,8 +185,7 @@ impl SnapshotFs {
         if let Some(ino) = st.by_path.get(&key) {
             return *ino;
         }
-        let ino = st.next;
-        st.next += 1;
+        let ino = st.inodes.allocate();
         st.by_path.insert(key, ino);
         ino
     }
@@ -214,30 +202,26 @@ impl SnapshotFs {
                 }
                 Entry::Link(target) => {
                     let child = Self::ino_for(st, child_path);
-                    st.inodes.insert(child, Inode::Link(target.clone()));
+                    st.inodes.map.insert(child, Inode::Link(target.clone()));
                     child
                 }
                 Entry::Snapshot { id, tree, time } => {
                     let child = Self::ino_for(st, format!("{child_path}\0{id}"));
-                    st.inodes.entry(child).or_insert_with(|| {
+                    st.inodes.map.entry(child).or_insert_with(|| {
                         let mut node = Node::new(Default::default(), NodeKind::Dir);
                         node.subtree = Some(*tree);
                         node.mode = 0o555;
                         node.mtime = *time;
                         node.atime = *time;
                         node.ctime = *time;
-                        Inode::Node {
-                            node: Box::new(node),
-                            children: None,
-                            ends: None,
-                        }
+                        Inode::Node(NodeEntry::new(node, ino))
                     });
                     child
                 }
             };
             entries.push((name.clone(), child));
         }
-        st.inodes.insert(ino, Inode::Layout(entries));
+        st.inodes.map.insert(ino, Inode::Layout(entries));
     }
 
     fn attr(&self, st: &State, ino: u64) -> Option<FileAttr> {
@@ -258,10 +242,10 @@ impl SnapshotFs {
             blksize: 4096,
             flags: 0,
         };
-        Some(match st.inodes.get(&ino)? {
+        Some(match st.inodes.map.get(&ino)? {
             Inode::Layout(_) => layout(FileType::Directory, 0, 0o555),
             Inode::Link(target) => layout(FileType::Symlink, target.len() as u64, 0o777),
-            Inode::Node { node, .. } => {
+            Inode::Node(NodeEntry { node, .. }) => {
                 let size = match node.kind {
                     NodeKind::Symlink => node.link_target.as_ref().map_or(0, |t| t.0.len() as u64),
                     NodeKind::Dir => 0,
@@ -293,64 +277,64 @@ impl SnapshotFs {
     }
 
     fn ttl(st: &State, ino: u64) -> Duration {
-        match st.inodes.get(&ino) {
-            Some(Inode::Node { .. }) => TREE_TTL,
+        match st.inodes.map.get(&ino) {
+            Some(Inode::Node(_)) => TREE_TTL,
             _ => LAYOUT_TTL,
         }
     }
 
-    /// The entries of directory `ino` (name, inode), its tree read on first use.
-    fn children(
-        &self,
-        st: &mut State,
+    /// The entries of directory `ino` (name, inode), its tree read on first use — with the
+    /// state unlocked, so that other requests go on meanwhile.
+    fn children<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
         ino: u64,
-    ) -> std::result::Result<Vec<(Vec<u8>, u64)>, Errno> {
-        let subtree = match st.inodes.get(&ino) {
+    ) -> std::result::Result<(MutexGuard<'a, State>, Listing), Errno> {
+        let subtree = match st.inodes.map.get(&ino) {
             Some(Inode::Layout(entries)) => {
-                return Ok(entries
+                let listed = entries
                     .iter()
                     .map(|(n, i)| (n.as_bytes().to_vec(), *i))
-                    .collect());
+                    .collect();
+                return Ok((st, listed));
             }
-            Some(Inode::Node {
+            Some(Inode::Node(NodeEntry {
                 children: Some(c), ..
-            }) => return Ok(c.clone()),
-            Some(Inode::Node { node, .. }) if node.kind == NodeKind::Dir => node.subtree,
+            })) => {
+                let listed = c.clone();
+                return Ok((st, listed));
+            }
+            Some(Inode::Node(NodeEntry { node, .. })) if node.kind == NodeKind::Dir => node.subtree,
             Some(_) => return Err(Errno::ENOTDIR),
             None => return Err(Errno::ENOENT),
         };
-        let mut children = Vec::new();
+        let mut nodes = Vec::new();
         if let Some(tree) = subtree {
-            let tree = st.repo.load_tree(&tree).map_err(|e| errno(&e))?;
+            let repo = st.repo.clone();
+            drop(st);
+            let tree = repo.load_tree(&tree).map_err(|e| errno(&e))?;
+            st = lock(&self.state);
             for node in tree.nodes {
-                if !usable(&node.name.0) {
+                if usable(&node.name.0) {
+                    nodes.push(node);
+                } else {
                     tracing::warn!("an entry with an unusable name is left out of the mount");
-                    continue;
                 }
-                let child = st.next;
-                st.next += 1;
-                children.push((node.name.0.clone(), child));
-                st.inodes.insert(
-                    child,
-                    Inode::Node {
-                        node: Box::new(node),
-                        children: None,
-                        ends: None,
-                    },
-                );
             }
         }
-        if let Some(Inode::Node { children: c, .. }) = st.inodes.get_mut(&ino) {
-            *c = Some(children.clone());
+        if st.inodes.entry(ino).is_none() {
+            // Forgotten while its tree was read.
+            return Err(Errno::ENOENT);
         }
-        Ok(children)
+        let children = st.inodes.adopt(ino, nodes);
+        Ok((st, children))
     }
 
     fn kind_of(st: &State, ino: u64) -> FileType {
-        match st.inodes.get(&ino) {
+        match st.inodes.map.get(&ino) {
             Some(Inode::Layout(_)) | None => FileType::Directory,
             Some(Inode::Link(_)) => FileType::Symlink,
-            Some(Inode::Node { node, .. }) => file_type(node.kind),
+            Some(Inode::Node(e)) => file_type(e.node.kind),
         }
     }
 
@@ -358,7 +342,7 @@ impl SnapshotFs {
     fn content(&self, ino: u64) -> std::result::Result<Content, Errno> {
         let mut st = lock(&self.state);
         let repo = st.repo.clone();
-        let Some(Inode::Node { node, ends, .. }) = st.inodes.get_mut(&ino) else {
+        let Some(NodeEntry { node, ends, .. }) = st.inodes.entry_mut(ino) else {
             return Err(Errno::ENOENT);
         };
         if node.kind != NodeKind::File {
@@ -430,25 +414,36 @@ impl SnapshotFs {
 impl Filesystem for SnapshotFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mut st = lock(&self.state);
-        if matches!(st.inodes.get(&parent.0), Some(Inode::Layout(_))) {
+        if matches!(st.inodes.map.get(&parent.0), Some(Inode::Layout(_))) {
             self.refresh(&mut st);
         }
-        let children = match self.children(&mut st, parent.0) {
+        let (mut st, children) = match self.children(st, parent.0) {
             Ok(c) => c,
             Err(e) => return reply.error(e),
         };
-        let Some((_, ino)) = children.iter().find(|(n, _)| n == name.as_bytes()) else {
+        let Some(&(_, ino)) = children.iter().find(|(n, _)| n == name.as_bytes()) else {
             return reply.error(Errno::ENOENT);
         };
         // What a layout name leads to changes as snapshots come and go.
-        let ttl = if matches!(st.inodes.get(&parent.0), Some(Inode::Layout(_))) {
+        let ttl = if matches!(st.inodes.map.get(&parent.0), Some(Inode::Layout(_))) {
             LAYOUT_TTL
         } else {
-            Self::ttl(&st, *ino)
+            Self::ttl(&st, ino)
         };
-        match self.attr(&st, *ino) {
-            Some(attr) => reply.entry(&ttl, &attr, Generation(0)),
+        match self.attr(&st, ino) {
+            Some(attr) => {
+                st.inodes.looked_up(ino);
+                reply.entry(&ttl, &attr, Generation(0));
+            }
             None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let mut st = lock(&self.state);
+        let gone = st.inodes.forget(ino.0, nlookup);
+        if gone > 0 {
+            tracing::trace!(gone, held = st.inodes.len(), "inodes forgotten");
         }
     }
 
@@ -462,9 +457,9 @@ impl Filesystem for SnapshotFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let st = lock(&self.state);
-        match st.inodes.get(&ino.0) {
+        match st.inodes.map.get(&ino.0) {
             Some(Inode::Link(target)) => reply.data(target.as_bytes()),
-            Some(Inode::Node { node, .. }) if node.kind == NodeKind::Symlink => {
+            Some(Inode::Node(NodeEntry { node, .. })) if node.kind == NodeKind::Symlink => {
                 reply.data(node.link_target.as_ref().map_or(&[][..], |t| &t.0));
             }
             _ => reply.error(Errno::EINVAL),
@@ -535,10 +530,10 @@ impl Filesystem for SnapshotFs {
         mut reply: ReplyDirectory,
     ) {
         let mut st = lock(&self.state);
-        if offset == 0 && matches!(st.inodes.get(&ino.0), Some(Inode::Layout(_))) {
+        if offset == 0 && matches!(st.inodes.map.get(&ino.0), Some(Inode::Layout(_))) {
             self.refresh(&mut st);
         }
-        let children = match self.children(&mut st, ino.0) {
+        let (st, children) = match self.children(st, ino.0) {
             Ok(c) => c,
             Err(e) => return reply.error(e),
         };

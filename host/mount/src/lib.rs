@@ -8,6 +8,7 @@
 //! unless `allow_other`.
 
 mod fs;
+mod inodes;
 pub mod layout;
 
 use std::path::Path;
