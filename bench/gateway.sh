@@ -86,6 +86,11 @@ run_tool() {   # run_tool WAY ARGS...
     # shellcheck disable=SC2046
     $(tool_of "$way") "$@"
 }
+# The server a way goes through (its CPU is counted with the client's): none when direct.
+server_of() {   # server_of WAY
+    case $1 in gateway) echo "$GW_PID" ;; rclone) echo "$RC_PID" ;; *) echo "" ;; esac
+}
+
 # The ways in round R's order: rotated each round, so that none always runs first or last.
 order() {   # order R
     local ways=(direct gateway rclone) i
@@ -105,17 +110,20 @@ for r in $(seq "$RUNS"); do
     done
     log "(a) backup of one random $BIG_SIZE file"
     for way in $(order "$r"); do
+        SERVER_PID=$(server_of "$way")
         timed a "$way" -- $(tool_of "$way") -r "$(repo_of $way "a-$r")" backup --quiet "$BIG_DIR"
     done
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
     (( rss > GW_RSS )) && GW_RSS=$rss
     log "(b) backup of $SMALL_COUNT files / $SMALL_TOTAL"
     for way in $(order "$r"); do
+        SERVER_PID=$(server_of "$way")
         timed b "$way" -- $(tool_of "$way") -r "$(repo_of $way "b-$r")" backup --quiet "$SMALL_DIR"
     done
     log "(e) restore of (b)"
     for way in $(order "$r"); do
         target="$RESTORES/$way-$r"
+        SERVER_PID=$(server_of "$way")
         if [[ $way == rclone ]]; then
             timed e "$way" -- $(tool_of "$way") -r "$(repo_of $way "b-$r")" restore latest --target "$target" --quiet
         else
@@ -131,18 +139,27 @@ printf '%s\n' "${RESULTS[@]}" >"$B/results.tsv"
 python3 - "$B/results.tsv" "$MODE" "$(nproc)" "$GW_RSS" "$RUNS" <<'PY' | tee "$B/results.md"
 import statistics, sys
 tsv, mode, nproc, gw_rss, runs = sys.argv[1:]
-walls = {}
+walls, cpus = {}, {}
 for line in open(tsv):
-    case, way, wall = line.split()[:3]
-    walls.setdefault((case, way), []).append(float(wall))
-res = {k: (statistics.median(v),) for k, v in walls.items()}
+    f = line.split()
+    case, way, wall, user, sys_ = f[0], f[1], float(f[2]), float(f[3]), float(f[4])
+    server = float(f[6]) if len(f) > 6 else 0.0
+    walls.setdefault((case, way), []).append(wall)
+    cpus.setdefault((case, way), []).append(user + sys_ + server)
+res = {k: statistics.median(v) for k, v in walls.items()}
+cpu = {k: statistics.median(v) for k, v in cpus.items()}
 print(f"# cairn through its gateway vs direct, and vs restic through rclone serve restic ({mode}, {nproc} cores, median of {runs} interleaved runs)\n")
 print("| case | direct s | gateway s | gateway / direct (throughput) | restic+rclone s | gateway vs restic+rclone |")
 print("|---|---:|---:|---:|---:|---:|")
 titles = {"a": "backup, one big random file", "b": "backup, small files", "e": "restore of (b)"}
 for case in "abe":
-    d, g, r = res[case, "direct"][0], res[case, "gateway"][0], res[case, "rclone"][0]
+    d, g, r = res[case, "direct"], res[case, "gateway"], res[case, "rclone"]
     print(f"| ({case}) {titles[case]} | {d:.2f} | {g:.2f} | {d / g:.0%} | {r:.2f} | {r / g:.2f}× |")
+print("\nCPU seconds, client and server together (the server: the gateway, or rclone):\n")
+print("| case | direct | gateway | restic+rclone |")
+print("|---|---:|---:|---:|")
+for case in "abe":
+    print(f"| ({case}) | {cpu[case, 'direct']:.2f} | {cpu[case, 'gateway']:.2f} | {cpu[case, 'rclone']:.2f} |")
 print()
 print(f"Gateway peak RSS during (a) (its high-water mark after the backups of (a)): {int(gw_rss) / 1024:.0f} MiB.")
 print("Goals: through the gateway ≥ 80 % of direct; ≥ 2× restic through rclone.")

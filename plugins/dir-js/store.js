@@ -25,6 +25,8 @@ function codeOf(e) {
 }
 
 function fail(what, name, e) {
+  // Already the error variant (thrown by this module): as it is.
+  if (e !== null && typeof e === 'object' && 'tag' in e && !('payload' in e)) return e;
   const code = codeOf(e);
   const val = `${what} ${name}: ${code ?? e}`;
   switch (code) {
@@ -90,12 +92,14 @@ class Store {
   }
 
   create() {
+    let exists = true;
     try {
       this.root.statAt(NO_FOLLOW, 'config');
-      throw { tag: 'already-exists', val: 'the directory already holds a repository' };
     } catch (e) {
-      if (codeOf(e) !== 'no-entry') throw e;
+      if (codeOf(e) !== 'no-entry') throw fail('cannot look up', 'config', e);
+      exists = false;
     }
+    if (exists) throw { tag: 'already-exists', val: 'the directory already holds a repository' };
     const folders = Object.values(DIRS);
     for (let i = 0; i < 256; i++) folders.push(`data/${i.toString(16).padStart(2, '0')}`);
     for (const folder of folders) {
@@ -131,17 +135,25 @@ class Store {
         if (codeOf(e) === 'no-entry') continue;
         throw fail('cannot list', folder, e);
       }
+      let stream;
       try {
-        const stream = dir.readDirectory();
+        stream = dir.readDirectory();
         for (let entry; (entry = stream.readDirectoryEntry()) !== undefined; ) {
           if (entry.name.startsWith('.') || entry.type !== 'regular-file') continue;
-          const size = dir.statAt(NO_FOLLOW, entry.name).size;
+          let size;
+          try {
+            size = dir.statAt(NO_FOLLOW, entry.name).size;
+          } catch (e) {
+            // Removed while listed (a lock, a pruned pack): not there any more.
+            if (codeOf(e) === 'no-entry') continue;
+            throw e;
+          }
           entries.push({ name: entry.name, size });
         }
-        close(stream);
       } catch (e) {
         throw fail('cannot list', folder, e);
       } finally {
+        close(stream);
         close(dir);
       }
     }
@@ -187,7 +199,9 @@ class Store {
       file = this.root.openAt(NO_FOLLOW, temp, { create: true, exclusive: true }, { write: true });
       let done = 0;
       while (done < data.length) {
-        done += Number(file.write(data.subarray(done), BigInt(done)));
+        const n = Number(file.write(data.subarray(done), BigInt(done)));
+        if (n === 0) throw { tag: 'other', val: `cannot store ${name}: the file system took no bytes` };
+        done += n;
       }
       file.sync();
       close(file);
@@ -209,7 +223,7 @@ class Store {
     try {
       this.root.unlinkFileAt(path(kind, name));
     } catch (e) {
-      throw codeOf(e) === undefined ? e : fail('cannot remove', name, e);
+      throw fail('cannot remove', name, e);
     }
   }
 }

@@ -312,6 +312,8 @@ fn stream_error(url: &Url, e: StreamError) -> Error {
 }
 
 fn failure(url: &Url, e: &ErrorCode) -> Error {
+    // The host's own detail, for whoever runs with -vv.
+    crate::log::debug(&format!("request to {url}: {e:?}"));
     match e {
         ErrorCode::HttpRequestDenied => Error::Denied(format!(
             "the host refused a request to {}: that authority is not granted to this plugin",

@@ -690,9 +690,14 @@ impl Session {
         }
         if let Some(below) = below {
             let key = location_key(&plugin.manifest)?;
-            if let Some((_, value)) = config.iter_mut().find(|(k, _)| k == key) {
-                *value = join_location(value, below);
-            }
+            // Without it every repository would be the same store: refused.
+            let Some((_, value)) = config.iter_mut().find(|(k, _)| k == key) else {
+                return Err(Error::invalid(format!(
+                    "plugin `{plugin_name}` needs its location setting `{key}` to hold many \
+                     repositories: set it in the configuration file"
+                )));
+            };
+            *value = join_location(value, below);
         }
         plugin
             .manifest
@@ -737,10 +742,15 @@ pub fn location_key(manifest: &cairn_plugin_host::Manifest) -> Result<&str> {
 }
 
 /// `below` (`a/b`) appended to a location setting: `/srv/x` → `/srv/x/a/b`, a URL's trailing
-/// slash kept (`http://h/r/` → `http://h/r/a/b/`).
+/// slash kept (`http://h/r/` → `http://h/r/a/b/`) and its query after the path
+/// (`http://h/r?t=1` → `http://h/r/a/b?t=1`).
 fn join_location(value: &str, below: &str) -> String {
-    let slash = if value.ends_with('/') { "/" } else { "" };
-    format!("{}/{below}{slash}", value.trim_end_matches('/'))
+    let (path, rest) = match value.find("://") {
+        Some(_) => value.split_at(value.find(['?', '#']).unwrap_or(value.len())),
+        None => (value, ""),
+    };
+    let slash = if path.ends_with('/') { "/" } else { "" };
+    format!("{}/{below}{slash}{rest}", path.trim_end_matches('/'))
 }
 
 /// Whether the store at `location` takes `rest:` credentials (user and token).
@@ -797,5 +807,11 @@ mod tests {
             "http://h:1/r/k/app/"
         );
         assert_eq!(super::join_location("http://h:1", "k"), "http://h:1/k");
+        assert_eq!(
+            super::join_location("http://h:1/r/?t=1#f", "k/a"),
+            "http://h:1/r/k/a/?t=1#f"
+        );
+        // A directory's name may hold a `?`.
+        assert_eq!(super::join_location("/srv/a?b", "k"), "/srv/a?b/k");
     }
 }

@@ -83,6 +83,8 @@ pub struct Gateway {
     backends: Mutex<HashMap<RepoPath, Arc<dyn Backend>>>,
     locks: LockOwners,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Bodies held in memory at once, for stores without a streaming writer.
+    pub(crate) in_memory: Arc<Semaphore>,
 }
 
 fn stamp(state: &std::path::Path) -> Option<(SystemTime, u64)> {
@@ -151,6 +153,7 @@ impl Gateway {
             backends: Mutex::new(HashMap::new()),
             locks: LockOwners::open(&state)?,
             permits: Mutex::new(HashMap::new()),
+            in_memory: Arc::new(Semaphore::new(crate::upload::IN_MEMORY_BODIES)),
             state,
         }))
     }

@@ -23,6 +23,11 @@ use crate::gateway::{Gateway, Refusal};
 const MAX_CONFIG: u64 = 1 << 20;
 /// Pieces of a body in flight to the store's writer.
 const IN_FLIGHT: usize = 4;
+/// The largest body taken into memory, for a store without a streaming writer (a storage
+/// plugin takes a file as one buffer); packs are 16 MiB by default, 128 MiB at most.
+const IN_MEMORY_MAX: u64 = 128 << 20;
+/// How many such bodies the gateway holds at once; more wait their turn.
+pub(crate) const IN_MEMORY_BODIES: usize = 4;
 
 /// Where a received body goes.
 pub(crate) struct Upload {
@@ -125,6 +130,20 @@ pub(crate) async fn receive(
             .await
             .map_err(|_| storage(&cairn_repo::Error::invalid("writer task failed")))?
             .map_err(|e| storage(&e))?
+    };
+    // A store that takes whole buffers: a bounded body, and a bounded number of them.
+    let mut limit = limit;
+    let buffered = writer.is_none() && tpe != FileType::Config;
+    let _in_memory = if buffered {
+        limit = limit.min(IN_MEMORY_MAX);
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large(limit));
+        }
+        Some(gw.in_memory.clone().acquire_owned().await.map_err(|_| {
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "shutdown", "shutting down")
+        })?)
+    } else {
+        None
     };
     let mut sink = match writer {
         Some(mut w) => {

@@ -256,6 +256,12 @@ impl Manifest {
                 locations.join(", ")
             ));
         }
+        if let Some(c) = self.config.iter().find(|c| c.location && !c.required) {
+            return bad(format!(
+                "setting `{}` is marked `location` and must also be `required`",
+                c.key
+            ));
+        }
         if !locations.is_empty() && world != World::StorageBackend {
             return bad(format!(
                 "setting `{}` is marked `location`, which only a storage plugin's setting may be",
@@ -436,6 +442,10 @@ mod tests {
             (
                 REST.replace("storage-backend", "volume-discovery"),
                 "only a storage plugin",
+            ),
+            (
+                REST.replace("required = true\n        location", "location"),
+                "must also be `required`",
             ),
         ] {
             let e = Manifest::parse(&text).unwrap_err().to_string();

@@ -102,7 +102,17 @@ fn expand(pattern: &str, list: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut found = Vec::new();
     for entry in glob::glob_with(pattern, options).map_err(|e| bad(&e))? {
-        found.push(entry.map_err(|e| bad(&e))?);
+        match entry {
+            Ok(path) => found.push(path),
+            // A directory it cannot read on the way: what it can read still counts (restic
+            // passes over these too).
+            Err(e) => tracing::warn!(
+                "`{pattern}` in the file list {}: cannot read {}: {}",
+                list.display(),
+                e.path().display(),
+                e.error()
+            ),
+        }
     }
     if found.is_empty() {
         tracing::warn!(
