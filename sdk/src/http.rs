@@ -337,8 +337,8 @@ fn failure(url: &Url, e: &ErrorCode) -> Error {
 
 /// What went wrong, in words rather than WASI's variant names (and never the host HTTP
 /// library's internals).
-fn describe(e: &ErrorCode) -> String {
-    let text = match e {
+fn describe(e: &ErrorCode) -> &'static str {
+    match e {
         ErrorCode::DnsTimeout => "the name lookup timed out",
         ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => "the host name does not resolve",
         ErrorCode::DestinationUnavailable => "the host is unreachable",
@@ -368,18 +368,17 @@ fn describe(e: &ErrorCode) -> String {
             "the response headers are too large"
         }
         _ => "the HTTP exchange failed",
-    };
-    text.to_owned()
+    }
 }
 
 /// A failed stream operation in words: the HTTP error it stands for when the host gives one.
-fn io_failure(e: &wasip2::io::error::Error) -> String {
+fn io_failure(e: &wasip2::io::error::Error) -> &'static str {
     match wasip2::http::types::http_error_code(e) {
         Some(code) => describe(&code),
         None => {
             // The host's own words, for whoever runs with -vv.
             crate::log::debug(&format!("stream error: {}", e.to_debug_string()));
-            "the connection failed".to_owned()
+            "the connection failed"
         }
     }
 }

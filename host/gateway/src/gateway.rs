@@ -18,7 +18,7 @@ use crate::creds::{Credential, Credentials, Role};
 use crate::locks::LockOwners;
 use crate::metrics::Metrics;
 use crate::path::{Object, RepoPath, Target, parse};
-use crate::upload::{Upload, receive};
+use crate::upload::{NamedBy, Upload, receive};
 
 /// restic's media type for v2 listings.
 const V2: &str = "application/vnd.x.restic.rest.v2";
@@ -84,7 +84,7 @@ pub struct Gateway {
     locks: LockOwners,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Bodies held in memory at once, for stores without a streaming writer.
-    pub(crate) in_memory: Arc<Semaphore>,
+    pub(crate) in_memory: Semaphore,
 }
 
 fn stamp(state: &std::path::Path) -> Option<(SystemTime, u64)> {
@@ -153,7 +153,7 @@ impl Gateway {
             backends: Mutex::new(HashMap::new()),
             locks: LockOwners::open(&state)?,
             permits: Mutex::new(HashMap::new()),
-            in_memory: Arc::new(Semaphore::new(crate::upload::IN_MEMORY_BODIES)),
+            in_memory: Semaphore::new(crate::upload::IN_MEMORY_BODIES),
             state,
         }))
     }
@@ -516,11 +516,9 @@ async fn serve(
                 backend,
                 tpe,
                 name: name.clone(),
-                hash: req
-                    .headers()
-                    .get(cairn_repo::backend::NAME_HASH_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_ascii_lowercase),
+                hash: NamedBy::from_header(
+                    req.headers().get(cairn_repo::backend::NAME_HASH_HEADER),
+                ),
             };
             let declared = req
                 .headers()

@@ -34,29 +34,52 @@ pub(crate) struct Upload {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) tpe: FileType,
     pub(crate) name: String,
-    /// The value of [`NAME_HASH_HEADER`](cairn_repo::backend::NAME_HASH_HEADER) (`blake3`
-    /// or `sha256`), if sent: then only that hash is computed. It spares work and nothing
-    /// else: the body must still hash to its name by the hash named.
-    pub(crate) hash: Option<String>,
+    /// The hash the client named for it.
+    pub(crate) hash: NamedBy,
 }
 
-/// The hashes a name may be, computed as the body streams: both unless the client said
-/// which.
+/// Which hash names an upload, as the client's
+/// [`NAME_HASH_HEADER`](cairn_repo::backend::NAME_HASH_HEADER) says (`blake3` or `sha256`):
+/// then only that one is computed. It spares work and nothing else: the body must still hash
+/// to its name by the hash named. Without the header (restic), either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NamedBy {
+    Blake3,
+    Sha256,
+    Either,
+}
+
+impl NamedBy {
+    /// From the header's value, if sent; anything else is [`NamedBy::Either`].
+    pub(crate) fn from_header(value: Option<&http::HeaderValue>) -> Self {
+        match value.and_then(|v| v.to_str().ok()) {
+            Some(v) if v.eq_ignore_ascii_case("blake3") => NamedBy::Blake3,
+            Some(v) if v.eq_ignore_ascii_case("sha256") => NamedBy::Sha256,
+            _ => NamedBy::Either,
+        }
+    }
+
+    /// The hashes tried, for a refusal.
+    fn tried(self) -> &'static str {
+        match self {
+            NamedBy::Blake3 => "BLAKE3, as the client said",
+            NamedBy::Sha256 => "SHA-256, as the client said",
+            NamedBy::Either => "SHA-256 or BLAKE3",
+        }
+    }
+}
+
+/// The hashes a name may be, computed as the body streams.
 struct Hashes {
     sha256: Option<Sha256>,
     blake3: Option<blake3::Hasher>,
 }
 
 impl Hashes {
-    fn new(declared: Option<&str>) -> Self {
-        let (sha256, blake3) = match declared {
-            Some("blake3") => (false, true),
-            Some("sha256") => (true, false),
-            _ => (true, true),
-        };
+    fn new(named: NamedBy) -> Self {
         Hashes {
-            sha256: sha256.then(Sha256::new),
-            blake3: blake3.then(blake3::Hasher::new),
+            sha256: (named != NamedBy::Blake3).then(Sha256::new),
+            blake3: (named != NamedBy::Sha256).then(blake3::Hasher::new),
         }
     }
 
@@ -112,7 +135,7 @@ pub(crate) async fn receive(
     body: Body,
     declared: Option<u64>,
 ) -> Result<(), Refusal> {
-    let limit = if upload.tpe == FileType::Config {
+    let mut limit = if upload.tpe == FileType::Config {
         MAX_CONFIG
     } else {
         gw.limits.max_object
@@ -132,14 +155,12 @@ pub(crate) async fn receive(
             .map_err(|e| storage(&e))?
     };
     // A store that takes whole buffers: a bounded body, and a bounded number of them.
-    let mut limit = limit;
-    let buffered = writer.is_none() && tpe != FileType::Config;
-    let _in_memory = if buffered {
+    let _in_memory = if writer.is_none() && tpe != FileType::Config {
         limit = limit.min(IN_MEMORY_MAX);
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large(limit));
         }
-        Some(gw.in_memory.clone().acquire_owned().await.map_err(|_| {
+        Some(gw.in_memory.acquire().await.map_err(|_| {
             Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "shutdown", "shutting down")
         })?)
     } else {
@@ -158,7 +179,7 @@ pub(crate) async fn receive(
         }
         None => Sink::Memory(Vec::new()),
     };
-    let mut hashes = Hashes::new(upload.hash.as_deref());
+    let mut hashes = Hashes::new(upload.hash);
     let mut received: u64 = 0;
     let mut body = body;
     // The body, until its end or a refusal.
@@ -233,14 +254,13 @@ pub(crate) async fn receive(
         ));
     }
     let name = upload.name;
-    let upload_hash = upload.hash;
     if tpe != FileType::Config && !hashes.matches(&name) {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "hash-mismatch",
             format!(
                 "the body does not hash to its name {name} ({}); nothing was stored",
-                upload_hash_names(upload_hash.as_deref())
+                upload.hash.tried()
             ),
         ));
     }
@@ -268,15 +288,6 @@ pub(crate) async fn receive(
         // The same bytes are stored (they hash to the name): a client's retry.
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(storage(&e)),
-    }
-}
-
-/// The hashes tried, for a refusal.
-fn upload_hash_names(declared: Option<&str>) -> &'static str {
-    match declared {
-        Some("blake3") => "BLAKE3, as the client said",
-        Some("sha256") => "SHA-256, as the client said",
-        _ => "SHA-256 or BLAKE3",
     }
 }
 

@@ -30,9 +30,6 @@ const TREE_TTL: Duration = Duration::from_secs(3600);
 /// Plaintext of recently read blobs kept in memory.
 const BLOB_CACHE_BYTES: usize = 64 << 20;
 
-/// A directory's entries: name and inode.
-type Listing = Vec<(Vec<u8>, u64)>;
-
 /// A file's blobs, where each ends, and the repository to read them from.
 type Content = (Arc<IndexedRepository>, Vec<Id>, Arc<Vec<u64>>);
 
@@ -283,26 +280,21 @@ impl SnapshotFs {
         }
     }
 
-    /// The entries of directory `ino` (name, inode), its tree read on first use — with the
-    /// state unlocked, so that other requests go on meanwhile.
-    fn children<'a>(
+    /// Makes sure directory `ino`'s entries are listed ([`SnapshotFs::listing`]), its tree
+    /// read on first use — with the state unlocked, so that other requests go on meanwhile.
+    fn listed<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         ino: u64,
-    ) -> std::result::Result<(MutexGuard<'a, State>, Listing), Errno> {
+    ) -> std::result::Result<MutexGuard<'a, State>, Errno> {
         let subtree = match st.inodes.map.get(&ino) {
-            Some(Inode::Layout(entries)) => {
-                let listed = entries
-                    .iter()
-                    .map(|(n, i)| (n.as_bytes().to_vec(), *i))
-                    .collect();
-                return Ok((st, listed));
-            }
-            Some(Inode::Node(NodeEntry {
-                children: Some(c), ..
-            })) => {
-                let listed = c.clone();
-                return Ok((st, listed));
+            Some(
+                Inode::Layout(_)
+                | Inode::Node(NodeEntry {
+                    children: Some(_), ..
+                }),
+            ) => {
+                return Ok(st);
             }
             Some(Inode::Node(NodeEntry { node, .. })) if node.kind == NodeKind::Dir => node.subtree,
             Some(_) => return Err(Errno::ENOTDIR),
@@ -326,8 +318,25 @@ impl SnapshotFs {
             // Forgotten while its tree was read.
             return Err(Errno::ENOENT);
         }
-        let children = st.inodes.adopt(ino, nodes);
-        Ok((st, children))
+        st.inodes.adopt(ino, nodes);
+        Ok(st)
+    }
+
+    /// The entries (name, inode) of directory `ino`, once [`SnapshotFs::listed`]; none else.
+    fn listing(st: &State, ino: u64) -> impl Iterator<Item = (&[u8], u64)> {
+        let layout: &[(String, u64)] = match st.inodes.map.get(&ino) {
+            Some(Inode::Layout(entries)) => entries,
+            _ => &[],
+        };
+        let tree: &[(Vec<u8>, u64)] = st
+            .inodes
+            .entry(ino)
+            .and_then(|e| e.children.as_deref())
+            .unwrap_or_default();
+        layout
+            .iter()
+            .map(|(n, i)| (n.as_bytes(), *i))
+            .chain(tree.iter().map(|(n, i)| (n.as_slice(), *i)))
     }
 
     fn kind_of(st: &State, ino: u64) -> FileType {
@@ -417,11 +426,12 @@ impl Filesystem for SnapshotFs {
         if matches!(st.inodes.map.get(&parent.0), Some(Inode::Layout(_))) {
             self.refresh(&mut st);
         }
-        let (mut st, children) = match self.children(st, parent.0) {
-            Ok(c) => c,
+        let mut st = match self.listed(st, parent.0) {
+            Ok(st) => st,
             Err(e) => return reply.error(e),
         };
-        let Some(&(_, ino)) = children.iter().find(|(n, _)| n == name.as_bytes()) else {
+        let Some((_, ino)) = Self::listing(&st, parent.0).find(|(n, _)| *n == name.as_bytes())
+        else {
             return reply.error(Errno::ENOENT);
         };
         // What a layout name leads to changes as snapshots come and go.
@@ -533,8 +543,8 @@ impl Filesystem for SnapshotFs {
         if offset == 0 && matches!(st.inodes.map.get(&ino.0), Some(Inode::Layout(_))) {
             self.refresh(&mut st);
         }
-        let (st, children) = match self.children(st, ino.0) {
-            Ok(c) => c,
+        let st = match self.listed(st, ino.0) {
+            Ok(st) => st,
             Err(e) => return reply.error(e),
         };
         let mut all: Vec<(u64, FileType, &[u8])> = vec![
@@ -542,9 +552,7 @@ impl Filesystem for SnapshotFs {
             (ino.0, FileType::Directory, b".."),
         ];
         all.extend(
-            children
-                .iter()
-                .map(|(name, child)| (*child, Self::kind_of(&st, *child), name.as_slice())),
+            Self::listing(&st, ino.0).map(|(name, child)| (child, Self::kind_of(&st, child), name)),
         );
         for (i, (child, kind, name)) in all
             .iter()

@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use cairn_repo::Node;
 
+/// A directory's entries: name and inode.
+pub(crate) type Listing = Vec<(Vec<u8>, u64)>;
+
 pub(crate) enum Inode {
     /// A directory of the layout: its entries, by name.
     Layout(Vec<(String, u64)>),
@@ -27,7 +30,7 @@ pub(crate) struct Entry {
     /// Lookups answered and not yet forgotten by the kernel. A snapshot root is never
     /// removed whatever this says: the layout names it.
     pub(crate) lookups: u64,
-    pub(crate) children: Option<Vec<(Vec<u8>, u64)>>,
+    pub(crate) children: Option<Listing>,
     pub(crate) ends: Option<Arc<Vec<u64>>>,
 }
 
@@ -83,9 +86,9 @@ impl Inodes {
 
     /// Gives `nodes` (directory `parent`'s tree, read) their inodes and makes them its
     /// listing; when another thread got there first, its listing stands.
-    pub(crate) fn adopt(&mut self, parent: u64, nodes: Vec<Node>) -> Vec<(Vec<u8>, u64)> {
-        if let Some(done) = self.entry(parent).and_then(|e| e.children.clone()) {
-            return done;
+    pub(crate) fn adopt(&mut self, parent: u64, nodes: Vec<Node>) {
+        if self.entry(parent).is_none_or(|e| e.children.is_some()) {
+            return;
         }
         let mut children = Vec::with_capacity(nodes.len());
         for node in nodes {
@@ -94,9 +97,8 @@ impl Inodes {
             self.map.insert(ino, Inode::Node(Entry::new(node, parent)));
         }
         if let Some(e) = self.entry_mut(parent) {
-            e.children = Some(children.clone());
+            e.children = Some(children);
         }
-        children
     }
 
     /// The kernel took a reference to `ino` (a lookup answered with it).
@@ -176,6 +178,12 @@ mod tests {
         Node::new(Name(name.as_bytes().to_vec()), kind)
     }
 
+    /// The inodes of directory `ino`'s listing.
+    fn listed(t: &Inodes, ino: u64) -> Vec<u64> {
+        let listing = t.entry(ino).and_then(|e| e.children.as_ref());
+        listing.map_or(Vec::new(), |c| c.iter().map(|(_, i)| *i).collect())
+    }
+
     /// A layout root (1) naming a snapshot root (2) whose tree holds `dir/` (with `f`) and `g`.
     fn table() -> (Inodes, u64, u64, u64) {
         let mut t = Inodes::new();
@@ -183,12 +191,13 @@ mod tests {
         t.map.insert(1, Inode::Layout(vec![("snap".into(), root)]));
         t.map
             .insert(root, Inode::Node(Entry::new(node("", NodeKind::Dir), 1)));
-        let kids = t.adopt(
+        t.adopt(
             root,
             vec![node("dir", NodeKind::Dir), node("g", NodeKind::File)],
         );
-        let dir = kids[0].1;
-        let f = t.adopt(dir, vec![node("f", NodeKind::File)])[0].1;
+        let dir = listed(&t, root)[0];
+        t.adopt(dir, vec![node("f", NodeKind::File)]);
+        let f = listed(&t, dir)[0];
         (t, root, dir, f)
     }
 
@@ -221,8 +230,8 @@ mod tests {
         assert!(t.entry(f).is_some());
         // Listed again later, dir gets a new inode; the old f is named by no listing and
         // goes when the kernel forgets it.
-        let again = t.adopt(root, vec![node("dir", NodeKind::Dir)]);
-        assert_ne!(again[0].1, dir);
+        t.adopt(root, vec![node("dir", NodeKind::Dir)]);
+        assert_ne!(listed(&t, root)[0], dir);
         assert_eq!(t.forget(f, 1), 1);
         assert!(t.entry(f).is_none());
     }

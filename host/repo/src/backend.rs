@@ -14,13 +14,13 @@ mod retry;
 use std::fmt;
 
 pub use checked::{CheckedBackend, check_name, valid_name};
+pub use retry::{REREADS, RetryBackend, RetryPolicy, RetryStats};
+pub(crate) use retry::{RetryCounters, read_verified};
 
 /// The HTTP request header in which a client of a REST store names the hash that names an
 /// uploaded file — `blake3` for cairn's files (their names are the BLAKE3 hash of their
 /// bytes) — so that a server that verifies uploads (`cairn gateway`) computes only that one.
 pub const NAME_HASH_HEADER: &str = "cairn-hash";
-pub use retry::{REREADS, RetryBackend, RetryPolicy, RetryStats};
-pub(crate) use retry::{RetryCounters, read_verified};
 
 use crate::error::Result;
 

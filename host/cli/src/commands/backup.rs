@@ -17,12 +17,16 @@ use crate::settings::Ctx;
 
 mod volumes;
 
-/// The entries of a list file: its lines without line ends, less empty lines and `#`
-/// comments (an exclude file, `--files-from`).
-fn entries(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// The lines of a list file, without their line ends (`\n` or `\r\n`).
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     text.split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.trim_ascii().is_empty() && !l.trim_ascii_start().starts_with(b"#"))
+}
+
+/// The entries of a list file: its lines less empty lines and `#` comments (an exclude
+/// file, `--files-from`).
+fn entries(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    lines(text).filter(|l| !l.trim_ascii().is_empty() && !l.trim_ascii_start().starts_with(b"#"))
 }
 
 /// The `--exclude` patterns and those of the `--exclude-file` files.
@@ -69,8 +73,7 @@ fn paths(args: &BackupArgs) -> Result<Vec<PathBuf>> {
     for f in &args.files_from_verbatim {
         let text = read(f)?;
         out.extend(
-            text.split(|b| *b == b'\n')
-                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            lines(&text)
                 .filter(|l| !l.is_empty())
                 .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l))),
         );

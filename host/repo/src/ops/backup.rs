@@ -853,15 +853,16 @@ fn run_backup(
     let (tree, parent) = match result {
         Ok(r) => r,
         Err(e) => {
-            let kept = opts.dry_run
-                || match saver.abandon() {
+            // A dry run uploads nothing to keep.
+            let kept = !opts.dry_run
+                && match saver.abandon() {
                     Ok(()) => true,
                     Err(e2) => {
                         tracing::warn!("could not index the packs uploaded so far: {e2}");
                         false
                     }
                 };
-            if e.kind() == ErrorKind::Interrupted && kept && !opts.dry_run {
+            if e.kind() == ErrorKind::Interrupted && kept {
                 return Err(Error::new(
                     ErrorKind::Interrupted,
                     "backup interrupted: no snapshot was saved; the data uploaded so far is \
