@@ -270,7 +270,10 @@ impl Seaweed {
         );
         self.server = Some(server);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !http_answers(self.s3_port) {
+        // Ready when the filer and the volume server answer too: the S3 port opens first,
+        // and answers 500 until they do (seen after a restart).
+        let (filer, volume) = (self.ports[8], self.ports[6]);
+        while ![self.s3_port, filer, volume].into_iter().all(http_answers) {
             assert!(
                 Instant::now() < deadline,
                 "SeaweedFS did not start; see {}",
