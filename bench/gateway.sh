@@ -139,15 +139,17 @@ printf '%s\n' "${RESULTS[@]}" >"$B/results.tsv"
 python3 - "$B/results.tsv" "$MODE" "$(nproc)" "$GW_RSS" "$RUNS" <<'PY' | tee "$B/results.md"
 import statistics, sys
 tsv, mode, nproc, gw_rss, runs = sys.argv[1:]
-walls, cpus = {}, {}
+walls, cpus, rsss = {}, {}, {}
 for line in open(tsv):
     f = line.split()
     case, way, wall, user, sys_ = f[0], f[1], float(f[2]), float(f[3]), float(f[4])
     server = float(f[6]) if len(f) > 6 else 0.0
     walls.setdefault((case, way), []).append(wall)
     cpus.setdefault((case, way), []).append(user + sys_ + server)
+    rsss.setdefault((case, way), []).append(int(f[5]) / 1024)
 res = {k: statistics.median(v) for k, v in walls.items()}
 cpu = {k: statistics.median(v) for k, v in cpus.items()}
+rss = {k: max(v) for k, v in rsss.items()}
 print(f"# cairn through its gateway vs direct, and vs restic through rclone serve restic ({mode}, {nproc} cores, median of {runs} interleaved runs)\n")
 print("| case | direct s | gateway s | gateway / direct (throughput) | restic+rclone s | gateway vs restic+rclone |")
 print("|---|---:|---:|---:|---:|---:|")
@@ -160,6 +162,11 @@ print("| case | direct | gateway | restic+rclone |")
 print("|---|---:|---:|---:|")
 for case in "abe":
     print(f"| ({case}) | {cpu[case, 'direct']:.2f} | {cpu[case, 'gateway']:.2f} | {cpu[case, 'rclone']:.2f} |")
+print("\nThe client's peak RSS, MiB (the highest of the rounds):\n")
+print("| case | direct | gateway | restic (through rclone) |")
+print("|---|---:|---:|---:|")
+for case in "abe":
+    print(f"| ({case}) | {rss[case, 'direct']:.0f} | {rss[case, 'gateway']:.0f} | {rss[case, 'rclone']:.0f} |")
 print()
 print(f"Gateway peak RSS during (a) (its high-water mark after the first round's (a), before any restore): {int(gw_rss) / 1024:.0f} MiB.")
 print("Goals: through the gateway ≥ 80 % of direct; ≥ 2× restic through rclone.")

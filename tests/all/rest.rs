@@ -45,6 +45,18 @@ fn source(env: &TestEnv) -> PathBuf {
     src
 }
 
+/// The latest snapshot restores to exactly `src`, and `check --read-data` finds nothing.
+fn restores_exactly_and_checks_clean(env: &TestEnv, src: &Path) {
+    let out = env.restore_verified("out");
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert!(
+        tree(&restored) == tree(src),
+        "the restore equals the source"
+    );
+    let check = env.run(&["check", "--read-data", "--json"]).json();
+    assert_eq!(check["errors"], 0, "{check}");
+}
+
 /// Every file below `dir` with its bytes, by path relative to `dir`.
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
@@ -91,15 +103,7 @@ fn rest_repository_lives_through_init_backups_restore_check_and_prune() {
     assert_eq!(second["files_changed"], 1, "{second}");
     assert_eq!(env.snapshot_ids().len(), 2);
 
-    let out = env.restore_verified("out");
-    let restored = out.join(src.strip_prefix("/").unwrap());
-    assert!(
-        tree(&restored) == tree(&src),
-        "the restore equals the source"
-    );
-
-    let check = env.run(&["check", "--read-data", "--json"]).json();
-    assert_eq!(check["errors"], 0, "{check}");
+    restores_exactly_and_checks_clean(&env, &src);
 
     let r = env.run(&["forget", "--keep-last", "1", "--prune"]);
     r.ok();
@@ -244,4 +248,40 @@ fn cache_lists_the_caches_and_cleans_up_old_ones() {
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert!(list[0]["size"].is_null());
     env.run(&["snapshots"]).ok();
+}
+
+/// Packs of up to 32 MiB are held in memory until they are sent; a larger one is spooled to a
+/// temporary file and sent from it, with memory bounded all the same.
+#[test]
+fn packs_in_memory_and_a_pack_spooled_to_a_file_both_arrive_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), &[]);
+    let env = env_on(&server, &format!("{USER}:{PASS}@"));
+    env.init_with(&["--pack-size", "256M"]).ok();
+    let src = env.path("big");
+    std::fs::create_dir_all(&src).unwrap();
+    let size = 160 << 20;
+    std::fs::write(src.join("file.bin"), random_bytes(size, 3)).unwrap();
+    std::fs::write(src.join("small.bin"), random_bytes(3 << 20, 4)).unwrap();
+    let (out, peak) = env.backup_watching_memory(&src);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packs: Vec<u64> = std::fs::read_dir(dir.path().join("served/repo/data"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .collect();
+    assert!(
+        packs.iter().any(|len| *len > size as u64),
+        "one pack holds the big file: {packs:?}"
+    );
+    assert!(
+        peak > 0 && peak < 140 << 20,
+        "a 160 MiB pack was sent with a peak RSS of {} MiB",
+        peak >> 20
+    );
+    restores_exactly_and_checks_clean(&env, &src);
 }

@@ -374,14 +374,6 @@ fn https_with_a_private_ca() {
     assert!(r.stderr.contains("PEM"), "{}", r.stderr);
 }
 
-/// The highest resident set size a running process has reached, in bytes.
-fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 #[test]
 fn large_packs_go_up_in_parts_with_bounded_memory() {
     let server = shared_seaweed();
@@ -396,13 +388,7 @@ fn large_packs_go_up_in_parts_with_bounded_memory() {
     std::fs::create_dir_all(&src).unwrap();
     let size = 320 << 20;
     std::fs::write(src.join("file.bin"), random_bytes(size, 7)).unwrap();
-    let mut backup = spawn_backup(&env, &src);
-    let mut peak = 0;
-    while backup.try_wait().unwrap().is_none() {
-        peak = peak.max(peak_rss(backup.id()).unwrap_or(0));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = backup.wait_with_output().unwrap();
+    let (out, peak) = env.backup_watching_memory(&src);
     assert!(
         out.status.success(),
         "{}",

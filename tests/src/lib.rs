@@ -242,6 +242,23 @@ impl TestEnv {
         self.dir.path().join(rel)
     }
 
+    /// Runs `cairn backup --json SRC`, watching it: its output and its peak resident set
+    /// size in bytes (the highest `VmHWM` seen while it ran).
+    pub fn backup_watching_memory(&self, src: &Path) -> (std::process::Output, u64) {
+        let mut backup = self
+            .cmd(&["backup", "--json", src.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut peak = 0;
+        while backup.try_wait().unwrap().is_none() {
+            peak = peak.max(peak_rss(backup.id()).unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (backup.wait_with_output().unwrap(), peak)
+    }
+
     /// A `cairn` command against the repository, with the password in the environment.
     pub fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(cairn_bin());
@@ -348,4 +365,12 @@ impl TestEnv {
         out.sort();
         out
     }
+}
+
+/// The highest resident set size a running process has reached, in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -12,6 +12,7 @@ mod local;
 mod multipart;
 mod object;
 mod rest;
+mod spool;
 
 use std::sync::Arc;
 

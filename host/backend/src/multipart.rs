@@ -1,31 +1,22 @@
-//! Large packs with bounded memory: a pack is spooled to an unnamed temporary file once it
-//! outgrows [`SPILL_AT`] (its name, the hash of its bytes, is only known when it is complete),
-//! then stored by an S3 multipart upload that reads [`PART_SIZE`] parts back from the file, at
-//! most [`PARTS_IN_FLIGHT`] at a time. Memory per pack is therefore bounded whatever the
-//! repository's pack size; smaller packs stay in memory and go up in one conditional PUT.
+//! Large packs with bounded memory: a pack is [spooled](crate::spool) to an unnamed temporary
+//! file once it outgrows [`SPILL_AT`](crate::spool::SPILL_AT), then stored by an S3 multipart
+//! upload that reads [`PART_SIZE`] parts back from the file, at most [`PARTS_IN_FLIGHT`] at a
+//! time. Memory per pack is therefore bounded whatever the repository's pack size; smaller
+//! packs stay in memory and go up in one conditional PUT.
 //!
 //! Create-only: every multipart completion carries `If-None-Match: *` (the [`CreateOnly`]
 //! connector adds it, as object_store itself does for its conditional copy), so S3 refuses to
 //! complete onto an existing object. `init` probes whether the store honours that; where it
 //! does not, the object is looked up before the upload (not atomic, and `init` says so).
-//!
-//! The temporary file lives in the system's temporary directory (`TMPDIR`), like restic's, and
-//! disappears with the process whatever happens.
-//!
-//! A pack's memory goes back to a pool once it is uploaded: a fresh 32 MiB buffer for
-//! every pack cost a page fault per 4 KiB written into it and an unmap when it was freed
-//! (about 0.5 s of CPU per GiB stored).
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo::backend::FileWriter;
-use cairn_repo::buffers::BufferPool;
-use cairn_repo::{Error, ErrorKind, FileType, Result};
+use cairn_repo::{FileType, Result};
 use futures::{StreamExt, TryStreamExt};
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
@@ -34,25 +25,12 @@ use object_store::path::Path;
 use object_store::{ClientOptions, PutPayload};
 
 use crate::object::{Remote, object_path};
+use crate::spool::{Spool, recycle};
 
-/// A pack larger than this leaves memory for a temporary file and a multipart upload.
-pub(crate) const SPILL_AT: usize = 32 << 20;
 /// Bytes per uploaded part (S3 wants at least 5 MiB for all but the last).
 pub(crate) const PART_SIZE: u64 = 16 << 20;
 /// Parts of one pack in memory and on the wire at once.
 pub(crate) const PARTS_IN_FLIGHT: usize = 2;
-
-/// Puts the buffer behind `bytes` back into `pool`, if nothing else holds it any more.
-fn recycle(pool: &BufferPool, bytes: Bytes) {
-    if let Ok(buf) = bytes.try_into_mut() {
-        pool.put(Vec::from(buf));
-    }
-}
-
-enum Spool {
-    Memory(Vec<u8>),
-    File { file: File, len: u64 },
-}
 
 /// A pack being written to an object store (see the module documentation).
 pub(crate) struct PackWriter {
@@ -74,50 +52,18 @@ impl PackWriter {
         atomic_multipart: bool,
     ) -> Self {
         Self {
-            spool: Spool::Memory({
-                let mut buf = remote.spools.get();
-                buf.reserve(SPILL_AT);
-                buf
-            }),
+            spool: Spool::new(&remote.spools),
             remote,
             prefix,
             atomic_put,
             atomic_multipart,
         }
     }
-
-    fn spool_error(e: std::io::Error) -> Error {
-        Error::new(
-            ErrorKind::Backend,
-            format!(
-                "cannot spool a pack to a temporary file in {} (set TMPDIR to a directory with room)",
-                std::env::temp_dir().display()
-            ),
-        )
-        .with_source(e)
-    }
 }
 
 impl FileWriter for PackWriter {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        if let Spool::Memory(buf) = &mut self.spool
-            && buf.len() + data.len() > SPILL_AT
-        {
-            let mut file = tempfile::tempfile().map_err(Self::spool_error)?;
-            file.write_all(buf).map_err(Self::spool_error)?;
-            self.spool = Spool::File {
-                file,
-                len: buf.len() as u64,
-            };
-        }
-        match &mut self.spool {
-            Spool::Memory(buf) => buf.extend_from_slice(data),
-            Spool::File { file, len } => {
-                file.write_all(data).map_err(Self::spool_error)?;
-                *len += data.len() as u64;
-            }
-        }
-        Ok(())
+        self.spool.write(data)
     }
 
     fn commit(self: Box<Self>, name: &str) -> Result<()> {

@@ -21,25 +21,27 @@
 //! Transient failures are retried here, with exponential backoff and jitter, bounded in count
 //! and in time. They are no connection, a timeout, a broken answer, 408, 429 and most 5xx.
 //! Because of that the backend [retries internally](Backend::retries_internally) and can give
-//! the packer a streaming writer. The writer spools a pack to an unnamed temporary file (0600,
-//! in `TMPDIR`). At commit it `POST`s the file in 1 MiB chunks, starting from the beginning
+//! the packer a streaming writer. The writer [spools](crate::spool) a pack: in a buffer from a
+//! pool when it is at most 32 MiB (packs are 16 MiB by default), in an unnamed temporary file
+//! beyond. At commit it `POST`s the buffer, or the file in 1 MiB chunks, from the beginning
 //! again on a retry, so memory does not grow with the pack size.
 //!
 //! restic's rest-server checks that each file's name is the SHA-256 of its bytes. cairn names
 //! files by BLAKE3, so such a server must run with `--no-verify-upload`; its 400 answer says so.
 
 use std::fs::File;
-use std::io::{BufWriter, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_repo::backend::{FileWriter, RetryPolicy};
+use cairn_repo::buffers::BufferPool;
 use cairn_repo::{Backend, Error, ErrorKind, FileType, Guarantees, Result};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode, Url};
 
+use crate::spool::{Spool, recycle};
 use crate::{RemoteOptions, what};
 
 /// The media type of restic's REST protocol v2 (listings with sizes).
@@ -52,7 +54,7 @@ const CREDENTIALS_HINT: &str = "give the right ones in the URL \
      CAIRN_REST_PASSWORD";
 /// Concurrent uploads by default, as for the object stores.
 const DEFAULT_CONNECTIONS: usize = 4;
-/// Bytes per read of a spooled pack, and the spool's write buffer.
+/// Bytes per read of a pack spooled to a file.
 const CHUNK: usize = 1 << 20;
 
 /// A user name and a password for HTTP basic auth. Debug output never shows the password.
@@ -279,6 +281,8 @@ struct Rest {
     location: String,
     rt: tokio::runtime::Runtime,
     retry: RetryPolicy,
+    /// Buffers of packs being written, for the next ones.
+    spools: BufferPool,
 }
 
 /// A repository on a REST server (see the module documentation).
@@ -308,6 +312,11 @@ impl RestBackend {
             credentials,
             location,
         } = parse(spec, opts.rest_credentials.as_ref())?;
+        let connections = if opts.connections == 0 {
+            DEFAULT_CONNECTIONS
+        } else {
+            opts.connections
+        };
         Ok(Self {
             rest: Arc::new(Rest {
                 client: client(opts)?,
@@ -316,12 +325,11 @@ impl RestBackend {
                 location,
                 rt: crate::object::runtime()?,
                 retry: RETRY,
+                // As many as a backup has packs at once: one open per blob type, and one
+                // being stored per connection.
+                spools: BufferPool::new(connections + 2),
             }),
-            connections: if opts.connections == 0 {
-                DEFAULT_CONNECTIONS
-            } else {
-                opts.connections
-            },
+            connections,
         })
     }
 }
@@ -601,35 +609,42 @@ fn file_body(file: Arc<File>, len: u64) -> reqwest::Body {
     reqwest::Body::wrap_stream(chunks)
 }
 
-/// A pack being spooled to an unnamed temporary file, `POST`ed from it at commit. Dropped
-/// uncommitted, it leaves nothing behind.
+/// A pack being [spooled](crate::spool), `POST`ed at commit. Dropped uncommitted, it leaves
+/// nothing behind.
 struct Spooled {
     rest: Arc<Rest>,
-    file: BufWriter<File>,
-    len: u64,
+    spool: Spool,
 }
 
 impl FileWriter for Spooled {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.file
-            .write_all(data)
-            .map_err(|e| Error::io("cannot write a pack to its temporary file", e))?;
-        self.len += data.len() as u64;
-        Ok(())
+        self.spool.write(data)
     }
 
     fn commit(self: Box<Self>, name: &str) -> Result<()> {
-        let Spooled { rest, file, len } = *self;
+        let Spooled { rest, spool } = *self;
         let url = rest.url(FileType::Pack, name)?;
-        let file =
-            Arc::new(file.into_inner().map_err(|e| {
-                Error::io("cannot write a pack to its temporary file", e.into_error())
-            })?);
         let what = format!("cannot write {}", what(FileType::Pack, name));
-        rest.retry(&what, |_| {
-            rest.rt
-                .block_on(rest.store(&what, &url, len, || file_body(file.clone(), len)))
-        })
+        match spool {
+            Spool::Memory(buf) => {
+                let bytes = Bytes::from(buf);
+                let stored = rest.retry(&what, |_| {
+                    rest.rt
+                        .block_on(rest.store(&what, &url, bytes.len() as u64, || {
+                            reqwest::Body::from(bytes.clone())
+                        }))
+                });
+                recycle(&rest.spools, bytes);
+                stored
+            }
+            Spool::File { file, len } => {
+                let file = Arc::new(file);
+                rest.retry(&what, |_| {
+                    rest.rt
+                        .block_on(rest.store(&what, &url, len, || file_body(file.clone(), len)))
+                })
+            }
+        }
     }
 }
 
@@ -803,12 +818,9 @@ impl Backend for RestBackend {
         if tpe != FileType::Pack {
             return Ok(None);
         }
-        let file = tempfile::tempfile()
-            .map_err(|e| Error::io("cannot create a temporary file for a pack", e))?;
         Ok(Some(Box::new(Spooled {
+            spool: Spool::new(&self.rest.spools),
             rest: self.rest.clone(),
-            file: BufWriter::with_capacity(CHUNK, file),
-            len: 0,
         })))
     }
 
