@@ -14,6 +14,7 @@ mod hooks;
 mod hostile;
 mod interrupt;
 mod kill_points;
+mod kubernetes;
 mod lifecycle;
 mod mount;
 mod plugins;

@@ -3,11 +3,14 @@
 //! [`InMemoryBackend`] stores a repository in memory (create-only like every backend);
 //! [`fixture`] builds directory trees holding every kind of entry the format records;
 //! [`faulty::FaultyBackend`] wraps any backend and injects the faults of an unreliable store;
-//! [`alloc::TrackingAllocator`] measures the largest allocation a decoder asks for.
+//! [`alloc::TrackingAllocator`] measures the largest allocation a decoder asks for;
+//! [`kube::FakeKube`] is a fake Kubernetes API server for the cluster integration.
 
 pub mod alloc;
 pub mod faulty;
 pub mod fixture;
+pub mod kube;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
