@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cairn_testing::kube::FakeKube;
+use cairn_tests::agent::Agent;
+use cairn_tests::node::Node;
 use serde_json::{Value, json};
 
 fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Command {
@@ -194,4 +196,133 @@ fn kubectl_gets_lists_selects_and_watches_the_fake_api_as_a_real_one() {
     );
     let _ = watch.kill();
     let _ = watch.wait();
+}
+
+const UID_DB: &str = "6f1d2c3b-0000-4000-8000-00000000db00";
+const UID_WEB: &str = "6f1d2c3b-0000-4000-8000-0000000000eb";
+const UID_DB_MOVED: &str = "6f1d2c3b-0000-4000-8000-00000000db01";
+
+/// An agent for node `name`: its node tree under `tmp/<name>`, the shared repository and
+/// password, the fake API through `kubeconfig`, and the apps `shop` and `blog`.
+fn node_agent(tmp: &std::path::Path, name: &str, kubeconfig: &std::path::Path) -> Agent {
+    let pass = tmp.join("password");
+    std::fs::write(&pass, "secret\n").unwrap();
+    let agent_extra = format!(
+        "password-file = \"{}\"\nrepository = \"{}\"\nhost-root = \"{}\"\n\n\
+         [agent.kubernetes]\nnode = \"{name}\"\nkubeconfig = \"{}\"\nwait = \"20s\"\n",
+        pass.display(),
+        tmp.join("repo").display(),
+        tmp.join(name).display(),
+        kubeconfig.display(),
+    );
+    let apps =
+        "[apps.shop]\nvolumes = [\"k8s/shop/**\"]\n\n[apps.blog]\nvolumes = [\"k8s/blog/**\"]\n";
+    Agent::start(&tmp.join(format!("agent-{name}")), &agent_extra, apps)
+}
+
+/// The snapshots of the shared repository, oldest first.
+fn snapshots(tmp: &std::path::Path) -> Vec<Value> {
+    let out = Command::new(cairn_tests::cairn_bin())
+        .args(["--json", "snapshots", "-r"])
+        .arg(tmp.join("repo"))
+        .arg("--password-file")
+        .arg(tmp.join("password"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Two nodes' agents against one cluster: each backs up the volumes of the pods on its own
+/// node, from the API's inventory (the claim names the volume); a pod moved to the other node
+/// is backed up there, continuing the same chain.
+#[test]
+fn each_nodes_agent_backs_up_its_own_pods_and_a_moved_pod_continues_its_chain() {
+    let fake = FakeKube::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let kc = fake.kubeconfig(tmp);
+    fake.put(claim("shop", "db", "pv-db"));
+    fake.put(claim("blog", "files", "pv-files"));
+    fake.put(pod("shop", "db-0", UID_DB, "node-a", "db"));
+    fake.put(pod("blog", "web-0", UID_WEB, "node-b", "files"));
+    let (node_a, node_b) = (Node::new(tmp.join("node-a")), Node::new(tmp.join("node-b")));
+    let kubelet = "/var/lib/kubelet";
+    let db = node_a.pod(kubelet, "shop", "db-0", UID_DB, false);
+    db.csi("pv-db", "csi.example.com", "Persistent", "orders.db");
+    node_b.pod(kubelet, "blog", "web-0", UID_WEB, false).csi(
+        "pv-files",
+        "csi.example.com",
+        "Persistent",
+        "index.html",
+    );
+    let a = node_agent(tmp, "node-a", &kc);
+    let b = node_agent(tmp, "node-b", &kc);
+
+    a.cli(&["run", "shop", "--wait"]).ok();
+    b.cli(&["run", "blog", "--wait"]).ok();
+    // Neither node has the other's app's pods: their runs back up nothing.
+    a.cli(&["run", "blog", "--wait"]).ok();
+    b.cli(&["run", "shop", "--wait"]).ok();
+    let snaps = snapshots(tmp);
+    let volumes: Vec<&str> = snaps
+        .iter()
+        .map(|s| s["volume"].as_str().unwrap())
+        .collect();
+    assert_eq!(volumes, ["k8s/shop/db", "k8s/blog/files"], "{snaps:?}");
+    let first = snaps[0]["id"].clone();
+
+    // The pod moves: deleted on node-a (the kubelet removes its directory), created anew on
+    // node-b, where the same claim's volume is mounted.
+    fake.delete("v1", "Pod", "shop", "db-0");
+    std::fs::remove_dir_all(node_a.path(&format!("{kubelet}/pods/{UID_DB}"))).unwrap();
+    fake.put(pod("shop", "db-0", UID_DB_MOVED, "node-b", "db"));
+    let moved = node_b.pod(kubelet, "shop", "db-0", UID_DB_MOVED, false);
+    let mount = moved.csi("pv-db", "csi.example.com", "Persistent", "orders.db");
+    std::fs::write(mount.join("new.txt"), "written on node-b\n").unwrap();
+
+    b.wait_for(30, "node-b's agent sees the moved pod", |_| {
+        b.cli(&["run", "shop", "--wait"]).ok();
+        snapshots(tmp).len() == 3
+    });
+    a.cli(&["run", "shop", "--wait"]).ok();
+    let snaps = snapshots(tmp);
+    assert_eq!(
+        snaps.len(),
+        3,
+        "node-a has no shop volume any more: {snaps:?}"
+    );
+    let last = &snaps[2];
+    assert_eq!(last["volume"], "k8s/shop/db");
+    assert_eq!(
+        last["parent"], first,
+        "the chain goes on from node-a's snapshot"
+    );
+
+    // Each agent asked only for its own node's pods, and by watches.
+    let pods: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET /api/v1/pods"))
+        .collect();
+    for node in ["node-a", "node-b"] {
+        let mine = pods
+            .iter()
+            .filter(|r| r.contains(&format!("spec.nodeName%3D{node}")))
+            .count();
+        assert!(mine >= 2, "a list and a watch for {node}: {pods:?}");
+    }
+    assert!(
+        pods.iter()
+            .all(|r| r.contains("fieldSelector=spec.nodeName")),
+        "{pods:?}"
+    );
 }

@@ -21,6 +21,7 @@ use cairn_repo::{Error, ErrorKind, Result};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Cluster;
 use crate::job::{RunLog, execute};
 use crate::schedule::Schedule;
 use crate::settings::{AppDef, MaintenanceDef, NodeConfig};
@@ -29,6 +30,8 @@ use crate::store::{AppRecord, Operation, Run, RunState, Store, Trigger};
 /// The node agent.
 pub struct Agent {
     store: Store,
+    /// The cluster's API, when the agent watches it.
+    cluster: Option<Cluster>,
     state: Mutex<State>,
     wake: Condvar,
     started: Timestamp,
@@ -131,9 +134,14 @@ impl Agent {
     pub fn new(mut config: NodeConfig) -> Result<Arc<Agent>> {
         let (store, cut) = Store::open(&config.agent.state)?;
         let session = Arc::new(session_for(&mut config)?);
+        let cluster = match &config.agent.kubernetes {
+            Some(k) => Some(Cluster::start(k)?),
+            None => None,
+        };
         let next_id = store.next_id()?;
         let agent = Arc::new(Agent {
             store,
+            cluster,
             state: Mutex::new(State {
                 config: Arc::new(NodeConfig {
                     agent: config.agent.clone(),
@@ -618,7 +626,7 @@ impl Agent {
                     }
                 });
         }
-        execute(session, config, &mut run, &log);
+        execute(session, config, self.cluster.as_ref(), &mut run, &log);
         drop(done_tx);
         if timed_out.load(Ordering::SeqCst) {
             run.state = RunState::Failed;

@@ -15,6 +15,7 @@ use cairn_repo::ops::backup::{BackupOptions, BackupOutcome, BackupProgress, NoPr
 use cairn_repo::ops::forget::{GroupBy, apply_policy, remove_snapshots};
 use cairn_repo::{Error, ErrorKind, InitOptions, Repository, Result, SnapshotFilter};
 
+use crate::cluster::Cluster;
 use crate::settings::NodeConfig;
 use crate::store::{Operation, Run, RunState};
 
@@ -108,9 +109,15 @@ fn summary(identity: &str, o: &BackupOutcome) -> String {
 
 /// Runs `run` with `session` (whose cancel flag stops it) and fills in its outcome: state,
 /// error, snapshots, counts.
-pub fn execute(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunLog) {
+pub fn execute(
+    session: &Session,
+    config: &NodeConfig,
+    cluster: Option<&Cluster>,
+    run: &mut Run,
+    log: &RunLog,
+) {
     let done = match run.operation {
-        Operation::Backup => backup_and_forget(session, config, run, log),
+        Operation::Backup => backup_and_forget(session, config, cluster, run, log),
         Operation::Prune => prune(session, config, run, log),
         Operation::Check => check(session, config, run, log),
     };
@@ -132,6 +139,7 @@ pub fn execute(session: &Session, config: &NodeConfig, run: &mut Run, log: &RunL
 fn backup_and_forget(
     session: &Session,
     config: &NodeConfig,
+    cluster: Option<&Cluster>,
     run: &mut Run,
     log: &RunLog,
 ) -> Result<RunState> {
@@ -140,9 +148,11 @@ fn backup_and_forget(
     let app = file.app(&name)?;
     let hooks = AppHooks::load(session, &name, app)?;
     let repo = open_or_create(session, app, log)?;
-    let found = session
-        .discover(&cairn_apps::Discovery::default(), false)?
-        .all()?;
+    let source = match cluster {
+        Some(c) => c.discovery()?,
+        None => cairn_apps::Discovery::default(),
+    };
+    let found = session.discover(&source, false)?.all()?;
     let selection = Selection {
         apps: vec![name.clone()],
         ..Selection::default()

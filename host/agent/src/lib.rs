@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod api;
 pub mod client;
+pub mod cluster;
 pub mod job;
 mod memory;
 pub mod metrics;

@@ -77,10 +77,52 @@ pub struct AgentSettings {
     /// What a check reads in full: `n/t` (the agent goes on to the next subset each time),
     /// `x%` or a size; none: structure only.
     pub check_read_data_subset: Option<String>,
+    /// The Kubernetes API, for the inventory of this node's pods and the claims they mount
+    /// (none: discovery reads the node's directories alone).
+    pub kubernetes: Option<KubernetesSettings>,
     /// A file holding `NAME:TOKEN`: the node's credential for the maintenance of `rest:`
     /// repositories (retention, prune, check, stale locks), e.g. a `cairn gateway` node
     /// credential while the apps back up with app credentials that cannot delete.
     pub maintenance_credentials_file: Option<PathBuf>,
+}
+
+/// The `[agent.kubernetes]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KubernetesSettings {
+    /// This node's name (default: `CAIRN_NODE_NAME`, from the Downward API's
+    /// `spec.nodeName`).
+    pub node: Option<String>,
+    /// A kubeconfig (default: the pod's service account, else `KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    /// How long a backup waits for the API's first lists after the agent starts (default
+    /// 60s); later ones run on what the API last said.
+    pub wait: Option<String>,
+}
+
+impl KubernetesSettings {
+    /// What the watches need: the node's name from the table or the environment.
+    pub fn options(&self) -> cairn_kubernetes::ClusterOptions {
+        cairn_kubernetes::ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            node: self
+                .node
+                .clone()
+                .or_else(|| std::env::var("CAIRN_NODE_NAME").ok())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The wait for the first lists.
+    ///
+    /// # Errors
+    /// When `wait` is not a duration.
+    pub fn wait(&self) -> Result<Duration> {
+        match &self.wait {
+            Some(d) => parse_duration(d).map_err(|e| e.context("[agent.kubernetes] wait")),
+            None => Ok(Duration::from_secs(60)),
+        }
+    }
 }
 
 fn default_listen() -> String {

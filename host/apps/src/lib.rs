@@ -29,7 +29,7 @@ pub mod units;
 
 pub use config::{App, ConfigFile, HookSpec, Instance, OnError};
 pub use hooks::{AppHooks, Bracketed, HookFailure, Operation, PhaseResult, bracket};
-pub use plugins::{Discovered, Discovery, Ready};
+pub use plugins::{Discovered, Discovery, Inventory, Ready};
 pub use session::{
     Hints, Password, PasswordSource, Session, Settings, actor, location_key, read_rest_credentials,
 };

@@ -25,7 +25,16 @@ pub struct Discovery {
     pub plugins: Vec<String>,
     /// The cluster's pods or allocations as JSON (`kubectl get pods,pvc -A -o json`, Nomad's
     /// `/v1/allocations`).
-    pub inventory: Option<PathBuf>,
+    pub inventory: Option<Inventory>,
+}
+
+/// Where an inventory comes from.
+#[derive(Debug, Clone)]
+pub enum Inventory {
+    /// A file someone exported.
+    File(PathBuf),
+    /// The text itself (the agent's, from the cluster's API).
+    Json(String),
 }
 
 /// What the discovery instances found, and which of them failed.
@@ -129,9 +138,10 @@ impl Session {
         }
         let runtime = self.plugin_runtime()?;
         let inventory = match &source.inventory {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            Some(Inventory::File(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
                 Error::io(format!("cannot read the inventory {}", path.display()), e)
             })?),
+            Some(Inventory::Json(text)) => Some(text.clone()),
             None => None,
         };
         let explicit = !source.plugins.is_empty();

@@ -73,7 +73,7 @@ impl From<&DiscoverySource> for cairn_apps::Discovery {
     fn from(s: &DiscoverySource) -> Self {
         cairn_apps::Discovery {
             plugins: s.plugins.clone(),
-            inventory: s.inventory.clone(),
+            inventory: s.inventory.clone().map(cairn_apps::Inventory::File),
         }
     }
 }

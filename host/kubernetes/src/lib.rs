@@ -97,6 +97,9 @@ impl NodeWatch {
                  CAIRN_NODE_NAME (the Downward API's spec.nodeName)",
             ));
         }
+        // Which of rustls' providers TLS uses, when the process has not said (a binary that
+        // links both cannot leave it to rustls); the one the rest of cairn uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("cairn-kube")
