@@ -21,6 +21,16 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn ok(mut c: Command) -> String {
     let out = c.output().expect("kubectl runs");
     assert!(
@@ -164,8 +174,10 @@ fn kubectl_gets_lists_selects_and_watches_the_fake_api_as_a_real_one() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
     let stdout = watch.stdout.take().unwrap();
+    // Killed however the test ends.
+    let _watch = KillOnDrop(watch);
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
         let mut text = String::new();
         for line in BufReader::new(stdout).lines() {
@@ -194,8 +206,6 @@ fn kubectl_gets_lists_selects_and_watches_the_fake_api_as_a_real_one() {
         (&deleted["type"], &deleted["object"]["metadata"]["name"]),
         (&json!("DELETED"), &json!("db-0"))
     );
-    let _ = watch.kill();
-    let _ = watch.wait();
 }
 
 const UID_DB: &str = "6f1d2c3b-0000-4000-8000-00000000db00";

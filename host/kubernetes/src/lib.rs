@@ -164,7 +164,9 @@ impl NodeWatch {
     /// When the API has not answered within `wait`: a backup must not run without knowing
     /// which claims its volumes are (their identities would change).
     pub fn inventory(&self, wait: Duration) -> Result<String> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
         while !self.is_ready() {
             if Instant::now() >= deadline {
                 return Err(Error::new(
@@ -180,7 +182,24 @@ impl NodeWatch {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(render(&self.pods.state(), &self.claims.state()))
+        // The two stores are filled by two watches: a running pod may come before the claim
+        // it mounts, or before its claim is bound. Rendered without it, the volume would be
+        // named by its PV and start a new chain; so wait for the claim, then fail.
+        loop {
+            match render(&self.pods.state(), &self.claims.state()) {
+                Ok(inventory) => return Ok(inventory),
+                Err(missing) if Instant::now() >= deadline => {
+                    return Err(Error::new(
+                        ErrorKind::Backend,
+                        format!(
+                            "the Kubernetes API lists pod {missing} running on node `{}` but                              not its bound claim; try again when the claim is bound",
+                            self.node
+                        ),
+                    ));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 }
 
@@ -216,19 +235,57 @@ where
     }
 }
 
-/// The pods and the claims they mount, as one `List`.
-fn render(pods: &[Arc<Pod>], claims: &[Arc<PersistentVolumeClaim>]) -> String {
-    let mounted: BTreeSet<(String, String)> = pods
+/// The claims `pod` mounts: its `persistentVolumeClaim` volumes, and the claims generic
+/// ephemeral volumes get (`<pod>-<volume>`).
+fn claims_of(pod: &Pod) -> Vec<(String, String)> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    pod.spec
         .iter()
-        .flat_map(|p| {
-            let ns = p.metadata.namespace.clone().unwrap_or_default();
-            p.spec
-                .iter()
-                .flat_map(|s| s.volumes.iter().flatten())
-                .filter_map(|v| v.persistent_volume_claim.as_ref())
-                .map(move |c| (ns.clone(), c.claim_name.clone()))
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(c), _) => Some(c.claim_name.clone()),
+            (None, Some(_)) => Some(format!("{name}-{}", v.name)),
+            _ => None,
+        })
+        .map(|claim| (ns.clone(), claim))
+        .collect()
+}
+
+/// The pods and the claims they mount, as one `List`; `Err(namespace/pod)` when a running
+/// pod's claim is not there or not bound yet.
+fn render(
+    pods: &[Arc<Pod>],
+    claims: &[Arc<PersistentVolumeClaim>],
+) -> std::result::Result<String, String> {
+    let bound: BTreeSet<(String, String)> = claims
+        .iter()
+        .filter(|c| c.spec.as_ref().is_some_and(|s| s.volume_name.is_some()))
+        .map(|c| {
+            (
+                c.metadata.namespace.clone().unwrap_or_default(),
+                c.metadata.name.clone().unwrap_or_default(),
+            )
         })
         .collect();
+    let mut mounted = BTreeSet::new();
+    for pod in pods {
+        let running = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Running");
+        for claim in claims_of(pod) {
+            if running && !bound.contains(&claim) {
+                return Err(format!(
+                    "{}/{}",
+                    claim.0,
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                ));
+            }
+            mounted.insert(claim);
+        }
+    }
     let mut items: Vec<serde_json::Value> = pods
         .iter()
         .filter_map(|p| serde_json::to_value(p.as_ref()).ok())
@@ -245,7 +302,7 @@ fn render(pods: &[Arc<Pod>], claims: &[Arc<PersistentVolumeClaim>]) -> String {
             })
             .filter_map(|c| serde_json::to_value(c.as_ref()).ok()),
     );
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+    Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string())
 }
 
 #[cfg(test)]

@@ -175,3 +175,23 @@ fn a_node_name_is_required() {
     let e = NodeWatch::start(&ClusterOptions::default()).unwrap_err();
     assert!(e.to_string().contains("CAIRN_NODE_NAME"), "{e}");
 }
+
+#[test]
+fn a_running_pods_claim_is_waited_for_and_ephemeral_claims_are_kept() {
+    let fake = FakeKube::start();
+    let mut running = pod("shop", "db-0", "node-a", "db");
+    running["status"] = json!({"phase": "Running"});
+    running["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}));
+    fake.put(running);
+    fake.put(claim("shop", "db-0-scratch", "pv-9"));
+    let watch = watch_of(&fake, "node-a");
+    // Listed, but the claim `db` is not there: the pod's volume would get another name.
+    let e = watch.inventory(Duration::from_secs(2)).unwrap_err();
+    assert!(e.to_string().contains("shop/db-0"), "{e}");
+    fake.put(claim("shop", "db", "pv-1"));
+    let (_, claims) = until_pods(&watch, &["shop/db-0"]);
+    assert_eq!(claims, ["shop/db", "shop/db-0-scratch"]);
+}

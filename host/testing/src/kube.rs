@@ -140,8 +140,8 @@ pub struct FakeKube {
     shared: Arc<Shared>,
     /// The CA and the server's certificate.
     dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Declared last: the server stops after the rest is dropped.
+    _serving: crate::serving::Serving,
 }
 
 impl FakeKube {
@@ -170,25 +170,16 @@ impl FakeKube {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("its address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            rt.block_on(serve(listener, tls, app, stopped));
-            rt.shutdown_timeout(Duration::from_secs(1));
-        });
+        let serving =
+            crate::serving::Serving::spawn(move |stopped| serve(listener, tls, app, stopped));
         Self {
             addr,
             shared,
             dir,
-            stop: Some(stop),
-            thread: Some(thread),
+            _serving: serving,
         }
     }
 
@@ -250,6 +241,9 @@ impl FakeKube {
         let old = inner.objects.get(&key).cloned();
         let meta = object["metadata"].as_object_mut().expect("metadata");
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        if resource.namespaced {
+            meta.insert("namespace".into(), json!(key.1));
+        }
         if !meta.contains_key("uid") {
             let uid = match old.as_ref().and_then(|o| o["metadata"]["uid"].as_str()) {
                 Some(uid) => uid.to_owned(),
@@ -314,8 +308,10 @@ impl FakeKube {
 
     /// Takes the API down (every request answers 503 and open watches end) or up again.
     pub fn set_down(&self, down: bool) {
-        self.shared.inner.lock().expect("fake lock").down = down;
+        let mut inner = self.shared.inner.lock().expect("fake lock");
+        inner.down = down;
         if down {
+            // Under the lock: a watch starting now either sees `down` or this outage.
             self.shared.outage.send_modify(|n| *n += 1);
         }
     }
@@ -347,13 +343,8 @@ impl FakeKube {
 
 impl Drop for FakeKube {
     fn drop(&mut self) {
+        // Open watches end, so that the server can stop.
         self.shared.outage.send_modify(|n| *n += 1);
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -383,7 +374,7 @@ async fn serve(
     listener: std::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -393,7 +384,7 @@ async fn serve(
                 Ok((tcp, _)) => tcp,
                 Err(_) => continue,
             },
-            _ = &mut stopped => return,
+            _ = stopped.wait_for(|s| *s) => return,
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
@@ -658,9 +649,10 @@ impl Selection {
         let (kind, object) = match (was, is, &change.new) {
             (false, true, Some(new)) => ("ADDED", new.clone()),
             (true, true, Some(new)) => ("MODIFIED", new.clone()),
-            (true, false, new) => {
-                // Gone, or no longer selected: the last state the watcher saw, at this version.
-                let mut last = new.clone().or_else(|| change.old.clone())?;
+            (true, false, _) => {
+                // Gone, or no longer selected: the last state the watcher saw (the object
+                // before the change), at this version, as the API's watch cache sends it.
+                let mut last = change.old.clone()?;
                 last["metadata"]["resourceVersion"] = json!(change.rv.to_string());
                 ("DELETED", last)
             }
@@ -811,7 +803,15 @@ fn list(shared: &Shared, selection: &Selection) -> Response {
         .objects
         .iter()
         .filter(|((r, _, _), o)| *r == selection.resource && selection.matches(o))
-        .map(|(_, o)| o.clone())
+        .map(|(_, o)| {
+            // A typed list's items carry no apiVersion or kind.
+            let mut item = o.clone();
+            if let Some(m) = item.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+            item
+        })
         .collect();
     json_answer(&json!({
         "kind": format!("{}List", selection.resource.kind),
@@ -822,19 +822,36 @@ fn list(shared: &Shared, selection: &Selection) -> Response {
 }
 
 fn watch(shared: &Arc<Shared>, selection: Selection, query: &BTreeMap<String, String>) -> Response {
-    let from: u64 = query
-        .get("resourceVersion")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let from: u64 = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") => 0,
+        Some(v) => match v.parse() {
+            Ok(n) => n,
+            Err(_) => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("invalid resource version: {v}"),
+                );
+            }
+        },
+    };
+    if query.contains_key("sendInitialEvents") {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the fake does not serve streaming lists (sendInitialEvents)",
+        );
+    }
     let bookmarks = query.get("allowWatchBookmarks").map(String::as_str) == Some("true");
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(1800), Duration::from_secs);
     // The backlog and the subscription under one lock: nothing falls between them.
-    let (backlog, mut live, current) = {
+    let (backlog, mut live, mut outage, current) = {
         let inner = shared.inner.lock().expect("fake lock");
         let live = shared.changes.subscribe();
+        let outage = shared.outage.subscribe();
         if from != 0 && from < inner.compacted {
             let gone = status_object(
                 StatusCode::GONE,
@@ -862,10 +879,8 @@ fn watch(shared: &Arc<Shared>, selection: Selection, query: &BTreeMap<String, St
                 .filter_map(|c| selection.event(c))
                 .collect()
         };
-        (backlog, live, inner.rv)
+        (backlog, live, outage, inner.rv)
     };
-    let mut outage = shared.outage.subscribe();
-    outage.mark_unchanged();
     let every = shared.bookmark_every;
     let resource = selection.resource;
     let shared = shared.clone();
@@ -890,6 +905,7 @@ fn watch(shared: &Arc<Shared>, selection: Selection, query: &BTreeMap<String, St
                 () = &mut end => return,
                 _ = outage.changed() => return,
                 _ = tick.tick(), if bookmarks => {
+                    if shared.inner.lock().expect("fake lock").down { return; }
                     let mark = json!({"type": "BOOKMARK", "object": {
                         "apiVersion": resource.api_version(), "kind": resource.kind,
                         "metadata": {"resourceVersion": last.to_string()}}});

@@ -4,12 +4,15 @@
 //! [`fixture`] builds directory trees holding every kind of entry the format records;
 //! [`faulty::FaultyBackend`] wraps any backend and injects the faults of an unreliable store;
 //! [`alloc::TrackingAllocator`] measures the largest allocation a decoder asks for;
-//! [`kube::FakeKube`] is a fake Kubernetes API server for the cluster integration.
+//! [`kube::FakeKube`] and [`nomad::FakeNomad`] are fake Kubernetes and Nomad APIs for the
+//! cluster integration.
 
 pub mod alloc;
 pub mod faulty;
 pub mod fixture;
 pub mod kube;
+pub mod nomad;
+mod serving;
 pub mod tls;
 
 use std::collections::BTreeMap;
