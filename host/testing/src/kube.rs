@@ -441,6 +441,14 @@ fn status_object(code: StatusCode, reason: &str, message: &str) -> Value {
     })
 }
 
+fn unavailable() -> Response {
+    status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "the fake API is down",
+    )
+}
+
 fn json_answer(value: &Value) -> Response {
     (
         StatusCode::OK,
@@ -726,11 +734,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         inner.down
     };
     if down {
-        return status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "the fake API is down",
-        );
+        return unavailable();
     }
     if !authorized(req.headers()) {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
@@ -799,6 +803,9 @@ fn authorized(headers: &HeaderMap) -> bool {
 
 fn list(shared: &Shared, selection: &Selection) -> Response {
     let inner = shared.inner.lock().expect("fake lock");
+    if inner.down {
+        return unavailable();
+    }
     let items: Vec<Value> = inner
         .objects
         .iter()
@@ -850,6 +857,11 @@ fn watch(shared: &Arc<Shared>, selection: Selection, query: &BTreeMap<String, St
     // The backlog and the subscription under one lock: nothing falls between them.
     let (backlog, mut live, mut outage, current) = {
         let inner = shared.inner.lock().expect("fake lock");
+        // Under the lock that takes the backlog: an outage begun since the request came in
+        // is not missed.
+        if inner.down {
+            return unavailable();
+        }
         let live = shared.changes.subscribe();
         let outage = shared.outage.subscribe();
         if from != 0 && from < inner.compacted {
