@@ -230,25 +230,8 @@ fn node_agent(tmp: &std::path::Path, name: &str, kubeconfig: &std::path::Path) -
     Agent::start(&tmp.join(format!("agent-{name}")), &agent_extra, apps)
 }
 
-/// The snapshots of the shared repository, oldest first.
 fn snapshots(tmp: &std::path::Path) -> Vec<Value> {
-    let out = Command::new(cairn_tests::cairn_bin())
-        .args(["--json", "snapshots", "-r"])
-        .arg(tmp.join("repo"))
-        .arg("--password-file")
-        .arg(tmp.join("password"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    cairn_tests::snapshots_of(&tmp.join("repo"), &tmp.join("password"))
 }
 
 /// Two nodes' agents against one cluster: each backs up the volumes of the pods on its own

@@ -17,6 +17,7 @@ mod kill_points;
 mod kubernetes;
 mod lifecycle;
 mod mount;
+mod nomad;
 mod plugins;
 mod prune;
 mod rclone;

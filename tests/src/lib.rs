@@ -374,3 +374,26 @@ fn peak_rss(pid: u32) -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+/// `cairn snapshots --json` of the repository `repo` with `password_file`, oldest first.
+///
+/// # Panics
+/// When the command fails.
+pub fn snapshots_of(repo: &Path, password_file: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(cairn_bin())
+        .args(["--json", "snapshots", "-r"])
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).unwrap() {
+        serde_json::Value::Array(a) => a,
+        other => panic!("not a list: {other}"),
+    }
+}

@@ -134,10 +134,7 @@ impl Agent {
     pub fn new(mut config: NodeConfig) -> Result<Arc<Agent>> {
         let (store, cut) = Store::open(&config.agent.state)?;
         let session = Arc::new(session_for(&mut config)?);
-        let cluster = match &config.agent.kubernetes {
-            Some(k) => Some(Cluster::start(k)?),
-            None => None,
-        };
+        let cluster = Cluster::start(&config.agent)?;
         let next_id = store.next_id()?;
         let agent = Arc::new(Agent {
             store,

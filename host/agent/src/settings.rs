@@ -80,6 +80,9 @@ pub struct AgentSettings {
     /// The Kubernetes API, for the inventory of this node's pods and the claims they mount
     /// (none: discovery reads the node's directories alone).
     pub kubernetes: Option<KubernetesSettings>,
+    /// The node's Nomad agent, for the inventory of this node's allocations (none:
+    /// discovery reads the node's directories alone).
+    pub nomad: Option<NomadSettings>,
     /// A file holding `NAME:TOKEN`: the node's credential for the maintenance of `rest:`
     /// repositories (retention, prune, check, stale locks), e.g. a `cairn gateway` node
     /// credential while the apps back up with app credentials that cannot delete.
@@ -120,6 +123,46 @@ impl KubernetesSettings {
     pub fn wait(&self) -> Result<Duration> {
         match &self.wait {
             Some(d) => parse_duration(d).map_err(|e| e.context("[agent.kubernetes] wait")),
+            None => Ok(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The `[agent.nomad]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NomadSettings {
+    /// The Nomad agent's address (default: `NOMAD_ADDR`, else `http://127.0.0.1:4646`).
+    pub address: Option<String>,
+    /// A file holding the ACL token (default: `NOMAD_TOKEN`).
+    pub token_file: Option<PathBuf>,
+    /// How long a backup waits for the first list after the agent starts (default 60s).
+    pub wait: Option<String>,
+}
+
+impl NomadSettings {
+    /// What the watch needs: the address, and the token from its file.
+    ///
+    /// # Errors
+    /// When the token file cannot be read or is empty.
+    pub fn options(&self) -> Result<cairn_nomad::NomadOptions> {
+        let token = match &self.token_file {
+            Some(f) => Some(crate::serve::read_token(f)?),
+            None => None,
+        };
+        Ok(cairn_nomad::NomadOptions {
+            address: self.address.clone(),
+            token,
+        })
+    }
+
+    /// The wait for the first list.
+    ///
+    /// # Errors
+    /// When `wait` is not a duration.
+    pub fn wait(&self) -> Result<Duration> {
+        match &self.wait {
+            Some(d) => parse_duration(d).map_err(|e| e.context("[agent.nomad] wait")),
             None => Ok(Duration::from_secs(60)),
         }
     }

@@ -97,8 +97,9 @@ impl AllocWatch {
         self.known.lock().expect("nomad lock").node_id.clone()
     }
 
-    /// The node's allocations that are not terminal, as a JSON array. Waits up to `wait`
-    /// for the first list.
+    /// The node's allocations that are not terminal, as `{"Allocations": [...]}` (the form
+    /// the `nomad` plugin reads and the `kubelet` plugin knows is not its own). Waits up to
+    /// `wait` for the first list.
     ///
     /// # Errors
     /// When the agent has not answered within `wait`.
@@ -107,7 +108,7 @@ impl AllocWatch {
         loop {
             if let Some(allocs) = &self.known.lock().expect("nomad lock").allocs {
                 let live: Vec<&Value> = allocs.iter().filter(|a| !terminal(a)).collect();
-                return Ok(Value::from(live.into_iter().cloned().collect::<Vec<_>>()).to_string());
+                return Ok(serde_json::json!({ "Allocations": live }).to_string());
             }
             if Instant::now() >= deadline {
                 return Err(Error::new(

@@ -15,7 +15,7 @@ fn watch_of(fake: &FakeNomad, node: &str, token: &str) -> AllocWatch {
 
 fn ids(inventory: &str) -> Vec<String> {
     let list: Value = serde_json::from_str(inventory).unwrap();
-    let mut ids: Vec<String> = list
+    let mut ids: Vec<String> = list["Allocations"]
         .as_array()
         .unwrap()
         .iter()

@@ -83,6 +83,11 @@ impl Inventory {
     pub fn parse(json: &str) -> Result<Inventory> {
         let bad = |why: String| Error::InvalidConfig(format!("inventory: {why}"));
         let doc: Value = serde_json::from_str(json).map_err(|e| bad(format!("not JSON: {e}")))?;
+        // A Nomad cluster's inventory (`{"Allocations": [...]}`, as a node agent gives every
+        // discovery plugin) says nothing about pods: as if there were none.
+        if doc.get("Allocations").is_some() && doc.get("items").is_none() {
+            return Ok(Inventory::default());
+        }
         let items = doc.get("items").and_then(Value::as_array).ok_or_else(|| {
             bad("no `items` list (expected `kubectl get pods,pvc -A -o json`)".into())
         })?;
