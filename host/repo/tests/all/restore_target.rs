@@ -294,16 +294,27 @@ struct Swap {
 
 impl RestoreProgress for Swap {
     fn bytes(&self, _n: u64) {
-        if self.done.swap(true, Ordering::SeqCst) {
+        if self.done.load(Ordering::SeqCst) {
             return;
         }
-        for e in walk(&self.target) {
-            if e.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(self.prefix)
-            {
-                std::fs::rename(&e, e.with_extension("moved")).unwrap();
+        // Files are written in parallel: the first bytes may be another file's, written
+        // while no entry with the prefix exists. The swap waits for one (else the restore
+        // could succeed without having been attacked).
+        let found: Vec<PathBuf> = walk(&self.target)
+            .into_iter()
+            .filter(|e| {
+                e.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(self.prefix)
+            })
+            .collect();
+        if found.is_empty() || self.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for e in found {
+            // Gone since the walk (finished and renamed): nothing to swap there.
+            if std::fs::rename(&e, e.with_extension("moved")).is_ok() {
                 std::fs::hard_link(&self.host, &e).unwrap();
             }
         }
