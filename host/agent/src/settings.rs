@@ -121,10 +121,7 @@ impl KubernetesSettings {
     /// # Errors
     /// When `wait` is not a duration.
     pub fn wait(&self) -> Result<Duration> {
-        match &self.wait {
-            Some(d) => parse_duration(d).map_err(|e| e.context("[agent.kubernetes] wait")),
-            None => Ok(Duration::from_secs(60)),
-        }
+        first_lists_wait(self.wait.as_deref(), "[agent.kubernetes] wait")
     }
 }
 
@@ -161,10 +158,15 @@ impl NomadSettings {
     /// # Errors
     /// When `wait` is not a duration.
     pub fn wait(&self) -> Result<Duration> {
-        match &self.wait {
-            Some(d) => parse_duration(d).map_err(|e| e.context("[agent.nomad] wait")),
-            None => Ok(Duration::from_secs(60)),
-        }
+        first_lists_wait(self.wait.as_deref(), "[agent.nomad] wait")
+    }
+}
+
+/// A cluster table's `wait` (default 60s); `what` names it in an error.
+fn first_lists_wait(wait: Option<&str>, what: &str) -> Result<Duration> {
+    match wait {
+        Some(d) => parse_duration(d).map_err(|e| e.context(what)),
+        None => Ok(Duration::from_secs(60)),
     }
 }
 

@@ -326,11 +326,6 @@ impl FakeKube {
             .clone()
     }
 
-    /// The current `resourceVersion`.
-    pub fn resource_version(&self) -> u64 {
-        self.shared.inner.lock().expect("fake lock").rv
-    }
-
     fn record(&self, inner: &mut Inner, change: Change) {
         inner.history.push_back(change.clone());
         while inner.history.len() > 10_000 {
